@@ -1,0 +1,89 @@
+"""Weights files in the published format: a plain state dict, loaded with ``weights_only=True``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError
+from .networks import ZeroIGNet
+
+__all__ = ["load_state_dict", "network_from_state_dict", "save_state_dict", "atomic_write_path"]
+
+_WIDTH_KEYS = {
+    "enhancer_width": "enhance.in_conv.0.weight",
+    "denoiser_width": "denoise_1.conv1.weight",
+    "second_denoiser_width": "denoise_2.conv1.weight",
+}
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a ZERO-IG state dict from ``path`` without unpickling arbitrary objects.
+
+    Accepts the published files and the ones :func:`save_state_dict` writes; a dict wrapping the
+    weights under ``state_dict`` or ``model`` is unwrapped.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, or holds no ZERO-IG weights.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for non-checkpoints
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({reason[:160]})") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
+            loaded = loaded[wrapper]
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise CheckpointError(f"{path}: not a state dict of tensors")
+    missing = [key for key in _WIDTH_KEYS.values() if key not in loaded]
+    if missing:
+        raise CheckpointError(f"{path}: not a ZERO-IG checkpoint (missing {', '.join(missing)})")
+    return loaded
+
+
+def network_from_state_dict(state: dict[str, torch.Tensor], source: str = "weights") -> ZeroIGNet:
+    """Build a :class:`ZeroIGNet` whose widths fit ``state`` and load it.
+
+    Raises:
+        CheckpointError: a tensor is missing or has the wrong shape (the message names ``source``).
+    """
+    widths = {name: int(state[key].shape[0]) for name, key in _WIDTH_KEYS.items()}
+    net = ZeroIGNet(**widths)
+    expected = net.state_dict()
+    state = dict(state)
+    for key in expected:  # files that store the shared block only once
+        if key.startswith("enhance.blocks.") and key not in state:
+            conv_key = "enhance.conv." + key.split(".", 3)[3]
+            if conv_key in state:
+                state[key] = state[conv_key]
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [
+        f"{k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if problems:
+        raise CheckpointError(f"{source}: does not fit the ZERO-IG networks ({'; '.join(problems[:3])})")
+    net.load_state_dict({k: state[k] for k in expected})
+    return net
+
+
+def atomic_write_path(path: Path) -> Path:
+    """A temporary sibling of ``path`` to write to before renaming it into place."""
+    return path.with_name(f".{path.name}.partial-{os.getpid()}{path.suffix}")
+
+
+def save_state_dict(net: ZeroIGNet, path: str | os.PathLike) -> None:
+    """Write ``net``'s weights as a published-format state dict, atomically."""
+    path = Path(path)
+    temporary = atomic_write_path(path)
+    try:
+        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

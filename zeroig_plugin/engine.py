@@ -1,0 +1,331 @@
+"""The one fitting engine behind every front end (image CLI, napari, video, scripts).
+
+A :class:`ZeroIG` holds the three networks, their optimiser and (for recipes that use it) a
+weight average. ``fit`` runs self-supervised steps on one image, continuing from whatever state
+the object holds, so calling it frame after frame is a warm start; ``infer`` gives the two outputs.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
+from .errors import DeviceError, InputError
+from .networks import ZeroIGNet, published_init
+from .objective import Outputs, infer
+from .recipes import Recipe, get_recipe
+
+__all__ = ["ZeroIG", "FitReport", "ImageOutputs", "resolve_device", "describe_device", "ProgressCallback"]
+
+ProgressCallback = Callable[[int, int, "float | None"], None]
+"""Called after each step with ``(steps_done, steps_total, loss)``; ``loss`` is the loss computed
+before that step, given every ``loss_every`` steps and on the last step, else ``None``."""
+
+MIN_FIT_SIDE = 16  # the blur's reflect padding needs 11 pixels; tiny images are edge-padded to this
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` as a torch device.
+
+    Raises:
+        DeviceError: the name is unknown or that device is not on this machine.
+    """
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type != "cuda":
+        raise DeviceError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} requested but CUDA is not available here (use --device cpu or auto)")
+    if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return resolved
+
+
+def describe_device(device: str | torch.device = "auto") -> str:
+    """A human name for what ``device`` will run on, e.g. ``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu``."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        index = resolved.index if resolved.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+class FitReport(NamedTuple):
+    """What one ``fit`` call did: the loss before each step it ran, how many, whether cancelled."""
+
+    losses: list[float]
+    steps_done: int
+    cancelled: bool
+
+
+class ImageOutputs(NamedTuple):
+    """``enhance`` and ``denoise`` as float32 arrays in ``[0, 1]``, laid out like the input."""
+
+    enhance: np.ndarray
+    denoise: np.ndarray
+
+
+@dataclass
+class _Layout:
+    """How an input array was laid out, to give outputs the same layout back."""
+
+    gray: bool
+    trailing_channel: bool
+    height: int
+    width: int
+
+
+def _to_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, _Layout]:
+    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` in ``[0, 1]`` -> ``(1, 3, H', W')`` on ``device``.
+
+    Gray is replicated to three channels; sides under ``MIN_FIT_SIDE`` are edge-padded.
+    """
+    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if array.ndim == 2:
+        layout = _Layout(True, False, *array.shape)
+        array = array[..., None]
+    elif array.ndim == 3 and array.shape[-1] in (1, 3):
+        layout = _Layout(array.shape[-1] == 1, True, *array.shape[:2])
+    else:
+        raise InputError(f"expected an (H, W), (H, W, 1) or (H, W, 3) image, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"expected a float image in [0, 1], got dtype {array.dtype}")
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
+    tensor = tensor.permute(2, 0, 1).unsqueeze(0)
+    if not torch.isfinite(tensor).all():
+        raise InputError("the image contains NaN or infinite values")
+    tensor = tensor.clamp(0, 1).expand(-1, 3, -1, -1) if layout.gray else tensor.clamp(0, 1)
+    pad_h, pad_w = max(0, MIN_FIT_SIDE - layout.height), max(0, MIN_FIT_SIDE - layout.width)
+    if pad_h or pad_w:
+        tensor = F.pad(tensor, (0, pad_w, 0, pad_h), mode="replicate")
+    return tensor.contiguous(), layout
+
+
+def _to_array(tensor: torch.Tensor, layout: _Layout) -> np.ndarray:
+    tensor = tensor[0, :, : layout.height, : layout.width]
+    if layout.gray:
+        tensor = tensor.mean(0, keepdim=True)
+    array = tensor.permute(1, 2, 0).float().cpu().numpy()
+    return array[..., 0] if not layout.trailing_channel else array
+
+
+@dataclass
+class _WeightAverage:
+    """An exponential moving average of the networks' weights (buffers copied as they are)."""
+
+    net: ZeroIGNet
+    decay: float
+    updates: int = field(default=0)
+
+    def update(self, live: ZeroIGNet) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            averaged = list(self.net.parameters())
+            torch._foreach_lerp_(averaged, list(live.parameters()), 1 - decay)
+            for mine, theirs in zip(self.net.buffers(), live.buffers()):
+                mine.copy_(theirs)
+
+
+class ZeroIG:
+    """Zero-shot ZERO-IG enhancement: fit to one image (or frame after frame) and infer.
+
+    Args:
+        mode: a recipe name (see :func:`zeroig_plugin.recipes.available_modes`); ``faithful`` is
+            the published computation.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: seeds the published init (and crop sampling).
+        weights: a checkpoint path or a state dict to start from instead of the seeded init.
+        optimizer_state: an Adam state dict from :meth:`optimizer_state_dict` to resume with.
+        widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
+
+    Example:
+        >>> model = ZeroIG(device="cpu")
+        >>> report = model.fit(dark_rgb_float, steps=100)
+        >>> out = model.infer(dark_rgb_float)
+        >>> out.denoise.shape == dark_rgb_float.shape
+        True
+    """
+
+    def __init__(
+        self,
+        mode: str = "default",
+        device: str | torch.device = "auto",
+        seed: int = 2,
+        weights: str | os.PathLike | dict | None = None,
+        optimizer_state: dict | None = None,
+        **widths: int,
+    ):
+        self.recipe: Recipe = get_recipe(mode)
+        self.device = resolve_device(device)
+        self.seed = seed
+        if weights is None:
+            net = published_init(seed, **widths)
+        elif isinstance(weights, dict):
+            net = network_from_state_dict(weights)
+        else:
+            net = network_from_state_dict(load_state_dict(weights), source=str(weights))
+        self.net = net.to(self.device)
+        self.optimizer = self._new_optimizer()
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+        self._average = (
+            _WeightAverage(copy.deepcopy(self.net).requires_grad_(False), self.recipe.weight_average)
+            if self.recipe.weight_average
+            else None
+        )
+        self._crop_generator = torch.Generator().manual_seed(seed)
+        self.steps_done = 0
+
+    @property
+    def mode(self) -> str:
+        return self.recipe.name
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        options = {}
+        if self.device.type == "cuda":
+            options["fused"] = True
+        return torch.optim.Adam(
+            self.net.parameters(),
+            lr=self.recipe.learning_rate,
+            betas=(0.9, 0.999),
+            weight_decay=self.recipe.weight_decay,
+            **options,
+        )
+
+    def reset(self, seed: int | None = None) -> None:
+        """Back to the seeded init with a fresh optimiser, e.g. after a scene cut."""
+        self.seed = self.seed if seed is None else seed
+        self.net.load_state_dict(published_init(self.seed, **self.net.widths).state_dict())
+        self.optimizer = self._new_optimizer()
+        if self._average is not None:
+            self._average = _WeightAverage(copy.deepcopy(self.net).requires_grad_(False), self.recipe.weight_average)
+        self.steps_done = 0
+
+    def optimizer_state_dict(self) -> dict:
+        """The Adam state, to pass back as ``optimizer_state`` for a warm start elsewhere."""
+        return self.optimizer.state_dict()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights used for inference, in the published state-dict format."""
+        return self._inference_net().state_dict()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the inference weights as a published-format checkpoint (atomically)."""
+        save_state_dict(self._inference_net(), path)
+
+    def _inference_net(self) -> ZeroIGNet:
+        return self._average.net if self._average is not None and self._average.updates else self.net
+
+    def _training_view(self, image: torch.Tensor) -> torch.Tensor:
+        crop = self.recipe.crop_size
+        _, _, height, width = image.shape
+        if crop is None or (height <= crop and width <= crop):
+            return image
+        views = []
+        for _ in range(self.recipe.crops_per_step):
+            top = int(torch.randint(0, max(1, height - crop + 1), (1,), generator=self._crop_generator))
+            left = int(torch.randint(0, max(1, width - crop + 1), (1,), generator=self._crop_generator))
+            views.append(image[:, :, top : top + crop, left : left + crop])
+        return torch.cat(views, 0)
+
+    def fit(
+        self,
+        image: np.ndarray | torch.Tensor,
+        steps: int,
+        progress: ProgressCallback | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        loss_every: int = 1,
+    ) -> FitReport:
+        """Run up to ``steps`` optimiser steps on ``image`` (``(H, W)`` or ``(H, W, 1|3)`` float in
+        ``[0, 1]``), continuing from the current weights and optimiser state.
+
+        ``should_cancel`` is checked before every step; a cancelled fit keeps the steps it ran.
+        The loss history holds the loss computed before each step (read from the device every
+        ``loss_every`` steps for the progress callback, and all at once at the end).
+        """
+        if steps < 0:
+            raise ValueError("steps must be >= 0")
+        tensor, _ = _to_tensor(image, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.net.train()
+        losses: list[torch.Tensor] = []
+        cancelled = False
+        for step in range(steps):
+            if should_cancel is not None and should_cancel():
+                cancelled = True
+                break
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.recipe.loss(self.net, self._training_view(tensor))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.recipe.gradient_clip)
+            self.optimizer.step()
+            if self._average is not None:
+                self._average.update(self.net)
+            losses.append(loss.detach())
+            self.steps_done += 1
+            if progress is not None:
+                report = (step + 1) % max(1, loss_every) == 0 or step + 1 == steps
+                progress(step + 1, steps, float(loss) if report else None)
+        history = torch.stack(losses).tolist() if losses else []
+        if any(not math.isfinite(value) for value in history):
+            raise FloatingPointError("the fit diverged (non-finite loss)")
+        return FitReport(history, len(history), cancelled)
+
+    @torch.no_grad()
+    def infer_tensor(self, image: torch.Tensor, tile: int | None = None) -> Outputs:
+        """Inference on ``(1, 3, H, W)`` on this device, tiled when ``tile`` is set.
+
+        Tiles overlap by the networks' receptive field, so tiled output equals whole-image output.
+        """
+        net = self._inference_net().eval()
+        try:
+            return _tiled(lambda x: infer(net, x), image, tile) if tile else infer(net, image)
+        finally:
+            self.net.train()
+
+    def infer(self, image: np.ndarray | torch.Tensor, tile: int | None = None) -> ImageOutputs:
+        """``enhance`` and ``denoise`` for ``image``, as arrays laid out like ``image``.
+
+        ``tile`` bounds memory for large images: inference runs on ``tile x tile`` pieces whose
+        results are exact (each piece carries a margin wider than the receptive field).
+        """
+        tensor, layout = _to_tensor(image, self.device)
+        if tile is None and tensor.shape[-1] * tensor.shape[-2] > 4096 * 4096:
+            tile = 2048
+        outputs = self.infer_tensor(tensor, tile)
+        return ImageOutputs(_to_array(outputs.enhance, layout), _to_array(outputs.denoise, layout))
+
+
+RECEPTIVE_MARGIN = 16  # N1 (2 px) + enhancer (5 px) + N2 (2 px) radius, rounded up
+
+
+def _tiled(run: Callable[[torch.Tensor], Outputs], image: torch.Tensor, tile: int) -> Outputs:
+    _, _, height, width = image.shape
+    enhance = torch.empty_like(image)
+    denoise = torch.empty_like(image)
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            y0, x0 = max(0, top - RECEPTIVE_MARGIN), max(0, left - RECEPTIVE_MARGIN)
+            y1, x1 = min(height, top + tile + RECEPTIVE_MARGIN), min(width, left + tile + RECEPTIVE_MARGIN)
+            piece = run(image[:, :, y0:y1, x0:x1])
+            inner = (slice(None), slice(None), slice(top - y0, top - y0 + min(tile, height - top)), slice(left - x0, left - x0 + min(tile, width - left)))
+            target = (slice(None), slice(None), slice(top, top + tile), slice(left, left + tile))
+            enhance[target] = piece.enhance[inner]
+            denoise[target] = piece.denoise[inner]
+    return Outputs(enhance, denoise)

@@ -1,0 +1,111 @@
+"""The ZERO-IG forward passes and the published self-supervised loss.
+
+``faithful_loss`` is the published total loss, term for term (SPEC.md). ``infer`` is the
+published test-time forward giving ``enhance`` (H2) and ``denoise`` (H3).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .losses import (
+    edge_aware_smoothness,
+    gaussian_blur,
+    local_mean,
+    local_variance,
+    texture_mask,
+    total_variation,
+)
+from .networks import ZeroIGNet, pair_downsample
+
+__all__ = ["Outputs", "infer", "faithful_loss", "faithful_loss_terms", "brightness_target"]
+
+EPS = 1e-4
+
+
+class Outputs(NamedTuple):
+    """``enhance`` (H2, brightened) and ``denoise`` (H3, brightened and denoised), ``(B, 3, H, W)``."""
+
+    enhance: torch.Tensor
+    denoise: torch.Tensor
+
+
+def infer(net: ZeroIGNet, image: torch.Tensor) -> Outputs:
+    """Published inference: ``(B, 3, H, W)`` in ``[0, 1]`` -> :class:`Outputs`.
+
+    Uses the networks in whatever mode they are in; the published script runs them in eval mode.
+    """
+    j = image + EPS
+    l2 = torch.clamp(j - net.denoise_1(j), EPS, 1)
+    s2 = net.enhance(l2)
+    h2 = torch.clamp(j / s2, EPS, 1)
+    stacked = torch.cat([h2, s2], 1)
+    h3 = torch.clamp(stacked - net.denoise_2(stacked), EPS, 1)[:, :3]
+    return Outputs(h2, h3)
+
+
+def brightness_target(l2: torch.Tensor) -> torch.Tensor:
+    """The published exposure factor ``k = clamp(0.5 / (mean(Y) + 1e-9), 1, 25)``, ``(B, 1, 1, 1)``,
+    with ``Y = 0.299 B + 0.587 G + 0.144 R`` (the published, swapped weights)."""
+    y = 0.299 * l2[:, 2] + 0.587 * l2[:, 1] + 0.144 * l2[:, 0]
+    return torch.clamp(0.5 / (y.mean(dim=(1, 2)) + 1e-9), 1, 25).view(-1, 1, 1, 1)
+
+
+def faithful_loss_terms(net: ZeroIGNet, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The published training forward on ``image`` ``(B, 3, H, W)`` and its weighted loss terms.
+
+    Returns a dict of scalar tensors whose sum is the published total loss.
+    """
+    j = image + EPS
+    l11, l12 = pair_downsample(j)
+    p1 = l11 - net.denoise_1(l11)
+    p2 = l12 - net.denoise_1(l12)
+    l2 = torch.clamp(j - net.denoise_1(j), EPS, 1)
+    ld = l2.detach()
+
+    s2 = net.enhance(ld)
+    s21, s22 = pair_downsample(s2)
+    h2 = torch.clamp(j / s2, EPS, 1)
+    h11 = torch.clamp(l11 / s21, EPS, 1)
+    h12 = torch.clamp(l12 / s22, EPS, 1)
+
+    def second_denoiser(h: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stacked = torch.cat([h, s], 1)
+        return torch.clamp(stacked.detach() - net.denoise_2(stacked), EPS, 1), stacked.detach()
+
+    r3, target_from_h11 = second_denoiser(h11, s21)
+    r4, target_from_h12 = second_denoiser(h12, s22)
+    r5, _ = second_denoiser(h2, s2)
+    h3, s3 = r5[:, :3], r5[:, 3:]
+    h1_half, h2_half = pair_downsample(h3)
+    mask = texture_mask(h1_half, h2_half)
+    h1 = torch.clamp(l2 / s2, 0, 1)
+
+    k = brightness_target(ld)
+    ratio = torch.pow(0.7, -k) / k
+    mse = F.mse_loss
+    a1, a2 = pair_downsample(image + 1e-9)
+    b1, b2 = pair_downsample(l2)
+    c1 = (1 - mask) * local_mean(h1_half) + h1_half * mask
+    c2 = (1 - mask) * local_mean(h2_half) + h1_half * mask  # sic: h1 in both, as published
+    return {
+        "illumination": 700 * mse(s2, torch.clamp(torch.pow(ld * k, k) * ratio, 1e-9, 1)),
+        "exposure": 1000 * mse(torch.clamp(ld / s2, 1e-9, 0.8), torch.clamp(ld * k, 1e-9, 1)),
+        "smoothness": 5 * edge_aware_smoothness(ld, s2),
+        "tv": 1600 * total_variation(s2),
+        "pair_input": 1000 * mse(a1, p2) + 1000 * mse(a2, p1),
+        "pair_denoised": 1000 * mse(p1, b1) + 1000 * mse(p2, b2),
+        "pair_second": 1000 * mse(r3, target_from_h12) + 1000 * mse(r4, target_from_h11),
+        "pair_output": 1000 * mse(r3[:, :3], h1_half) + 1000 * mse(r4[:, :3], h2_half),
+        "colour": 10000 * mse(gaussian_blur(h1).detach(), gaussian_blur(h3)),
+        "illumination_consistency": 1000 * mse(s2.detach(), s3),
+        "texture_consistency": 10000 * mse(h1_half, c1) + 10000 * mse(h2_half, c2),
+        "noise_variance": 1000 * mse(local_variance(h2), local_variance(h3 - h2)),
+    }
+
+
+def faithful_loss(net: ZeroIGNet, image: torch.Tensor) -> torch.Tensor:
+    """The published total loss (a scalar) for one training step on ``image`` ``(B, 3, H, W)``."""
+    return torch.stack(list(faithful_loss_terms(net, image).values())).sum()

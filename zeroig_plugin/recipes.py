@@ -1,0 +1,55 @@
+"""Fitting recipes: which loss, optimiser settings and tricks a mode uses.
+
+``faithful`` is the published method exactly (SPEC.md). Other modes are registered beside it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .errors import ZeroIGError
+from .networks import ZeroIGNet
+from .objective import faithful_loss
+
+__all__ = ["Recipe", "register_recipe", "get_recipe", "available_modes", "DEFAULT_MODE"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to fit: the loss, Adam settings, gradient clip, optional weight averaging and crops."""
+
+    name: str
+    loss: Callable[[ZeroIGNet, torch.Tensor], torch.Tensor]
+    description: str
+    learning_rate: float = 3e-4
+    weight_decay: float = 3e-4
+    gradient_clip: float = 5.0
+    weight_average: float | None = None
+    crop_size: int | None = None
+    crops_per_step: int = 1
+
+
+_RECIPES: dict[str, Recipe] = {}
+DEFAULT_MODE = "faithful"
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    _RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def available_modes() -> list[str]:
+    """Mode names accepted by ``ZeroIG(mode=...)``, ``default`` first."""
+    return ["default", *sorted(_RECIPES)]
+
+
+def get_recipe(mode: str) -> Recipe:
+    name = DEFAULT_MODE if mode == "default" else mode
+    if name not in _RECIPES:
+        raise ZeroIGError(f"unknown mode {mode!r}: choose from {', '.join(available_modes())}")
+    return _RECIPES[name]
+
+
+register_recipe(Recipe("faithful", faithful_loss, "the published ZERO-IG computation, exactly (SPEC.md)"))

@@ -1,0 +1,131 @@
+"""``zeroig video INPUT OUTPUT``: enhance a video file with warm-started per-frame fits.
+
+Only click is imported at module level so ``zeroig --help`` stays instant; PyAV, torch and the
+core are imported when the command runs.
+"""
+from __future__ import annotations
+
+import click
+
+# Mirrors video.enhancer.DEFAULTS (kept literal here so --help needs no torch import).
+DEFAULT_FIRST_ITERS = 100
+DEFAULT_ITERS_PER_FRAME = 2
+DEFAULT_FIT_SIZE = 128
+DEFAULT_SCENE_CUT = 0.35
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+def _mode_choices() -> list[str]:
+    """Mode names from the core's recipe registry (imports only the light recipes module)."""
+    try:
+        from zeroig_plugin.recipes import available_modes
+    except ImportError:  # pragma: no cover - the core is a dependency
+        return ["default"]
+    return available_modes()
+
+
+class _LazyModeChoice(click.Choice):
+    """A Choice whose names are read from the core only when the option is used or shown."""
+
+    def __init__(self):
+        super().__init__([])
+
+    @property
+    def choices(self):  # noqa: D401 - click reads this attribute
+        return _mode_choices()
+
+    @choices.setter
+    def choices(self, value):
+        pass
+
+
+class _Interrupted(click.ClickException):
+    """Ctrl-C: says what is at the output path; exits 130 like other interrupted tools."""
+
+    exit_code = 130
+
+    def __init__(self, what: str):
+        super().__init__(f"interrupted: {what}")
+
+
+@click.command("video")
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False, writable=True, path_type=str))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--mode", type=_LazyModeChoice(), default="default", show_default=True, help="Fitting recipe.")
+@click.option(
+    "--output", "output_kind", type=click.Choice(["enhance", "denoise"]), default="enhance", show_default=True,
+    help="enhance: brightened; denoise: brightened and denoised.",
+)
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="Start from this checkpoint.")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option(
+    "--first-iters", type=click.IntRange(min=0), default=DEFAULT_FIRST_ITERS, show_default=True,
+    help="Fitting steps on the first frame and after each scene cut.",
+)
+@click.option(
+    "--iters-per-frame", type=click.IntRange(min=0), default=DEFAULT_ITERS_PER_FRAME, show_default=True,
+    help="Fitting steps on every later frame, continuing from the previous frame.",
+)
+@click.option(
+    "--fit-size", type=click.IntRange(min=0), default=DEFAULT_FIT_SIZE, show_default=True,
+    help="Fit on a copy downscaled to this longest side (0: native size); inference is full size.",
+)
+@click.option(
+    "--scene-cut", type=click.FloatRange(min=0), default=DEFAULT_SCENE_CUT, show_default=True,
+    help="Frame-difference threshold for a scene cut (restart with --first-iters); 0 disables.",
+)
+@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="libx264 quality (lower is better).")
+@click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="libx264 speed preset.")
+@click.option("--seed", type=int, default=2, show_default=True, help="Seed of the initial weights.")
+def video_command(
+    input_path, output_path, device, mode, output_kind, weights, max_frames, overwrite,
+    first_iters, iters_per_frame, fit_size, scene_cut, crf, preset, seed,
+):
+    """Enhance a low-light video, frame by frame, each fit warm-started from the previous frame.
+
+    Timestamps (variable frame rate too), rotation and audio are kept; the video is re-encoded
+    with libx264 (yuv420p). The output is written under a temporary name and renamed when done;
+    Ctrl-C keeps the frames finished so far as a valid, shorter video.
+    """
+    import av
+    from tqdm import tqdm
+    from zeroig_plugin import ZeroIGError, describe_device
+
+    from .enhancer import WarmStartEnhancer, WarmStartSettings
+    from .pipeline import VideoInterrupted, check_paths, enhance_video
+    from .source import probe
+
+    def warn(message: str) -> None:
+        tqdm.write(f"zeroig video: {message}", file=click.get_text_stream("stderr"))
+
+    try:
+        check_paths(input_path, output_path, overwrite)
+        declared = probe(input_path).frame_count
+        total = min(declared, max_frames or declared) if declared else max_frames
+        settings = WarmStartSettings(
+            first_iters=first_iters, iters_per_frame=iters_per_frame, fit_size=fit_size,
+            scene_cut_threshold=scene_cut or None, output=output_kind,
+        )
+        enhancer = WarmStartEnhancer(settings, mode=mode, device=device, seed=seed, weights=weights)
+        warn(f"on {describe_device(enhancer.device)}, fitting at {fit_size or 'native'} px, output {output_kind}")
+        with tqdm(total=total, unit="frame", dynamic_ncols=True, file=click.get_text_stream("stderr")) as bar:
+
+            def on_frame(done: int, expected: int, report) -> None:
+                if report.scene_cut:
+                    warn(f"scene cut at frame {report.index} (statistic {report.cut_statistic:.2f}): restarting the fit")
+                bar.update(1)
+
+            result = enhance_video(
+                input_path, output_path, enhancer, max_frames=max_frames, crf=crf, preset=preset,
+                overwrite=overwrite, on_frame=on_frame, warn=warn,
+            )
+    except VideoInterrupted as interrupted:
+        raise _Interrupted(interrupted.result.describe()) from None
+    except KeyboardInterrupt:
+        raise _Interrupted("nothing was written") from None
+    except (ZeroIGError, FloatingPointError, av.error.FFmpegError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    frames_per_second = result.frames_done / result.seconds if result.seconds else 0.0
+    click.echo(f"{result.describe()} ({frames_per_second:.2f} frames/s)", err=True)

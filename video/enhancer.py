@@ -1,0 +1,183 @@
+"""The warm-state frame enhancer: one ZERO-IG model fitted frame after frame.
+
+Design: the fit runs on a copy of each frame downscaled (area averaging) so its longest side is
+``fit_size`` pixels, and inference runs on the full frame in one forward pass (the networks are
+fully convolutional). Downscaling, not cropping, keeps the frame's global mean brightness, which
+the ZERO-IG exposure target is computed from, so the exposure does not jump from frame to frame.
+
+The first frame, and the first frame after a scene cut, get ``first_iters`` steps from the
+initial weights; every other frame gets ``iters_per_frame`` steps continuing from the previous
+frame's weights and Adam state.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from zeroig_plugin import InputError, ZeroIG
+
+from .scenecut import SceneCutDetector
+
+__all__ = ["WarmStartSettings", "FrameReport", "WarmStartEnhancer", "DEFAULTS"]
+
+_INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def _quantize(image: torch.Tensor) -> torch.Tensor:
+    """Float in ``[0, 1]`` -> uint8, rounded, on the image's device."""
+    return (image * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class WarmStartSettings:
+    """How much to fit per frame, on what size, and which output to keep.
+
+    Attributes:
+        first_iters: steps on the first frame and after each scene cut, from the initial weights.
+        iters_per_frame: steps on every later frame, continuing from the previous frame.
+        fit_size: longest side of the downscaled copy the fit runs on; 0 fits at native size.
+        scene_cut_threshold: frame-difference statistic above which the model is reset
+            (see :mod:`video.scenecut`); ``None`` never resets.
+        output: ``"enhance"`` (brightened) or ``"denoise"`` (brightened and denoised).
+        tile: inference tile side for very large frames, ``None`` for one pass.
+    """
+
+    first_iters: int = 100
+    iters_per_frame: int = 2
+    fit_size: int = 128
+    scene_cut_threshold: float | None = 0.35
+    output: str = "enhance"
+    tile: int | None = None
+
+    def __post_init__(self):
+        if self.first_iters < 0 or self.iters_per_frame < 0 or self.fit_size < 0:
+            raise ValueError("first_iters, iters_per_frame and fit_size must be >= 0")
+        if self.output not in ("enhance", "denoise"):
+            raise ValueError(f"output must be 'enhance' or 'denoise', not {self.output!r}")
+
+
+DEFAULTS = WarmStartSettings()
+
+
+@dataclass(frozen=True)
+class FrameReport:
+    """What the enhancer did for one frame."""
+
+    index: int
+    steps: int
+    scene_cut: bool
+    cut_statistic: float
+    loss: float | None
+
+
+class WarmStartEnhancer:
+    """Enhances frames one at a time, keeping the fitted weights and optimiser between them.
+
+    Args:
+        settings: fit budget and output choice (:class:`WarmStartSettings`).
+        mode, device, seed: passed to :class:`zeroig_plugin.ZeroIG`.
+        weights: a checkpoint path or state dict to start from (and to return to on a scene cut).
+
+    Example (inside an OpenCV capture loop)::
+
+        enhancer = WarmStartEnhancer(device="auto")
+        ok, bgr = capture.read()
+        while ok:
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            out = cv2.cvtColor(enhancer.enhance(rgb), cv2.COLOR_RGB2BGR)
+            ok, bgr = capture.read()
+    """
+
+    def __init__(
+        self,
+        settings: WarmStartSettings = DEFAULTS,
+        *,
+        mode: str = "default",
+        device: str = "auto",
+        seed: int = 2,
+        weights: str | os.PathLike | dict | None = None,
+    ):
+        self.settings = settings
+        self.model = ZeroIG(mode=mode, device=device, seed=seed, weights=weights)
+        self._initial_weights = copy.deepcopy(self.model.state_dict()) if weights is not None else None
+        self._mode, self._seed = mode, seed
+        self._cuts = SceneCutDetector(settings.scene_cut_threshold)
+        self.frames_done = 0
+        self.last_report: FrameReport | None = None
+
+    @property
+    def device(self):
+        return self.model.device
+
+    def enhance(self, frame: np.ndarray) -> np.ndarray:
+        """Enhance the next frame of the sequence.
+
+        Args:
+            frame: ``(H, W, 3)`` RGB, uint8 (0-255), uint16 (0-65535) or float in ``[0, 1]``.
+
+        Returns:
+            ``(H, W, 3)`` RGB ``settings.output`` image: uint8 for integer input, float32 in
+            ``[0, 1]`` for float input.
+        """
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise InputError(f"expected an (H, W, 3) RGB frame, got shape {frame.shape}")
+        result = self.enhance_tensor(self._upload(frame))[0].permute(1, 2, 0)
+        if np.issubdtype(frame.dtype, np.floating):
+            return result.float().cpu().numpy()
+        return _quantize(result).cpu().numpy()
+
+    def enhance_tensor(self, frame: torch.Tensor) -> torch.Tensor:
+        """Fit on the downscaled frame, then infer on the full frame.
+
+        Args:
+            frame: float ``(1, 3, H, W)`` in ``[0, 1]`` on :attr:`device`.
+
+        Returns:
+            float ``(1, 3, H, W)`` in ``[0, 1]`` on :attr:`device`: the ``settings.output`` image.
+        """
+        is_cut, statistic = self._cuts.update(frame)
+        fresh = self.frames_done == 0 or is_cut
+        if is_cut:
+            self._restart()
+        steps = self.settings.first_iters if fresh else self.settings.iters_per_frame
+        report = self.model.fit(self.fit_view(frame), steps) if steps else None
+        outputs = self.model.infer_tensor(frame, tile=self.settings.tile)
+        self.last_report = FrameReport(
+            self.frames_done, steps, is_cut, statistic, report.losses[-1] if report and report.losses else None
+        )
+        self.frames_done += 1
+        return getattr(outputs, self.settings.output)
+
+    def fit_view(self, frame: torch.Tensor) -> np.ndarray:
+        """The copy of ``frame`` ``(1, 3, H, W)`` the fit runs on, as float32 ``(h, w, 3)``:
+        area-downscaled on the device so its longest side is ``fit_size``."""
+        height, width = frame.shape[-2:]
+        longest = max(height, width)
+        if self.settings.fit_size and longest > self.settings.fit_size:
+            scale = self.settings.fit_size / longest
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            frame = F.interpolate(frame, size=size, mode="area")
+        return frame[0].permute(1, 2, 0).float().cpu().numpy()
+
+    def _upload(self, frame: np.ndarray) -> torch.Tensor:
+        """``(H, W, 3)`` numpy -> float ``(1, 3, H, W)`` in ``[0, 1]`` on the device, copying the
+        integer data across (4x less than float) and scaling there."""
+        scale = _INTEGER_SCALE.get(frame.dtype)
+        if scale is None and not np.issubdtype(frame.dtype, np.floating):
+            raise InputError(f"expected a uint8, uint16 or float frame, got dtype {frame.dtype}")
+        data = frame.astype(np.int32) if frame.dtype == np.uint16 else frame  # torch has no uint16 math on every device
+        tensor = torch.from_numpy(np.ascontiguousarray(data)).to(self.device, non_blocking=True)
+        tensor = tensor.permute(2, 0, 1).unsqueeze(0).float()
+        return tensor / scale if scale else tensor.clamp(0, 1)
+
+    def _restart(self) -> None:
+        """Back to the initial weights (seeded init or the given checkpoint) and a fresh optimiser."""
+        if self._initial_weights is None:
+            self.model.reset()
+        else:
+            self.model = ZeroIG(mode=self._mode, device=self.model.device, seed=self._seed, weights=self._initial_weights)

@@ -1,0 +1,191 @@
+"""File to file: decode (worker thread) -> warm-started fit + inference (calling thread) ->
+encode and mux (worker thread), written under a temporary name and renamed when complete.
+
+An interrupted run (Ctrl-C, ``should_cancel``) or a truncated input keeps the frames already
+done as a valid, shorter video at the output path; if no frame was done, nothing is left.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple
+
+import numpy as np
+from zeroig_plugin import InputError, OutputError
+
+from .enhancer import FrameReport, WarmStartEnhancer
+from .sink import VideoSink
+from .source import decode_frames, probe
+from .threads import BackgroundConsumer, prefetch
+
+__all__ = ["RunResult", "VideoInterrupted", "EnhancedFrame", "enhance_video", "iter_enhanced_frames", "check_paths"]
+
+FrameCallback = Callable[[int, int, FrameReport], None]
+"""Called after each frame with ``(frames_done, frames_expected or 0, report)``."""
+
+QUEUE_DEPTH = 4  # frames decoded ahead / waiting for the encoder
+
+
+class RunResult(NamedTuple):
+    """What :func:`enhance_video` did.
+
+    Attributes:
+        frames_done: frames enhanced and written.
+        frames_expected: frames the input declares (capped by ``max_frames``); 0 when unknown.
+        complete: every frame of the input (or ``max_frames``) was written.
+        output: the file written, or ``None`` when nothing was.
+        seconds: wall time of the run.
+    """
+
+    frames_done: int
+    frames_expected: int
+    complete: bool
+    output: Path | None
+    seconds: float
+
+    def describe(self) -> str:
+        """One line saying what is at the output path."""
+        if self.output is None:
+            return "nothing was written (no frame was finished)"
+        of_total = f" of {self.frames_expected}" if self.frames_expected else ""
+        kind = "" if self.complete else "a shorter but valid video: "
+        return f"{kind}wrote {self.frames_done}{of_total} frames to {self.output}"
+
+
+class VideoInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`enhance_video`, after the frames done were saved (see ``result``)."""
+
+    def __init__(self, result: RunResult):
+        super().__init__(result.describe())
+        self.result = result
+
+
+@dataclass(frozen=True)
+class EnhancedFrame:
+    """One frame from :func:`iter_enhanced_frames`: ``rgb`` is uint8 ``(H, W, 3)``."""
+
+    index: int
+    pts: int
+    time_base: Fraction
+    rgb: np.ndarray
+
+    @property
+    def time(self) -> float:
+        return float(self.pts * self.time_base)
+
+
+def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike, overwrite: bool) -> tuple[Path, Path]:
+    """Refuse outputs that would overwrite the input, an existing file (without ``overwrite``),
+    a folder, or go to a folder that does not exist.
+
+    Raises:
+        InputError, OutputError
+    """
+    source, target = Path(input_path), Path(output_path)
+    if not source.exists():
+        raise InputError(f"{source}: no such file")
+    if target.exists() and source.resolve() == target.resolve():
+        raise OutputError(f"{target}: the output would overwrite the input; choose another name")
+    if target.is_dir():
+        raise OutputError(f"{target}: is a folder; give an output file name such as {target / 'enhanced.mp4'}")
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target}: already exists (use --overwrite to replace it)")
+    if not target.parent.resolve().is_dir():
+        raise OutputError(f"{target.parent}: no such folder")
+    if not target.suffix:
+        raise OutputError(f"{target}: give the output a container extension such as .mp4, .mkv or .mov")
+    return source, target
+
+
+def enhance_video(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    enhancer: WarmStartEnhancer,
+    *,
+    max_frames: int | None = None,
+    crf: int = 18,
+    preset: str = "medium",
+    overwrite: bool = False,
+    on_frame: FrameCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> RunResult:
+    """Enhance every frame of ``input_path`` into ``output_path`` with ``enhancer``.
+
+    Timestamps, rotation and audio are kept (see :class:`~video.sink.VideoSink`).
+    ``should_cancel()`` is checked before each frame; a cancelled run returns with
+    ``complete=False`` after saving the frames done.
+
+    Raises:
+        InputError: the input cannot be read, or is truncated (the frames decoded are saved first;
+            the message says so).
+        OutputError: the output cannot be written.
+        VideoInterrupted: Ctrl-C; the frames done were saved (``.result`` says what is where).
+    """
+    started = time.perf_counter()
+    source, target = check_paths(input_path, output_path, overwrite)
+    info = probe(source)
+    expected = min(info.frame_count, max_frames) if info.frame_count and max_frames else (info.frame_count or max_frames or 0)
+    partial = target.with_name(f"{target.stem}.partial-{os.getpid()}{target.suffix}")
+    sink = VideoSink(partial, info, str(source), crf=crf, preset=preset, warn=warn)
+    writer: BackgroundConsumer = BackgroundConsumer(lambda item: sink.write(*item), QUEUE_DEPTH, name="video-encode")
+    frames_done, stopped_early, interrupted, input_failure = 0, False, False, None
+    try:
+        try:
+            for frame in prefetch(decode_frames(source, max_frames), QUEUE_DEPTH, name="video-decode"):
+                if should_cancel is not None and should_cancel():
+                    stopped_early = True
+                    break
+                writer.submit((enhancer.enhance(frame.rgb), frame.pts))
+                frames_done += 1
+                if on_frame is not None:
+                    on_frame(frames_done, expected, enhancer.last_report)
+        except KeyboardInterrupt:
+            stopped_early = interrupted = True
+        except InputError as error:
+            stopped_early, input_failure = True, error
+        writer.finish()
+        if input_failure is None and info.frame_count and frames_done < expected and not stopped_early:
+            stopped_early = True
+            input_failure = InputError(f"{source}: truncated: only {frames_done} of the {expected} frames it declares could be decoded")
+        complete = not stopped_early
+        written = _finalize(sink, partial, target, whole_input=complete and (max_frames is None or frames_done < max_frames))
+    except BaseException:
+        sink.abandon()
+        partial.unlink(missing_ok=True)
+        raise
+    result = RunResult(frames_done if written else 0, expected, complete, target if written else None, time.perf_counter() - started)
+    if interrupted:
+        raise VideoInterrupted(result)
+    if input_failure is not None:
+        raise InputError(f"{input_failure}; {result.describe()}")
+    return result
+
+
+def _finalize(sink: VideoSink, partial: Path, target: Path, whole_input: bool) -> bool:
+    """Close the encoder and rename ``partial`` to ``target``; with no frame written, remove it."""
+    if sink.frames_written == 0:
+        sink.abandon()
+        partial.unlink(missing_ok=True)
+        return False
+    sink.close(whole_input=whole_input)
+    os.replace(partial, target)
+    return True
+
+
+def iter_enhanced_frames(
+    path: str | os.PathLike, enhancer: WarmStartEnhancer | None = None, max_frames: int | None = None
+) -> Iterator[EnhancedFrame]:
+    """Decode ``path`` (on a worker thread) and yield each frame enhanced, warm-started from the
+    previous one. ``enhancer`` defaults to a :class:`WarmStartEnhancer` with default settings.
+
+    Example:
+        >>> for frame in iter_enhanced_frames("night.mp4", max_frames=10):
+        ...     print(frame.index, frame.time, frame.rgb.shape)
+    """
+    enhancer = enhancer or WarmStartEnhancer()
+    for frame in prefetch(decode_frames(path, max_frames), QUEUE_DEPTH, name="video-decode"):
+        yield EnhancedFrame(frame.index, frame.pts, frame.time_base, enhancer.enhance(frame.rgb))

@@ -1,0 +1,174 @@
+"""Reading a video with PyAV: probe what it holds, then decode every frame with its exact timestamp.
+
+Frames come out as RGB ``(H, W, 3)`` arrays: uint8 for 8-bit video, uint16 (``rgb48le``) for
+inputs with more bits per component, so no precision is lost before the fit.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+from zeroig_plugin import InputError
+
+__all__ = ["VideoInfo", "DecodedFrame", "probe", "decode_frames", "open_input"]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the writer needs to know about an input before the first frame is encoded.
+
+    Attributes:
+        width, height: coded size of the video stream, in pixels.
+        time_base: the video stream's time base; frame ``pts`` are in these units.
+        bits: bits per colour component (8 for ordinary video, 10 or more for HDR/pro footage).
+        display_matrix: the 9 int32 of the display-matrix side data (rotation/flip), or ``None``.
+        rotation: the counter-clockwise rotation that matrix encodes, in degrees.
+        frame_count: frames the container declares (0 when it does not say).
+        average_rate: the average frame rate, used for the encoder's rate hint only.
+        audio_codec: the first audio stream's codec name, or ``None`` when there is no audio.
+    """
+
+    width: int
+    height: int
+    time_base: Fraction
+    bits: int
+    display_matrix: tuple[int, ...] | None
+    rotation: int
+    frame_count: int
+    average_rate: Fraction | None
+    audio_codec: str | None
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One decoded frame: its position, exact timestamp and pixels.
+
+    Attributes:
+        index: 0-based position in decode (presentation) order.
+        pts: presentation timestamp in ``time_base`` units.
+        time_base: the stream time base.
+        rgb: ``(H, W, 3)``, uint8, or uint16 when the input has more than 8 bits per component.
+    """
+
+    index: int
+    pts: int
+    time_base: Fraction
+
+    rgb: np.ndarray
+
+    @property
+    def time(self) -> float:
+        """Presentation time in seconds."""
+        return float(self.pts * self.time_base)
+
+
+def open_input(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open ``path`` for reading, turning every way it can fail into one :class:`InputError` line."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder, not a video file")
+    try:
+        container = av.open(path, "r")
+    except av.error.FFmpegError as error:
+        raise InputError(f"{path}: not a readable video file ({_reason(error)})") from None
+    if not container.streams.video:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+        container.close()
+        raise InputError(f"{path}: has no video stream ({kinds} only)")
+    return container
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Describe ``path``'s first video stream, decoding its first frame for side data.
+
+    Raises:
+        InputError: missing, not a video, audio-only, or no frame can be decoded.
+    """
+    with open_input(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        first = next(_decode(container, stream, os.fspath(path)), None)
+        if first is None:
+            raise InputError(f"{os.fspath(path)}: no video frame could be decoded (empty or truncated file)")
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        matrix = _display_matrix(first)
+        return VideoInfo(
+            width=first.width,
+            height=first.height,
+            time_base=stream.time_base,
+            bits=_bits_per_component(first.format),
+            display_matrix=matrix,
+            rotation=first.rotation if matrix else 0,
+            frame_count=stream.frames,
+            average_rate=stream.average_rate or stream.guessed_rate,
+            audio_codec=audio,
+        )
+
+
+def decode_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[DecodedFrame]:
+    """Every frame of ``path``'s first video stream, in presentation order, decoded on FFmpeg's
+    threads and flushed at the end so none is lost.
+
+    Frames without a timestamp get one continued from the previous frame's spacing.
+
+    Raises:
+        InputError: the file cannot be opened, or decoding fails part way (truncated or corrupt).
+    """
+    path = os.fspath(path)
+    with open_input(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        high_depth = None
+        last_pts, step = None, 1
+        for index, frame in enumerate(_decode(container, stream, path)):
+            if max_frames is not None and index >= max_frames:
+                return
+            if high_depth is None:
+                high_depth = _bits_per_component(frame.format) > 8
+            pts = frame.pts
+            if pts is None:
+                pts = 0 if last_pts is None else last_pts + step
+            elif last_pts is not None and pts > last_pts:
+                step = pts - last_pts
+            last_pts = pts
+            yield DecodedFrame(index, pts, stream.time_base, frame_to_rgb(frame, high_depth))
+
+
+def frame_to_rgb(frame: av.VideoFrame, high_depth: bool) -> np.ndarray:
+    """A decoded frame as ``(H, W, 3)`` RGB: uint16 (``rgb48le``) when ``high_depth``, else uint8."""
+    return frame.to_ndarray(format="rgb48le" if high_depth else "rgb24")
+
+
+def _decode(container: av.container.InputContainer, stream: av.VideoStream, path: str) -> Iterator[av.VideoFrame]:
+    """Demux and decode ``stream``; ``container.decode`` flushes the decoder at end of file."""
+    decoded = 0
+    try:
+        for frame in container.decode(stream):
+            decoded += 1
+            yield frame
+    except av.error.FFmpegError as error:
+        raise InputError(
+            f"{path}: truncated or corrupt, decoding stopped after {decoded} frame(s) ({_reason(error)})"
+        ) from None
+
+
+def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    for side_data in frame.side_data:
+        if side_data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            return struct.unpack("<9i", bytes(side_data)[:36])
+    return None
+
+
+def _bits_per_component(video_format: av.VideoFormat) -> int:
+    return max((component.bits for component in video_format.components), default=8)
+
+
+def _reason(error: av.error.FFmpegError) -> str:
+    return error.strerror or type(error).__name__

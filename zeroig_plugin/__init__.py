@@ -1,34 +1,49 @@
 """ZERO-IG zero-shot low-light enhancement and denoising: the shared core.
 
-Public API::
+Example::
 
     from zeroig_plugin import ZeroIG, read_image, write_image
-    model = ZeroIG(device="auto")              # the default mode; mode="faithful" is the published method
     image = read_image("dark.png")
-    model.fit(image.rgb, steps=2000)
-    outputs = model.infer(image.rgb)           # .enhance and .denoise, float32 in [0, 1]
-"""
-from .checkpoint import load_state_dict, save_state_dict
-from .engine import FitReport, ImageOutputs, ZeroIG, describe_device, resolve_device
-from .errors import CheckpointError, DeviceError, InputError, OutputError, ZeroIGError
-from .recipes import Recipe, available_modes, get_recipe, register_recipe
+    model = ZeroIG(device="auto")              # mode="faithful" is the published method, exactly
+    model.fit(image.pixels, steps=2000)
+    outputs = model.infer(image.pixels)        # .enhance and .denoise, float32 in [0, 1]
+    write_image("bright.png", outputs.denoise, bits=image.bits, alpha=image.alpha)
 
-__all__ = [
-    "ZeroIG",
-    "FitReport",
-    "ImageOutputs",
-    "describe_device",
-    "resolve_device",
-    "load_state_dict",
-    "save_state_dict",
-    "available_modes",
-    "get_recipe",
-    "register_recipe",
-    "Recipe",
-    "ZeroIGError",
-    "InputError",
-    "OutputError",
-    "CheckpointError",
-    "DeviceError",
-]
+Names are imported on first use so that ``zeroig --help`` does not load torch.
+"""
+from importlib import import_module
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "ZeroIG": "engine",
+    "FitReport": "engine",
+    "ImageOutputs": "engine",
+    "describe_device": "engine",
+    "resolve_device": "engine",
+    "load_state_dict": "checkpoint",
+    "save_state_dict": "checkpoint",
+    "available_modes": "recipes",
+    "get_recipe": "recipes",
+    "register_recipe": "recipes",
+    "Recipe": "recipes",
+    "LoadedImage": "imageio",
+    "read_image": "imageio",
+    "write_image": "imageio",
+    "ZeroIGError": "errors",
+    "InputError": "errors",
+    "OutputError": "errors",
+    "CheckpointError": "errors",
+    "DeviceError": "errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,275 @@
+"""The ``zeroig`` command line: one group whose subcommands share the core's fitting engine.
+
+Heavy modules (torch, the video pipeline) are imported inside the commands so ``zeroig --help``
+answers at once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from importlib import import_module
+from pathlib import Path
+
+import click
+
+# Subcommands that live in other packages, loaded only when named (or listed by --help).
+LAZY_COMMANDS = {"video": ("video.cli", "video_command")}
+OUTPUT_KINDS = ("enhance", "denoise")
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module, attribute = LAZY_COMMANDS[name]
+            return getattr(import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="zeroig", prog_name="zeroig")
+def cli() -> None:
+    """Zero-shot low-light enhancement and denoising (ZERO-IG, CVPR 2024).
+
+    No training data: three small networks are fitted to each image by self-supervised losses,
+    then give two outputs: ENHANCE (brightened) and DENOISE (brightened and denoised).
+
+    \b
+    Try it:   zeroig demo
+    Images:   zeroig enhance dark.png more/ -o results/
+    Video:    zeroig video night.mp4 bright.mp4
+    """
+
+
+def _fail(message: str) -> None:
+    click.secho(f"zeroig: error: {message}", fg="red", err=True)
+
+
+def _expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[str]]:
+    """Files as given, folders as their image files (sorted, not recursive); problems as messages."""
+    from .imageio import IMAGE_SUFFIXES
+
+    files, problems = [], []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                problems.append(f"{item}: folder holds no PNG, JPEG, TIFF or BMP files")
+            files.extend(found)
+        elif item.exists():
+            files.append(item)
+        else:
+            problems.append(f"{item}: no such file or folder")
+    return files, problems
+
+
+def _per_input_path(template: str | None, stem: str, option: str, many: bool) -> Path | None:
+    if template is None:
+        return None
+    if many and "{stem}" not in template:
+        raise click.BadParameter(f"with several inputs, put {{stem}} in the path (e.g. 'weights/{{stem}}.pt')", param_hint=option)
+    return Path(template.replace("{stem}", stem))
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    from .checkpoint import atomic_write_path
+
+    temporary = atomic_write_path(path)
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class _StepBar:
+    """tqdm over fitting steps, showing the loss when the engine reports it."""
+
+    def __init__(self, total: int, label: str):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=label, unit="step", dynamic_ncols=True, leave=False, disable=None)
+
+    def __call__(self, done: int, total: int, loss: float | None) -> None:
+        self._bar.update(done - self._bar.n)
+        if loss is not None:
+            self._bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for OUTDIR/{stem}_enhance.png and {stem}_denoise.png (created if needed).")
+@click.option("--iters", default=2000, show_default=True, type=click.IntRange(min=0),
+              help="Fitting steps per image. 0 with --weights is inference only (the published test script).")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+              help="Start from this checkpoint (published .pt files load) instead of the seeded init.")
+@click.option("--save-weights", metavar="PATH", help="Save the fitted weights; use {stem} in PATH for several inputs.")
+@click.option("--mode", default="default", show_default=True,
+              help="Fitting recipe: 'default' (recommended) or 'faithful' (the published method, exact). See `zeroig modes`.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda or cuda:N.")
+@click.option("--seed", default=2, show_default=True, type=int, help="Seed of the network init (2 as published).")
+@click.option("--output", "output", default="both", show_default=True, type=click.Choice(["enhance", "denoise", "both"]),
+              help="Which results to write.")
+@click.option("--loss-log", metavar="FILE", help="Write the per-step losses (before each step) as a JSON list; {stem} for several inputs.")
+@click.option("--tile", type=click.IntRange(min=64), help="Infer in tiles of this size to bound memory (results are identical).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (otherwise an existing output is an error and is kept).")
+def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, output, loss_log, tile, overwrite) -> None:
+    """Brighten and denoise images: each is fitted on its own, then inferred.
+
+    INPUT is an image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
+    Outputs keep the input's bit depth (16-bit PNG for 16-bit input), gray stays gray, alpha is
+    passed through. Exit status: 0 all done, 1 some input failed, 2 usage error.
+
+    \b
+    Examples:
+      zeroig enhance dark.png -o out/                     # 2000 steps, the default mode
+      zeroig enhance photos/ -o out/ --iters 500 --output denoise
+      zeroig enhance x.png -o out/ --weights LOL.pt --iters 0   # published checkpoint, inference only
+    """
+    from .checkpoint import load_state_dict, network_from_state_dict
+    from .errors import ZeroIGError
+    from .imageio import read_image, write_image
+    from .recipes import get_recipe
+
+    if iters == 0 and weights is None:
+        raise click.UsageError("--iters 0 means inference only and needs --weights")
+    try:
+        get_recipe(mode)
+    except ZeroIGError as error:
+        raise click.BadParameter(str(error), param_hint="--mode") from None
+    state = None
+    if weights is not None:
+        try:
+            state = load_state_dict(weights)
+            network_from_state_dict(state, source=str(weights))
+        except ZeroIGError as error:
+            raise click.BadParameter(str(error), param_hint="--weights") from None
+    from .engine import ZeroIG, describe_device
+
+    try:
+        device_name = describe_device(device)
+    except ZeroIGError as error:
+        raise click.BadParameter(str(error), param_hint="--device") from None
+
+    files, problems = _expand_inputs(inputs)
+    for problem in problems:
+        _fail(problem)
+    many = len(files) > 1
+    kinds = OUTPUT_KINDS if output == "both" else (output,)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise click.ClickException(f"cannot create output folder {output_dir}: {error.strerror or error}") from None
+    if not os.access(output_dir, os.W_OK):
+        raise click.ClickException(f"output folder {output_dir} is not writable")
+
+    input_paths = {p.resolve() for p in files}
+    claimed: dict[Path, Path] = {}
+    failures = len(problems)
+    done = 0
+    click.echo(f"zeroig: {len(files)} image(s), mode {mode}, {iters} steps each, on {device_name}", err=True)
+    try:
+        for path in files:
+            targets = {kind: output_dir / f"{path.stem}_{kind}.png" for kind in kinds}
+            extras = [
+                _per_input_path(loss_log, path.stem, "--loss-log", many),
+                _per_input_path(save_weights, path.stem, "--save-weights", many),
+            ]
+            try:
+                for target in [*targets.values(), *(e for e in extras if e is not None)]:
+                    if target.resolve() in input_paths:
+                        raise ZeroIGError(f"{path}: output {target} would overwrite an input")
+                    if target.resolve() in claimed:
+                        raise ZeroIGError(f"{path}: output {target} is also the output of {claimed[target.resolve()]} (same name)")
+                    if target.exists() and not overwrite:
+                        raise ZeroIGError(f"{path}: output {target} exists (use --overwrite to replace it)")
+                for target in [*targets.values(), *(e for e in extras if e is not None)]:
+                    claimed[target.resolve()] = path
+                image = read_image(path)
+                started = time.perf_counter()
+                model = ZeroIG(mode=mode, device=device, seed=seed, weights=state)
+                losses: list[float] = []
+                if iters:
+                    bar = _StepBar(iters, path.name)
+                    try:
+                        losses = model.fit(image.pixels, iters, progress=bar, loss_every=10).losses
+                    finally:
+                        bar.close()
+                results = model.infer(image.pixels, tile=tile)._asdict()
+                for kind, target in targets.items():
+                    write_image(target, results[kind], bits=image.bits, alpha=image.alpha)
+                loss_path, weights_path = extras
+                if loss_path is not None:
+                    _write_text_atomically(loss_path, json.dumps(losses))
+                if weights_path is not None:
+                    model.save(weights_path)
+                elapsed = time.perf_counter() - started
+                click.echo(f"{path} -> {', '.join(str(t) for t in targets.values())} ({elapsed:.1f} s)")
+                done += 1
+            except (ZeroIGError, OSError, FloatingPointError) as error:
+                failures += 1
+                _fail(str(error) if isinstance(error, ZeroIGError) else f"{path}: {error}")
+            except RuntimeError as error:  # e.g. out of memory on the device
+                failures += 1
+                _fail(f"{path}: {str(error).splitlines()[0]}")
+    except KeyboardInterrupt:
+        click.echo(f"\nzeroig: interrupted after {done} of {len(files)} image(s); every file written is complete, "
+                   "nothing partial was left.", err=True)
+        sys.exit(130)
+    if failures:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("-o", "--output-dir", default="demo-output", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--iters", default=None, type=click.IntRange(min=1), help="Fitting steps (default: chosen to finish in minutes on a CPU).")
+@click.option("--mode", default="default", show_default=True, help="Fitting recipe, see `zeroig modes`.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def demo(output_dir, iters, mode, device) -> None:
+    """Enhance a built-in example and score it against its reference.
+
+    A normal-light photo shipped with scikit-image is darkened with seeded Poisson-Gaussian sensor
+    noise, enhanced, and written as low / enhance / denoise / reference PNGs and one side-by-side
+    image; PSNR and SSIM of the input and both outputs against the reference are printed.
+    """
+    from .demo import run_demo
+    from .errors import ZeroIGError
+
+    try:
+        run_demo(output_dir, iters=iters, mode=mode, device=device)
+    except ZeroIGError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@cli.command()
+def modes() -> None:
+    """List the fitting recipes (--mode) and what each does."""
+    from .recipes import DEFAULT_MODE, available_modes, get_recipe
+
+    for name in available_modes():
+        if name != "default":
+            marker = " (default)" if name == DEFAULT_MODE else ""
+            click.echo(f"{name}{marker}: {get_recipe(name).description}")
+
+
+def main() -> None:
+    """Console entry point: no traceback reaches the user unless ZEROIG_DEBUG is set."""
+    try:
+        cli.main(prog_name="zeroig")
+    except Exception as error:  # a bug, not bad input: say so in one line
+        if os.environ.get("ZEROIG_DEBUG"):
+            raise
+        _fail(f"internal error: {type(error).__name__}: {error} (set ZEROIG_DEBUG=1 for the traceback)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The `zeroig enhance` command on tiny images: formats, outputs, exit codes and bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from zeroig_plugin.cli import cli
+
+STEPS = "2"
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, ["enhance", *args, "--iters", STEPS, "--device", "cpu"])
+
+
+def _dark(height: int = 20, width: int = 24, channels: int = 3, peak: int = 60, dtype=np.uint8) -> np.ndarray:
+    rng = np.random.default_rng(height * 100 + width)
+    return rng.integers(0, peak, (height, width, channels)).astype(dtype).squeeze()
+
+
+def _no_traceback(result) -> None:
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_rgb_8bit_writes_both_outputs_as_8bit_png(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "dark.png")
+    result = run(str(tmp_path / "dark.png"), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    for kind in ("enhance", "denoise"):
+        written = Image.open(tmp_path / "out" / f"dark_{kind}.png")
+        assert written.mode == "RGB" and written.size == (24, 20)
+    brighter = np.asarray(Image.open(tmp_path / "out" / "dark_enhance.png")).mean()
+    assert brighter > _dark().mean()
+
+
+def test_16bit_input_gives_16bit_output(tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "deep.png"), _dark(peak=6000, dtype=np.uint16))
+    assert run(str(tmp_path / "deep.png"), "-o", str(tmp_path)).exit_code == 0
+    written = cv2.imread(str(tmp_path / "deep_denoise.png"), cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint16 and written.shape == (20, 24, 3)
+
+
+def test_gray_stays_gray_and_odd_sizes_keep_their_size(tmp_path):
+    Image.fromarray(_dark(17, 13, 1)).save(tmp_path / "g.png")
+    assert run(str(tmp_path / "g.png"), "-o", str(tmp_path)).exit_code == 0
+    written = Image.open(tmp_path / "g_enhance.png")
+    assert written.mode == "L" and written.size == (13, 17)
+
+
+def test_rgba_alpha_passes_through_untouched(tmp_path):
+    rgba = _dark(channels=4)
+    rgba[..., 3] = np.arange(rgba[..., 3].size).reshape(rgba.shape[:2]) % 256
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert run(str(tmp_path / "a.png"), "-o", str(tmp_path)).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a_denoise.png"))[..., 3], rgba[..., 3])
+
+
+def test_folder_input_output_choice_loss_log_and_weights(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(_dark()).save(folder / name)
+    (folder / "notes.txt").write_text("ignored")
+    result = run(str(folder), "-o", str(tmp_path / "out"), "--output", "denoise",
+                 "--loss-log", str(tmp_path / "{stem}.json"), "--save-weights", str(tmp_path / "{stem}.pt"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_denoise.png", "b_denoise.png"]
+    assert len(json.loads((tmp_path / "a.json").read_text())) == int(STEPS)
+    weights = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert "enhance.in_conv.0.weight" in weights and "denoise_2.conv3.bias" in weights
+
+
+def test_saved_weights_restart_the_fit(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    assert run(str(tmp_path / "x.png"), "-o", str(tmp_path / "a"), "--save-weights", str(tmp_path / "w.pt")).exit_code == 0
+    result = CliRunner().invoke(cli, ["enhance", str(tmp_path / "x.png"), "-o", str(tmp_path / "b"),
+                                      "--weights", str(tmp_path / "w.pt"), "--iters", "0", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    first = np.asarray(Image.open(tmp_path / "a" / "x_denoise.png"))
+    again = np.asarray(Image.open(tmp_path / "b" / "x_denoise.png"))
+    assert np.abs(first.astype(int) - again).max() <= 1
+
+
+def test_all_black_and_one_pixel_images_give_finite_outputs(tmp_path):
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "black.png")
+    Image.fromarray(np.full((1, 1, 3), 40, np.uint8)).save(tmp_path / "dot.png")
+    result = run(str(tmp_path / "black.png"), str(tmp_path / "dot.png"), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "out" / "dot_enhance.png").size == (1, 1)
+    assert np.isfinite(np.asarray(Image.open(tmp_path / "out" / "black_denoise.png"), float)).all()
+
+
+def test_mix_of_good_and_bad_inputs_processes_the_good_and_exits_1(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "good.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    data = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    result = run(str(tmp_path / "missing.png"), str(tmp_path / "empty.png"), str(tmp_path / "text.png"),
+                 str(tmp_path / "cut.png"), str(tmp_path / "good.png"), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    _no_traceback(result)
+    for name, reason in [("missing.png", "no such file"), ("empty.png", "empty file"), ("text.png", "not an image"),
+                         ("cut.png", "cannot decode")]:
+        assert any(name in line and reason in line for line in result.output.splitlines()), (name, result.output)
+    assert (tmp_path / "out" / "good_denoise.png").exists()
+
+
+def test_existing_output_is_an_error_and_untouched_without_overwrite(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    (tmp_path / "x_enhance.png").write_bytes(b"keep me")
+    result = run(str(tmp_path / "x.png"), "-o", str(tmp_path))
+    assert result.exit_code == 1 and "--overwrite" in result.output
+    assert (tmp_path / "x_enhance.png").read_bytes() == b"keep me"
+    assert run(str(tmp_path / "x.png"), "-o", str(tmp_path), "--overwrite").exit_code == 0
+    assert Image.open(tmp_path / "x_enhance.png").size == (24, 20)
+
+
+def test_an_input_is_never_overwritten(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    Image.fromarray(_dark()).save(tmp_path / "x_enhance.png")
+    before = (tmp_path / "x_enhance.png").read_bytes()
+    result = run(str(tmp_path / "x.png"), str(tmp_path / "x_enhance.png"), "-o", str(tmp_path), "--overwrite")
+    assert result.exit_code == 1 and "would overwrite an input" in result.output
+    assert (tmp_path / "x_enhance.png").read_bytes() == before
+
+
+def test_output_folder_that_is_a_file_is_a_usage_error(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    (tmp_path / "file").write_text("")
+    result = run(str(tmp_path / "x.png"), "-o", str(tmp_path / "file"))
+    assert result.exit_code == 2 and "file" in result.output
+
+
+def test_output_folder_that_cannot_be_created_is_reported(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    (tmp_path / "file").write_text("")
+    result = run(str(tmp_path / "x.png"), "-o", str(tmp_path / "file" / "sub"))
+    assert result.exit_code != 0 and "cannot create output folder" in result.output
+    _no_traceback(result)
+
+
+def test_non_checkpoint_and_wrong_shape_weights_are_named_errors(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    result = run(str(tmp_path / "x.png"), "-o", str(tmp_path), "--weights", str(tmp_path / "junk.pt"))
+    assert result.exit_code == 2 and "junk.pt" in result.output and "not a PyTorch checkpoint" in result.output
+    from zeroig_plugin.networks import ZeroIGNet
+
+    state = ZeroIGNet().state_dict()
+    state["denoise_1.conv3.weight"] = torch.zeros(3, 48, 3, 3)
+    torch.save(state, tmp_path / "shape.pt")
+    result = run(str(tmp_path / "x.png"), "-o", str(tmp_path), "--weights", str(tmp_path / "shape.pt"))
+    assert result.exit_code == 2 and "shape.pt" in result.output and "denoise_1.conv3.weight" in result.output
+    _no_traceback(result)
+
+
+def test_usage_errors_exit_2(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    inference_only = CliRunner().invoke(cli, ["enhance", str(tmp_path / "x.png"), "-o", str(tmp_path), "--iters", "0"])
+    assert inference_only.exit_code == 2 and "--weights" in inference_only.output
+    assert run(str(tmp_path / "x.png"), "-o", str(tmp_path), "--mode", "nonsense").exit_code == 2
+    bad_device = CliRunner().invoke(cli, ["enhance", str(tmp_path / "x.png"), "-o", str(tmp_path), "--device", "tpu"])
+    assert bad_device.exit_code == 2 and "tpu" in bad_device.output
+
+
+def test_help_is_instant_because_torch_is_not_imported():
+    probe = ("import sys; from click.testing import CliRunner; from zeroig_plugin.cli import cli; "
+             "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output; "
+             "assert 'enhance' in r.output and 'video' in r.output; print(sorted({'torch', 'av', 'napari'} & set(sys.modules)))")
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "[]"

@@ -1,0 +1,110 @@
+"""Image reading and writing: formats, depths, gray/RGB/RGBA, orientation, and broken files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageOps
+
+from zeroig_plugin import InputError, read_image, write_image
+from zeroig_plugin.imageio import from_float
+
+
+def _gradient(height: int, width: int, channels: int, peak: int, dtype) -> np.ndarray:
+    rng = np.random.default_rng(height * width + channels)
+    return rng.integers(0, peak + 1, (height, width, channels)).astype(dtype).squeeze()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif"])
+def test_8bit_rgb_reads_exactly(tmp_path, suffix):
+    pixels = _gradient(13, 17, 3, 255, np.uint8)
+    Image.fromarray(pixels).save(tmp_path / f"x{suffix}")
+    image = read_image(tmp_path / f"x{suffix}")
+    assert image.bits == 8 and image.alpha is None and image.pixels.shape == (13, 17, 3)
+    assert np.array_equal(from_float(image.pixels, 8), pixels)
+
+
+def test_jpeg_reads_as_8bit_rgb(tmp_path):
+    Image.fromarray(_gradient(16, 16, 3, 255, np.uint8)).save(tmp_path / "x.jpg", quality=95)
+    image = read_image(tmp_path / "x.jpg")
+    assert image.bits == 8 and image.pixels.shape == (16, 16, 3) and image.pixels.dtype == np.float32
+
+
+def test_16bit_rgb_png_round_trips_every_level(tmp_path):
+    import cv2
+
+    pixels = _gradient(9, 11, 3, 65535, np.uint16)
+    cv2.imwrite(str(tmp_path / "x.png"), pixels[..., ::-1])
+    image = read_image(tmp_path / "x.png")
+    assert image.bits == 16 and np.array_equal(from_float(image.pixels, 16), pixels)
+    write_image(tmp_path / "y.png", image.pixels, bits=image.bits)
+    assert np.array_equal(read_image(tmp_path / "y.png").pixels, image.pixels)
+
+
+def test_16bit_gray_png_and_tiff(tmp_path):
+    pixels = _gradient(10, 7, 1, 65535, np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "g.png")
+    tifffile.imwrite(tmp_path / "g.tif", pixels)
+    for name in ("g.png", "g.tif"):
+        image = read_image(tmp_path / name)
+        assert image.is_gray and image.bits == 16 and np.array_equal(from_float(image.pixels, 16), pixels), name
+
+
+def test_gray_writes_gray(tmp_path):
+    write_image(tmp_path / "g.png", np.linspace(0, 1, 35, dtype=np.float32).reshape(5, 7), bits=8)
+    assert Image.open(tmp_path / "g.png").mode == "L"
+
+
+def test_rgba_alpha_is_kept_apart_and_written_back_unchanged(tmp_path):
+    rgba = _gradient(6, 5, 4, 255, np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    image = read_image(tmp_path / "a.png")
+    assert image.pixels.shape == (6, 5, 3) and np.array_equal(image.alpha, rgba[..., 3])
+    write_image(tmp_path / "b.png", image.pixels, bits=8, alpha=image.alpha)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), rgba)
+
+
+def test_float_tiff_is_clipped_and_written_as_16bit(tmp_path):
+    tifffile.imwrite(tmp_path / "f.tif", np.array([[-0.5, 0.25], [0.5, 2.0]], np.float32))
+    image = read_image(tmp_path / "f.tif")
+    assert image.bits == 16 and np.allclose(image.pixels, [[0, 0.25], [0.5, 1]])
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_pillow(tmp_path, orientation):
+    pixels = _gradient(4, 6, 3, 255, np.uint8)
+    picture = Image.fromarray(pixels)
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    picture.save(tmp_path / "o.png", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")).convert("RGB"))
+    assert np.array_equal(from_float(read_image(tmp_path / "o.png").pixels, 8), expected)
+
+
+def test_written_file_appears_only_complete_and_leaves_no_temporary(tmp_path):
+    write_image(tmp_path / "out.png", np.zeros((3, 3, 3), np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_text("hello, not pixels"), "not an image"),
+    ],
+)
+def test_unreadable_inputs_raise_input_error_naming_the_file(tmp_path, make, message):
+    path = tmp_path / "bad.png"
+    make(path)
+    with pytest.raises(InputError, match=message) as raised:
+        read_image(path)
+    assert str(path) in str(raised.value)
+
+
+def test_truncated_png_raises_input_error(tmp_path):
+    Image.fromarray(_gradient(64, 64, 3, 255, np.uint8)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cut.png"):
+        read_image(tmp_path / "cut.png")

@@ -217,12 +217,12 @@ class ZeroIG:
         self.steps_done = 0
 
     def optimizer_state_dict(self) -> dict:
-        """The Adam state, to pass back as ``optimizer_state`` for a warm start elsewhere."""
-        return self.optimizer.state_dict()
+        """A copy of the Adam state, to pass back as ``optimizer_state`` for a warm start elsewhere."""
+        return copy.deepcopy(self.optimizer.state_dict())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The weights used for inference, in the published state-dict format."""
-        return self._inference_net().state_dict()
+        """A copy of the weights used for inference, in the published state-dict format."""
+        return {key: value.detach().clone() for key, value in self._inference_net().state_dict().items()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the inference weights as a published-format checkpoint (atomically)."""
@@ -281,7 +281,7 @@ class ZeroIG:
             self.steps_done += 1
             if progress is not None:
                 report = (step + 1) % max(1, loss_every) == 0 or step + 1 == steps
-                progress(step + 1, steps, float(loss) if report else None)
+                progress(step + 1, steps, float(loss.detach()) if report else None)
         history = torch.stack(losses).tolist() if losses else []
         if any(not math.isfinite(value) for value in history):
             raise FloatingPointError("the fit diverged (non-finite loss)")

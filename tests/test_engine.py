@@ -1,0 +1,109 @@
+"""The fitting engine: progress, cancel, warm start, optimiser state, tiling, devices, layouts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from zeroig_plugin import CheckpointError, DeviceError, ZeroIG, resolve_device
+
+
+@pytest.fixture(scope="module")
+def dark() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.random((24, 20, 3)) * 0.15).astype(np.float32)
+
+
+def test_progress_reports_every_step_and_losses_every_n(dark):
+    calls = []
+    report = ZeroIG(mode="faithful", device="cpu").fit(dark, 4, progress=lambda *a: calls.append(a), loss_every=2)
+    assert [c[:2] for c in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert calls[0][2] is None and calls[1][2] == pytest.approx(report.losses[1])
+    assert report.steps_done == 4 and not report.cancelled and len(report.losses) == 4
+
+
+def test_cancel_stops_before_the_next_step_and_keeps_what_ran(dark):
+    model = ZeroIG(mode="faithful", device="cpu")
+    done = []
+    report = model.fit(dark, 50, progress=lambda step, *_: done.append(step), should_cancel=lambda: len(done) >= 2)
+    assert report.cancelled and report.steps_done == 2 and model.steps_done == 2
+
+
+def test_two_fits_in_a_row_continue_exactly_like_one_long_fit(dark):
+    one_go = ZeroIG(mode="faithful", device="cpu").fit(dark, 4).losses
+    warm = ZeroIG(mode="faithful", device="cpu")
+    in_two = warm.fit(dark, 2).losses + warm.fit(dark, 2).losses
+    assert np.allclose(in_two, one_go, rtol=1e-6)
+
+
+def test_weights_and_optimizer_state_resume_in_a_new_object(dark):
+    first = ZeroIG(mode="faithful", device="cpu")
+    first.fit(dark, 2)
+    resumed = ZeroIG(mode="faithful", device="cpu", weights=first.state_dict(), optimizer_state=first.optimizer_state_dict())
+    assert np.allclose(resumed.fit(dark, 2).losses, first.fit(dark, 2).losses, rtol=1e-6)
+
+
+def test_reset_returns_to_the_seeded_init(dark):
+    model = ZeroIG(mode="faithful", device="cpu")
+    before = model.infer(dark).denoise
+    model.fit(dark, 2)
+    model.reset()
+    assert np.array_equal(model.infer(dark).denoise, before) and model.steps_done == 0
+
+
+def test_tiled_inference_equals_whole_image_inference():
+    rng = np.random.default_rng(1)
+    image = (rng.random((70, 90, 3)) * 0.2).astype(np.float32)
+    model = ZeroIG(mode="faithful", device="cpu")
+    whole, tiled = model.infer(image), model.infer(image, tile=32)
+    assert np.abs(whole.denoise - tiled.denoise).max() < 1e-5
+    assert np.abs(whole.enhance - tiled.enhance).max() < 1e-5
+
+
+@pytest.mark.parametrize("shape", [(12, 9), (12, 9, 1), (12, 9, 3), (1, 1, 3)])
+def test_outputs_keep_the_input_layout(shape):
+    image = np.full(shape, 0.05, np.float32)
+    model = ZeroIG(mode="faithful", device="cpu")
+    model.fit(image, 1)
+    outputs = model.infer(image)
+    assert outputs.enhance.shape == shape and outputs.denoise.shape == shape
+    assert np.isfinite(outputs.denoise).all()
+
+
+def test_bad_images_are_rejected_with_a_message():
+    model = ZeroIG(mode="faithful", device="cpu")
+    with pytest.raises(Exception, match="NaN"):
+        model.fit(np.full((8, 8, 3), np.nan, np.float32), 1)
+    with pytest.raises(Exception, match="shape"):
+        model.infer(np.zeros((8, 8, 5), np.float32))
+    with pytest.raises(Exception, match="float"):
+        model.infer(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_devices_resolve_or_fail_clearly():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DeviceError, match="unknown device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    (tmp_path / "notes.pt").write_text("plain text")
+    with pytest.raises(CheckpointError, match="notes.pt"):
+        ZeroIG(device="cpu", weights=tmp_path / "notes.pt")
+    torch.save({"something": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="other.pt.*not a ZERO-IG checkpoint"):
+        ZeroIG(device="cpu", weights=tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        ZeroIG(device="cpu", weights=tmp_path / "missing.pt")
+
+
+def test_non_default_widths_round_trip_through_a_checkpoint(tmp_path, dark):
+    model = ZeroIG(mode="faithful", device="cpu", second_denoiser_width=96)
+    model.save(tmp_path / "wide.pt")
+    loaded = ZeroIG(mode="faithful", device="cpu", weights=tmp_path / "wide.pt")
+    assert loaded.net.denoise_2.conv1.out_channels == 96
+    assert np.array_equal(loaded.infer(dark).denoise, model.infer(dark).denoise)

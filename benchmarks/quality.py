@@ -1,0 +1,250 @@
+"""Quality benchmark: PSNR / SSIM of ``enhance`` and ``denoise`` per mode, at fit checkpoints.
+
+Data (read from ``../shared/data`` or ``$ZEROIG_SHARED/data``; skipped with a message if absent):
+- ``lol15-dev``: real low/normal-light photo pairs; outputs are compared with the normal-light
+  image as they are (PSNR, SSIM with ``channel_axis`` and ``data_range=1``), plus the colour cast
+  (mean |per-channel mean - their average|, 8-bit levels) and the mean brightness (8-bit) of the
+  output against the reference's.
+- ``microscopy-dev``: gray fluorescence, low-SNR vs an average of many exposures; outputs are
+  intensity-matched first (least-squares gain and offset of the output onto the reference).
+
+Each mode is fitted once per image (seeded published init) and scored at 250 / 500 / 1000 / 2000
+steps (those up to ``--steps``, plus ``--steps`` itself). Writes ``<out>.json`` and ``<out>.md``.
+
+    python benchmarks/quality.py --scale 0.25 --steps 1000 --modes faithful improved
+    python benchmarks/quality.py --datasets microscopy-dev --crop 128 --steps 500
+    python benchmarks/quality.py --merge a.json b.json --out results/all   # one table from several runs
+
+Ablation variants from ``zeroig_plugin.improved.ablation_recipes`` are accepted as modes too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ZEROIG_SHARED", REPO.parent / "shared"))
+CHECKPOINTS = (250, 500, 1000, 2000)
+DATASETS = ("lol15-dev", "microscopy-dev")
+SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
+
+
+def load(path: Path) -> np.ndarray:
+    """An image file as float32 in ``[0, 1]``: ``(H, W)`` gray or ``(H, W, 3)`` RGB."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(image, dtype=np.float32) / 65535.0
+        else:
+            image = image if image.mode in ("L", "RGB") else image.convert("L" if image.mode in ("LA", "1") else "RGB")
+            array = np.asarray(image, dtype=np.float32) / 255.0
+    if array.ndim == 3:
+        used = [c for c in range(3) if array[..., c].any()]
+        same = np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2])
+        if same or len(used) <= 1:  # gray stored as RGB, or a one-colour palette (a red-ramp microscopy PNG)
+            array = array.max(-1)
+    return np.ascontiguousarray(array)
+
+
+def prepare(array: np.ndarray, scale: float | None, size: int | None, crop: int | None) -> np.ndarray:
+    """Downscale (area average) by ``scale`` or to a long side of ``size``, then centre-crop ``crop``."""
+    from PIL import Image
+
+    h, w = array.shape[:2]
+    factor = scale if scale else (min(1.0, size / max(h, w)) if size else 1.0)
+    if factor != 1.0:
+        new = (max(16, round(w * factor)), max(16, round(h * factor)))
+        channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[2])]
+        resized = [np.asarray(Image.fromarray(c, mode="F").resize(new, Image.BOX)) for c in channels]
+        array = resized[0] if array.ndim == 2 else np.stack(resized, -1)
+    if crop:
+        h, w = array.shape[:2]
+        top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+        array = array[top : top + crop, left : left + crop]
+    return np.ascontiguousarray(array.clip(0, 1), dtype=np.float32)
+
+
+def intensity_match(output: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Least-squares ``gain * output + offset`` onto ``reference``, clipped to ``[0, 1]``."""
+    x = output.reshape(-1).astype(np.float64)
+    design = np.stack([x, np.ones_like(x)], 1)
+    (gain, offset), *_ = np.linalg.lstsq(design, reference.reshape(-1).astype(np.float64), rcond=None)
+    return np.clip(gain * output + offset, 0, 1).astype(np.float32)
+
+
+def colour_cast(image: np.ndarray) -> float:
+    """Mean absolute difference between the per-channel means and their average, 8-bit levels."""
+    if image.ndim == 2:
+        return 0.0
+    means = image.reshape(-1, image.shape[-1]).mean(0) * 255
+    return float(np.abs(means - means.mean()).mean())
+
+
+def score(output: np.ndarray, reference: np.ndarray, match: bool) -> dict:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    compared = intensity_match(output, reference) if match else output
+    channel_axis = -1 if compared.ndim == 3 else None
+    return {
+        "psnr": float(peak_signal_noise_ratio(reference, compared, data_range=1)),
+        "ssim": float(structural_similarity(reference, compared, channel_axis=channel_axis, data_range=1)),
+        "cast": colour_cast(output),
+        "brightness": float(output.mean() * 255),
+    }
+
+
+def run_one(mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str) -> dict:
+    from zeroig_plugin import ZeroIG
+    from zeroig_plugin.improved import ablation_recipes
+    from zeroig_plugin.recipes import available_modes, register_recipe
+
+    variants = ablation_recipes()
+    if mode in variants and mode not in available_modes():
+        register_recipe(variants[mode])  # ablation variants become modes in this process only
+    model = ZeroIG(mode=mode, device=device)
+    results, done, fit_seconds = {}, 0, 0.0
+    for checkpoint in checkpoints:
+        start = time.perf_counter()
+        model.fit(low, checkpoint - done)
+        fit_seconds += time.perf_counter() - start
+        done = checkpoint
+        outputs = model.infer(low)
+        results[str(checkpoint)] = {
+            "enhance": score(outputs.enhance, high, match),
+            "denoise": score(outputs.denoise, high, match),
+        }
+    return {"checkpoints": results, "seconds_per_step": fit_seconds / max(1, done), "reference_brightness": float(high.mean() * 255)}
+
+
+def pairs(dataset: str, limit: int | None, names: list[str] | None) -> list[tuple[str, Path, Path]]:
+    root = SHARED / "data" / dataset
+    found = []
+    for low in sorted((root / "low").iterdir()):
+        high = root / "high" / low.name
+        if low.suffix.lower() in SUFFIXES and high.is_file() and (not names or low.stem in names):
+            found.append((low.stem, low, high))
+    return found[:limit] if limit else found
+
+
+def table(report: dict) -> str:
+    """Markdown: one row per dataset, mode and checkpoint, means over images, then per-image finals."""
+    lines = []
+    for dataset, modes in report["results"].items():
+        match = dataset != "lol15-dev"
+        lines += [
+            f"### {dataset}" + (" (outputs intensity-matched to the reference)" if match else ""),
+            "",
+            "| mode | steps | enhance PSNR | enhance SSIM | denoise PSNR | denoise SSIM | colour cast (8-bit) | brightness (8-bit) / ref | best-to-final drop (dB) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for mode, images in modes.items():
+            steps = list(next(iter(images.values()))["checkpoints"])
+            reference = np.mean([r["reference_brightness"] for r in images.values()])
+            drops = [
+                max(c["denoise"]["psnr"] for c in r["checkpoints"].values()) - r["checkpoints"][steps[-1]]["denoise"]["psnr"]
+                for r in images.values()
+            ]
+            for step in steps:
+                get = lambda part, key: np.mean([r["checkpoints"][step][part][key] for r in images.values()])  # noqa: E731
+                drop = f"{np.mean(drops):.2f} (max {max(drops):.2f})" if step == steps[-1] else ""
+                lines.append(
+                    f"| {mode} | {step} | {get('enhance', 'psnr'):.2f} | {get('enhance', 'ssim'):.3f} | "
+                    f"{get('denoise', 'psnr'):.2f} | {get('denoise', 'ssim'):.3f} | {get('denoise', 'cast'):.1f} | "
+                    f"{get('denoise', 'brightness'):.0f} / {reference:.0f} | {drop} |"
+                )
+        lines += ["", "Per image, denoise PSNR / SSIM at the last checkpoint:", ""]
+        names = list(next(iter(modes.values())))
+        lines += ["| mode | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for mode, images in modes.items():
+            last = lambda r: r["checkpoints"][list(r["checkpoints"])[-1]]["denoise"]  # noqa: E731
+            cells = [f"{last(images[n])['psnr']:.2f} / {last(images[n])['ssim']:.3f}" if n in images else "-" for n in names]
+            lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def merge(paths: list[str]) -> dict:
+    merged: dict = {"settings": [], "results": {}}
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        merged["settings"].append(part["settings"])
+        for dataset, modes in part["results"].items():
+            for mode, images in modes.items():
+                merged["results"].setdefault(dataset, {}).setdefault(mode, {}).update(images)
+    return merged
+
+
+def write(report: dict, out: str) -> None:
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    settings = report["settings"] if isinstance(report["settings"], list) else [report["settings"]]
+    header = "\n".join(f"- {json.dumps(s)}" for s in settings)
+    out_path.with_suffix(".md").write_text(f"# Quality benchmark\n\nRuns:\n{header}\n\n{table(report)}\n")
+    print(table(report))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--modes", nargs="+", default=["faithful", "default"])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--steps", type=int, default=2000, help="last checkpoint (default 2000)")
+    parser.add_argument("--scale", type=float, default=None, help="downscale factor (area average), e.g. 0.25")
+    parser.add_argument("--size", type=int, default=None, help="downscale to this long side (ignored with --scale)")
+    parser.add_argument("--crop", type=int, default=None, help="then centre-crop to this square side")
+    parser.add_argument("--images", type=int, default=None, help="at most this many images per dataset")
+    parser.add_argument("--names", nargs="+", default=None, help="only these image stems")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality"))
+    parser.add_argument("--merge", nargs="+", default=None, help="merge these JSON results into one table")
+    args = parser.parse_args(argv)
+
+    if args.merge:
+        write(merge(args.merge), args.out)
+        return 0
+    if not (SHARED / "data").is_dir():
+        print(f"skipped: shared data not found at {SHARED / 'data'} (set ZEROIG_SHARED to the shared/ folder)")
+        return 0
+    import torch
+
+    from zeroig_plugin import describe_device
+    from zeroig_plugin.recipes import DEFAULT_MODE
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    checkpoints = sorted({c for c in CHECKPOINTS if c < args.steps} | {args.steps})
+    modes = [DEFAULT_MODE if m == "default" else m for m in dict.fromkeys(args.modes)]
+    settings = {
+        "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),
+        "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "modes": modes,
+    }
+    report = {"settings": settings, "results": {}}
+    for dataset in args.datasets:
+        for name, low_path, high_path in pairs(dataset, args.images, args.names):
+            low = prepare(load(low_path), args.scale, args.size, args.crop)
+            high = prepare(load(high_path), args.scale, args.size, args.crop)
+            for mode in modes:
+                start = time.perf_counter()
+                result = run_one(mode, low, high, checkpoints, dataset != "lol15-dev", args.device)
+                report["results"].setdefault(dataset, {}).setdefault(mode, {})[name] = result
+                final = result["checkpoints"][str(checkpoints[-1])]["denoise"]
+                print(f"{dataset} {name} {low.shape} {mode}: denoise {final['psnr']:.2f} dB / {final['ssim']:.3f} "
+                      f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+                write_partial = Path(args.out).with_suffix(".partial.json")
+                write_partial.parent.mkdir(parents=True, exist_ok=True)
+                write_partial.write_text(json.dumps(report, indent=1))
+    write(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The improved zero-shot mode: ZERO-IG with a shared, gamma-style illumination target, the
+published quirks corrected, and weight averaging.
+
+Still zero-shot: one image, no training data, no reference at run time. The networks, the
+inference and the denoising half of the loss are the published ones (SPEC.md); what changes is
+how the illumination ``s2`` is supervised and how the fit is read out:
+
+1. **Exposure from image statistics** (:func:`exposure_gamma`, :func:`illumination_target`). The
+   published rule aims a per-channel, capped linear gain ``k = clamp(0.5 / mean, 1, 25)`` at an
+   odd power-law illumination target, and clips the output at 0.8. Here the target illumination
+   is ``t = Y ** (1 - gamma)`` with ``Y`` the luminance of the N1-denoised image and ``gamma``
+   solved per image so that the gamma-curved luminance ``Y ** gamma`` has mean ``target_mean``
+   (mid-grey, 0.5). Darker inputs get a smaller ``gamma`` (a stronger lift), inputs already at
+   mid-grey are left alone (``gamma = 1``, ``t = 1``), highlights never clip (``Y <= 1`` maps
+   to ``Y ** gamma <= 1``).
+2. **Illumination shared across channels** (:func:`chroma_consistency`). ``t`` is one map for
+   all three channels, so ``H2 = I / s2`` keeps the input's chromaticity instead of letting the
+   three illumination channels drift apart (colour casts); a penalty on the spread of ``s2``
+   around its channel mean holds the channels together where the target term is weak.
+3. **Published quirks corrected**: Rec.601 luma (``0.299 R + 0.587 G + 0.114 B``) in the texture
+   mask and the exposure statistics, per-pixel YCbCr in the edge-aware smoothness weight, and
+   ``h2`` (not ``h1``) in the second texture-consistency term.
+4. **Weight averaging** (the recipe's ``weight_average``): inference uses an exponential moving
+   average of the weights, which damps the late drift of the published fit.
+
+:class:`ImprovedOptions` switches each change on its own, for the ablation in ``docs/quality.md``;
+:func:`ablation_recipes` builds the variants (not registered as modes).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .losses import (
+    edge_aware_smoothness,
+    gaussian_blur,
+    local_mean,
+    local_variance,
+    published_gray,
+    published_ycbcr,
+    texture_mask,
+    total_variation,
+)
+from .networks import ZeroIGNet, pair_downsample
+from .objective import EPS, brightness_target
+
+__all__ = [
+    "ImprovedOptions",
+    "Forward",
+    "training_forward",
+    "luma",
+    "rec601_ycbcr",
+    "exposure_gamma",
+    "illumination_target",
+    "chroma_consistency",
+    "improved_loss_terms",
+    "make_loss",
+    "improved_recipe",
+    "ablation_recipes",
+    "IMPROVED_MODE",
+]
+
+IMPROVED_MODE = "improved"
+REC601 = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class ImprovedOptions:
+    """Which changes against the published loss are on.
+
+    Attributes:
+        exposure: ``"gamma"`` (shared gamma-style target from image statistics) or
+            ``"published"`` (the capped ``0.5 / mean`` rule and its per-channel power-law target).
+        target_mean: the mean luminance the gamma curve aims the output at (mid-grey).
+        chroma_weight: weight of :func:`chroma_consistency` on ``s2`` (0 switches it off).
+        fix_quirks: Rec.601 luma, per-pixel YCbCr, ``h2`` in the second texture term.
+    """
+
+    exposure: str = "gamma"
+    target_mean: float = 0.5
+    chroma_weight: float = 1000.0
+    fix_quirks: bool = True
+
+
+class Forward(NamedTuple):
+    """Intermediates of the published training forward (SPEC.md, "Training forward")."""
+
+    image: torch.Tensor  # I, (B, 3, H, W)
+    l11: torch.Tensor  # (B, 3, H/2, W/2)
+    l12: torch.Tensor
+    p1: torch.Tensor
+    p2: torch.Tensor
+    l2: torch.Tensor  # N1-denoised, (B, 3, H, W)
+    s2: torch.Tensor  # illumination, (B, 3, H, W)
+    s21: torch.Tensor
+    s22: torch.Tensor
+    h11: torch.Tensor
+    h12: torch.Tensor
+    r3: torch.Tensor  # (B, 6, H/2, W/2)
+    r4: torch.Tensor
+    target_from_h11: torch.Tensor  # detached [H11, s21]
+    target_from_h12: torch.Tensor
+    h2: torch.Tensor  # enhanced, (B, 3, H, W)
+    h3: torch.Tensor  # enhanced and denoised, (B, 3, H, W)
+    s3: torch.Tensor
+
+
+def training_forward(net: ZeroIGNet, image: torch.Tensor) -> Forward:
+    """The published training forward on ``image`` ``(B, 3, H, W)`` in ``[0, 1]``, unchanged."""
+    j = image + EPS
+    l11, l12 = pair_downsample(j)
+    p1 = l11 - net.denoise_1(l11)
+    p2 = l12 - net.denoise_1(l12)
+    l2 = torch.clamp(j - net.denoise_1(j), EPS, 1)
+    s2 = net.enhance(l2.detach())
+    s21, s22 = pair_downsample(s2)
+    h2 = torch.clamp(j / s2, EPS, 1)
+    h11 = torch.clamp(l11 / s21, EPS, 1)
+    h12 = torch.clamp(l12 / s22, EPS, 1)
+
+    def second(h: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stacked = torch.cat([h, s], 1)
+        return torch.clamp(stacked.detach() - net.denoise_2(stacked), EPS, 1), stacked.detach()
+
+    r3, from_h11 = second(h11, s21)
+    r4, from_h12 = second(h12, s22)
+    r5, _ = second(h2, s2)
+    return Forward(image, l11, l12, p1, p2, l2, s2, s21, s22, h11, h12, r3, r4, from_h11, from_h12, h2, r5[:, :3], r5[:, 3:])
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """Rec.601 luma ``0.299 R + 0.587 G + 0.114 B``: ``(B, 3, H, W) -> (B, 1, H, W)``."""
+    r, g, b = REC601
+    return (r * x[:, 0] + g * x[:, 1] + b * x[:, 2]).unsqueeze(1)
+
+
+# published_gray computes 0.144 x0 + 0.587 x1 + 0.299 x2; scaling the channels by these factors
+# first turns it into Rec.601 luma, so the published texture mask can be reused with correct weights.
+_TO_REC601 = (REC601[0] / 0.144, 1.0, REC601[2] / 0.299)
+
+
+def _rec601_texture_mask(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:func:`losses.texture_mask` on Rec.601 luma instead of the published 0.144/swapped weights."""
+    scale = torch.tensor(_TO_REC601, dtype=a.dtype, device=a.device).view(1, 3, 1, 1)
+    return texture_mask(a * scale, b * scale)
+
+
+def rec601_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel BT.601 YCbCr (studio range, as the published matrix intends):
+    ``(B, 3, H, W)`` RGB -> ``(B, 3, H, W)`` YCbCr. Drop-in ``colour`` for ``edge_aware_smoothness``."""
+    matrix = torch.tensor(
+        ((0.257, 0.504, 0.098), (-0.148, -0.291, 0.439), (0.439, -0.368, -0.071)), dtype=x.dtype, device=x.device
+    )
+    bias = torch.tensor((16 / 255, 128 / 255, 128 / 255), dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return torch.einsum("oc,bchw->bohw", matrix, x) + bias
+
+
+@torch.no_grad()
+def exposure_gamma(y: torch.Tensor, target_mean: float = 0.5, iterations: int = 24) -> torch.Tensor:
+    """The gamma that lifts luminance ``y`` ``(B, 1, H, W)`` in ``[0, 1]`` to mean ``target_mean``.
+
+    Solves ``mean(y ** gamma) = target_mean`` per image by bisection on ``gamma`` in
+    ``[0.05, 1]`` (``mean(y ** gamma)`` falls as ``gamma`` grows). Images whose mean is already
+    at or above the target get ``gamma = 1`` (left alone). Returns ``(B, 1, 1, 1)``.
+    """
+    y = y.clamp(1e-4, 1).flatten(1)
+    if y.shape[1] > 65536:  # the mean of a strided subsample is plenty for one scalar
+        y = y[:, :: y.shape[1] // 65536]
+    low = torch.full((y.shape[0], 1), 0.05, dtype=y.dtype, device=y.device)
+    high = torch.ones_like(low)
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        too_dark = y.pow(mid).mean(1, keepdim=True) < target_mean
+        high = torch.where(too_dark, mid, high)
+        low = torch.where(too_dark, low, mid)
+    return ((low + high) / 2).view(-1, 1, 1, 1)
+
+
+def illumination_target(y: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """Shared illumination target ``t = y ** (1 - gamma)`` in ``(0, 1]``: ``(B, 1, H, W)`` luminance
+    and ``(B, 1, 1, 1)`` gamma -> ``(B, 1, H, W)``; ``y / t = y ** gamma``."""
+    return y.clamp(1e-4, 1).pow(1 - gamma)
+
+
+def chroma_consistency(s: torch.Tensor) -> torch.Tensor:
+    """Spread of an illumination map across channels: ``MSE(s, mean_c s)`` for ``(B, 3, H, W)``; a scalar."""
+    return F.mse_loss(s, s.mean(1, keepdim=True).expand_as(s))
+
+
+def improved_loss_terms(net: ZeroIGNet, image: torch.Tensor, options: ImprovedOptions = ImprovedOptions()) -> dict[str, torch.Tensor]:
+    """Weighted loss terms of the improved mode on ``image`` ``(B, 3, H, W)``; their sum is the loss.
+
+    With ``ImprovedOptions(exposure="published", chroma_weight=0, fix_quirks=False)`` the terms
+    equal the published ones (``objective.faithful_loss_terms``).
+    """
+    f = training_forward(net, image)
+    ld = f.l2.detach()
+    mse = F.mse_loss
+    fix = options.fix_quirks
+
+    if options.exposure == "gamma":
+        y = luma(ld) if fix else published_gray(ld)
+        t = illumination_target(y, exposure_gamma(y, options.target_mean)).expand_as(f.s2)
+        illumination = 700 * mse(f.s2, t)
+        exposure = 1000 * mse(torch.clamp(ld / f.s2, 1e-9, 1), torch.clamp(ld / t, 1e-9, 1))
+    elif options.exposure == "published":
+        if fix:
+            k = torch.clamp(0.5 / (luma(ld).mean(dim=(1, 2, 3)) + 1e-9), 1, 25).view(-1, 1, 1, 1)
+        else:
+            k = brightness_target(ld)
+        ratio = torch.pow(0.7, -k) / k
+        illumination = 700 * mse(f.s2, torch.clamp(torch.pow(ld * k, k) * ratio, 1e-9, 1))
+        exposure = 1000 * mse(torch.clamp(ld / f.s2, 1e-9, 0.8), torch.clamp(ld * k, 1e-9, 1))
+    else:
+        raise ValueError(f"unknown exposure rule {options.exposure!r}: use 'gamma' or 'published'")
+
+    h1_half, h2_half = pair_downsample(f.h3)
+    mask = _rec601_texture_mask(h1_half, h2_half) if fix else texture_mask(h1_half, h2_half)
+    h1 = torch.clamp(f.l2 / f.s2, 0, 1)
+    a1, a2 = pair_downsample(image + 1e-9)
+    b1, b2 = pair_downsample(f.l2)
+    c1 = (1 - mask) * local_mean(h1_half) + h1_half * mask
+    c2 = (1 - mask) * local_mean(h2_half) + (h2_half if fix else h1_half) * mask
+    terms = {
+        "illumination": illumination,
+        "exposure": exposure,
+        "smoothness": 5 * edge_aware_smoothness(ld, f.s2, colour=rec601_ycbcr if fix else published_ycbcr),
+        "tv": 1600 * total_variation(f.s2),
+        "pair_input": 1000 * mse(a1, f.p2) + 1000 * mse(a2, f.p1),
+        "pair_denoised": 1000 * mse(f.p1, b1) + 1000 * mse(f.p2, b2),
+        "pair_second": 1000 * mse(f.r3, f.target_from_h12) + 1000 * mse(f.r4, f.target_from_h11),
+        "pair_output": 1000 * mse(f.r3[:, :3], h1_half) + 1000 * mse(f.r4[:, :3], h2_half),
+        "colour": 10000 * mse(gaussian_blur(h1).detach(), gaussian_blur(f.h3)),
+        "illumination_consistency": 1000 * mse(f.s2.detach(), f.s3),
+        "texture_consistency": 10000 * mse(h1_half, c1) + 10000 * mse(h2_half, c2),
+        "noise_variance": 1000 * mse(local_variance(f.h2), local_variance(f.h3 - f.h2)),
+    }
+    if options.chroma_weight:
+        terms["chroma"] = options.chroma_weight * chroma_consistency(f.s2)
+    return terms
+
+
+def _loss(net: ZeroIGNet, image: torch.Tensor, options: ImprovedOptions) -> torch.Tensor:
+    return torch.stack(list(improved_loss_terms(net, image, options).values())).sum()
+
+
+def make_loss(options: ImprovedOptions = ImprovedOptions()):
+    """The total loss ``(net, image) -> scalar`` for ``options``, as a :class:`Recipe` takes it."""
+    return functools.partial(_loss, options=options)
+
+
+DEFAULT_WEIGHT_AVERAGE = 0.995
+
+
+def improved_recipe(name: str = IMPROVED_MODE, options: ImprovedOptions = ImprovedOptions(), **settings):
+    """A :class:`recipes.Recipe` for ``options`` (Adam settings as published unless overridden)."""
+    from .recipes import Recipe  # recipes imports this module at its bottom
+
+    settings.setdefault("weight_average", DEFAULT_WEIGHT_AVERAGE)
+    description = (
+        "ZERO-IG with a shared gamma-style illumination target (output mean luminance aimed at "
+        "mid-grey), Rec.601/YCbCr quirks fixed and weight averaging (docs/quality.md)"
+    )
+    return Recipe(name, make_loss(options), settings.pop("description", description), **settings)
+
+
+def ablation_recipes() -> dict:
+    """Variants for the ablation table, keyed by name (not registered as modes).
+
+    ``faithful+X`` adds one change to the published loss; ``improved-X`` takes one away.
+    """
+    published = ImprovedOptions(exposure="published", chroma_weight=0.0, fix_quirks=False)
+    full = ImprovedOptions()
+    variants = {
+        "faithful+gamma": (replace(published, exposure="gamma"), None),
+        "faithful+chroma": (replace(published, chroma_weight=full.chroma_weight), None),
+        "faithful+quirks": (replace(published, fix_quirks=True), None),
+        "faithful+ema": (published, DEFAULT_WEIGHT_AVERAGE),
+        "improved-gamma": (replace(full, exposure="published"), DEFAULT_WEIGHT_AVERAGE),
+        "improved-chroma": (replace(full, chroma_weight=0.0), DEFAULT_WEIGHT_AVERAGE),
+        "improved-quirks": (replace(full, fix_quirks=False), DEFAULT_WEIGHT_AVERAGE),
+        "improved-ema": (full, None),
+    }
+    return {
+        name: improved_recipe(name, options, weight_average=average, description=f"ablation variant {name}")
+        for name, (options, average) in variants.items()
+    }

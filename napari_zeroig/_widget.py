@@ -1,0 +1,254 @@
+"""The ZERO-IG dock widget: pick a layer and settings, fit in a worker thread, add result layers.
+
+The fitting runs in a :func:`napari.qt.threading.thread_worker` generator that yields after
+every step, so the viewer stays responsive, a napari progress bar advances step by step and plane
+by plane, and Cancel takes effect before the next step. Errors become napari notifications.
+"""
+from __future__ import annotations
+
+import threading
+from functools import partial
+
+import napari.layers
+import napari.viewer
+import torch
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from napari.utils.notifications import notification_manager, show_error, show_info
+
+from zeroig_plugin import ZeroIGError, available_modes, describe_device
+
+from .processing import OUTPUT_CHOICES, Progress, RunSettings, StackLayout, StackOutputs, enhance_stack
+
+PLUGIN_NAME = "zeroig"  # npe2 names a plugin after its distribution
+WIDGET_NAME = "ZERO-IG enhance"
+CHANNEL_LABELS = {"c", "ch", "channel", "channels"}
+
+
+@thread_worker(ignore_errors=True)  # the widget reports errors itself (see ZeroIGWidget._on_error)
+def enhance_in_thread(data, layout: StackLayout, settings: RunSettings, should_cancel):
+    """:func:`enhance_stack` in a worker thread: yields its progress, returns its outputs."""
+    return (yield from enhance_stack(data, layout, settings, should_cancel))
+
+
+def device_choices() -> list[str]:
+    """``auto``, ``cpu`` and each CUDA device of this machine."""
+    return ["auto", "cpu", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
+
+
+def carried_properties(source: napari.layers.Image) -> dict:
+    """The input layer's placement in the world, axis names, units, metadata and look."""
+    properties = {
+        "scale": source.scale,
+        "translate": source.translate,
+        "rotate": source.rotate,
+        "shear": source.shear,
+        "affine": source.affine,
+        "axis_labels": source.axis_labels,
+        "units": source.units,
+        "metadata": dict(source.metadata),
+        "rgb": source.rgb,
+    }
+    if not source.rgb:
+        properties["colormap"] = source.colormap
+    return properties
+
+
+class ZeroIGWidget(Container):
+    """Dock widget: image layer, steps, device, mode, output, checkpoint, stack and channel axes.
+
+    Its fields are reachable by name for scripts, e.g. ``widget["steps"].value = 500``:
+    image, steps, later_steps, device, runs_on, mode, output, checkpoint, stack_axis,
+    channel_axis, run, cancel, status.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self._viewer = viewer
+        self._layer = ComboBox(name="image", choices=self._image_layers)
+        self._steps = SpinBox(
+            name="steps", value=RunSettings.steps, min=0, max=100_000,
+            tooltip="fitting steps on the first plane (the published method uses 2000; 0 applies a checkpoint as is)",
+        )
+        self._later_steps = SpinBox(
+            name="later_steps", label="steps per next plane", value=RunSettings.later_steps, min=0, max=100_000,
+            tooltip="fitting steps on each later plane of a stack, starting from the previous plane's fit",
+        )
+        self._device = ComboBox(name="device", choices=device_choices())
+        self._device_name = Label(name="runs_on")
+        self._mode = ComboBox(name="mode", choices=available_modes())
+        self._output = ComboBox(name="output", choices=OUTPUT_CHOICES, value="both")
+        self._checkpoint = FileEdit(name="checkpoint", mode="r", filter="*.pt *.pth *.ckpt", nullable=True)
+        self._stack_axis = ComboBox(
+            name="stack_axis", choices=self._axis_choices,
+            tooltip="planes are fitted along this axis (time or z), each starting from its neighbour's fit",
+        )
+        self._channel_axis = ComboBox(
+            name="channel_axis", choices=self._axis_choices,
+            tooltip="each channel along this axis is enhanced on its own, as gray planes",
+        )
+        self._run_button = PushButton(name="run", text="Run")
+        self._cancel_button = PushButton(name="cancel", text="Cancel", enabled=False)
+        self._status = Label(name="status", value="idle")
+        super().__init__(
+            widgets=[
+                self._layer, self._steps, self._later_steps, self._device, self._device_name, self._mode,
+                self._output, self._checkpoint, self._stack_axis, self._channel_axis,
+                self._run_button, self._cancel_button, self._status,
+            ]
+        )
+        self._cancel_requested = threading.Event()
+        self._worker = None
+        self._progress_bar: progress | None = None
+        self._layer.changed.connect(self._choose_axes)
+        self._device.changed.connect(self._show_device)
+        self._run_button.changed.connect(self.run)
+        self._cancel_button.changed.connect(self.cancel)
+        self._choose_axes()
+        self._show_device()
+
+    @property
+    def worker(self):
+        """The running job's napari ``GeneratorWorker`` (its ``yielded`` signal carries the
+        :class:`~napari_zeroig.processing.Progress` ticks), or ``None`` when idle."""
+        return self._worker
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def select_layer(self, layer: napari.layers.Image) -> None:
+        """Make ``layer`` the one the next run enhances."""
+        self._layer.reset_choices()
+        self._layer.value = layer
+
+    def _image_layers(self, _widget=None) -> list[tuple[str, napari.layers.Image]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)]
+
+    def _axis_choices(self, _widget=None) -> list[tuple[str, int | None]]:
+        """``none`` and each axis outside the image plane, named by its label and size."""
+        layer = self._layer.value
+        choices: list[tuple[str, int | None]] = [("none", None)]
+        if layer is None:
+            return choices
+        for axis in range(layer.ndim - 2):
+            choices.append((f"{axis}: {layer.axis_labels[axis]} ({layer.data.shape[axis]})", axis))
+        return choices
+
+    def _choose_axes(self) -> None:
+        """Fresh axis choices for the selected layer; guess the channel axis from its label."""
+        self._stack_axis.reset_choices()
+        self._channel_axis.reset_choices()
+        layer = self._layer.value
+        if layer is None:
+            return
+        outer = range(layer.ndim - 2)
+        channel = None if layer.rgb else next((a for a in outer if layer.axis_labels[a].lower() in CHANNEL_LABELS), None)
+        stacks = [axis for axis in outer if axis != channel]
+        self._channel_axis.value = channel
+        self._stack_axis.value = stacks[-1] if stacks else None
+
+    def _show_device(self) -> None:
+        try:
+            self._device_name.value = describe_device(self._device.value)
+        except ZeroIGError as error:
+            self._device_name.value = str(error)
+
+    def settings(self) -> RunSettings:
+        """The run settings the widget shows."""
+        return RunSettings(
+            steps=self._steps.value,
+            later_steps=self._later_steps.value,
+            mode=self._mode.value,
+            device=self._device.value,
+            output=self._output.value,
+            checkpoint=self._checkpoint.value,
+        )
+
+    def run(self) -> None:
+        """Start enhancing the selected layer in a worker thread (ignored while one runs)."""
+        layer = self._layer.value
+        if self.running:
+            return
+        if layer is None:
+            show_info("ZERO-IG: add or choose an image layer first")
+            return
+        try:
+            if layer.multiscale:
+                raise ZeroIGError(f"{layer.name}: multiscale (pyramid) layers are not supported")
+            layout = StackLayout(tuple(layer.data.shape), layer.rgb, self._stack_axis.value, self._channel_axis.value)
+            settings = self.settings()
+        except ZeroIGError as error:
+            show_error(f"ZERO-IG: {error}")
+            return
+        self._cancel_requested.clear()
+        self._progress_bar = progress(total=settings.ticks(layout), desc=f"ZERO-IG {layer.name}")
+        worker = enhance_in_thread(layer.data, layout, settings, self._cancel_requested.is_set)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(partial(self._add_outputs, layer))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True)
+        self._status.value = f"starting on {self._device_name.value}"
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop the run before its next step; no layer is added."""
+        if self.running:
+            self._cancel_requested.set()
+            self._status.value = "cancelling"
+
+    def _set_running(self, running: bool) -> None:
+        self._run_button.enabled = not running
+        self._cancel_button.enabled = running
+
+    def _on_progress(self, tick: Progress) -> None:
+        text = f"plane {tick.plane}/{tick.planes}, step {tick.step}/{tick.steps}"
+        if tick.loss is not None:
+            text += f", loss {tick.loss:.4g}"
+        self._status.value = text
+        bar = self._progress_bar  # napari's bar processes Qt events, which may finish the run meanwhile
+        if bar is not None:
+            bar.update(tick.done - bar.n)
+            bar.set_description(text)
+
+    def _add_outputs(self, source: napari.layers.Image, outputs: StackOutputs | None) -> None:
+        """Add ``<name> enhanced`` / ``<name> denoised`` (the fields of ``outputs``) beside ``source``."""
+        if outputs is None:
+            self._status.value = "cancelled"
+            show_info(f"ZERO-IG: cancelled, no layer added for {source.name}")
+            return
+        added = []
+        for suffix, data in outputs._asdict().items():
+            if data is not None:
+                added.append(f"{source.name} {suffix}")
+                self._viewer.add_image(data, name=added[-1], **carried_properties(source))
+        self._status.value = f"added {', '.join(added)}"
+
+    def _on_error(self, error: Exception) -> None:
+        """A notification for a failed run: one line for ZeroIGError, with traceback for bugs.
+
+        (napari 0.9.2's workers do not relay errors themselves: their notifying mixin is never
+        initialised, so this is the only report.)
+        """
+        self._status.value = f"failed: {error}"
+        if isinstance(error, ZeroIGError):
+            show_error(f"ZERO-IG: {error}")
+        else:
+            notification_manager.receive_error(type(error), error, error.__traceback__)
+
+    def _on_finished(self) -> None:
+        if self._progress_bar is not None:
+            self._progress_bar.close()
+            self._progress_bar = None
+        self._worker = None
+        self._set_running(False)
+
+
+def open_for_active_layer(viewer: napari.viewer.Viewer) -> None:
+    """Layers menu action: dock the ZERO-IG widget with the active image layer selected."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, WIDGET_NAME)
+    layer = viewer.layers.selection.active
+    if isinstance(layer, napari.layers.Image):
+        widget.select_layer(layer)

@@ -1,0 +1,249 @@
+"""The numpy side of the napari plugin, with no Qt import: intensity scaling, plane layout and
+warm-started processing of stacks as a generator that reports progress step by step.
+
+Intensity scaling (what users should know):
+
+* integer data (``uint8``, ``uint16``, ...) is divided by its dtype's range (``0..255``,
+  ``0..65535``), so a dim 12-bit camera image stored as ``uint16`` stays dim, which is what
+  ZERO-IG brightens; outputs are rounded back to the input's dtype.
+* float data of any range is scaled so that its 0.1th and 99.9th percentiles (over the whole
+  layer, per channel when there is a channel axis) become 0 and 1, values beyond are clipped;
+  outputs are mapped back through the same two numbers, in the input's float dtype.
+* the alpha channel of RGBA data is copied to the outputs as it is.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from zeroig_plugin import InputError, ZeroIG, load_state_dict
+
+__all__ = [
+    "IntensityScale",
+    "StackLayout",
+    "Progress",
+    "StackOutputs",
+    "RunSettings",
+    "enhance_stack",
+    "OUTPUT_CHOICES",
+    "LOW_PERCENTILE",
+    "HIGH_PERCENTILE",
+]
+
+LOW_PERCENTILE = 0.1
+HIGH_PERCENTILE = 99.9
+PERCENTILE_SAMPLE = 4_000_000  # values read to estimate float percentiles on big layers
+LARGE_PLANE_PIXELS = 2048 * 2048  # planes above this are inferred tile by tile
+INFERENCE_TILE = 1024
+OUTPUT_CHOICES = ("enhance", "denoise", "both")
+
+
+@dataclass(frozen=True)
+class IntensityScale:
+    """A linear map between a layer's values (``low``..``high`` in ``dtype``) and ``[0, 1]``."""
+
+    low: float
+    high: float
+    dtype: np.dtype
+
+    @classmethod
+    def for_data(cls, data: np.ndarray) -> IntensityScale:
+        """The dtype's range for integer data, robust percentiles for float data."""
+        dtype = np.dtype(data.dtype)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            return cls(float(info.min), float(info.max), dtype)
+        if not np.issubdtype(dtype, np.floating):
+            raise InputError(f"cannot enhance {dtype} data: expected integers or floats")
+        flat = np.asarray(data).reshape(-1)
+        sample = flat[:: max(1, math.ceil(flat.size / PERCENTILE_SAMPLE))].astype(np.float64)
+        sample = sample[np.isfinite(sample)]
+        if sample.size == 0:
+            raise InputError("the image has no finite values")
+        low, high = np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE])
+        if high <= low:  # a constant image
+            high = low + 1.0
+        return cls(float(low), float(high), dtype)
+
+    def to_unit(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as float32 in ``[0, 1]`` (NaN stays NaN, for the core to reject)."""
+        unit = (np.asarray(values, dtype=np.float64) - self.low) / (self.high - self.low)
+        return np.clip(unit, 0.0, 1.0).astype(np.float32)
+
+    def from_unit(self, unit: np.ndarray) -> np.ndarray:
+        """``[0, 1]`` values back in this scale's range and dtype (rounded for integers)."""
+        values = self.low + np.asarray(unit, dtype=np.float64) * (self.high - self.low)
+        if np.issubdtype(self.dtype, np.integer):
+            values = np.clip(np.rint(values), self.low, self.high)
+        return values.astype(self.dtype)
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    """Where the image plane lies in a layer's array and how the other axes are walked.
+
+    The plane is the last two axes, or the two before the colour axis when ``rgb``. Each channel
+    of ``channel_axis`` is processed on its own, as gray planes. Within a channel the planes are
+    visited with ``stack_axis`` varying fastest, so each plane's fit starts from the weights of
+    its neighbour along that axis.
+    """
+
+    shape: tuple[int, ...]
+    rgb: bool
+    stack_axis: int | None = None
+    channel_axis: int | None = None
+
+    def __post_init__(self) -> None:
+        ndim = len(self.shape)
+        if self.rgb and (ndim < 3 or self.shape[-1] not in (3, 4)):
+            raise InputError(f"an RGB(A) layer needs a last axis of 3 or 4, got shape {self.shape}")
+        if ndim < 2 + self.rgb:
+            raise InputError(f"expected at least a 2D image, got shape {self.shape}")
+        if self.rgb and self.channel_axis is not None:
+            raise InputError("an RGB(A) layer has its colours in the last axis: leave the channel axis at none")
+        for name, axis in (("stack", self.stack_axis), ("channel", self.channel_axis)):
+            if axis is not None and axis not in self.outer_axes:
+                raise InputError(f"the {name} axis must be one of the non-image axes {self.outer_axes}, got {axis}")
+        if self.stack_axis is not None and self.stack_axis == self.channel_axis:
+            raise InputError("the stack axis and the channel axis must differ")
+
+    @property
+    def plane_axes(self) -> tuple[int, int]:
+        ndim = len(self.shape)
+        return (ndim - 3, ndim - 2) if self.rgb else (ndim - 2, ndim - 1)
+
+    @property
+    def outer_axes(self) -> tuple[int, ...]:
+        """The axes that are neither the image plane nor the colour axis."""
+        return tuple(range(self.plane_axes[0]))
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.channel_axis is None else self.shape[self.channel_axis]
+
+    @property
+    def walk_axes(self) -> tuple[int, ...]:
+        """The axes walked within one channel, slowest first, the stack axis last."""
+        axes = [axis for axis in self.outer_axes if axis not in (self.channel_axis, self.stack_axis)]
+        return (*axes, self.stack_axis) if self.stack_axis is not None else tuple(axes)
+
+    @property
+    def planes_per_channel(self) -> int:
+        return math.prod(self.shape[axis] for axis in self.walk_axes)
+
+    def planes(self, channel: int) -> Iterator[tuple]:
+        """Index tuples selecting each plane of ``channel``, in warm-start order."""
+        for position in np.ndindex(*(self.shape[axis] for axis in self.walk_axes)):
+            index: list = [slice(None)] * len(self.shape)
+            if self.channel_axis is not None:
+                index[self.channel_axis] = channel
+            for axis, at in zip(self.walk_axes, position):
+                index[axis] = at
+            yield tuple(index)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the user chose: steps for the first and each later plane, engine and outputs."""
+
+    steps: int = 300
+    later_steps: int = 50
+    mode: str = "default"
+    device: str = "auto"
+    output: str = "both"
+    checkpoint: str | os.PathLike | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.later_steps < 0:
+            raise InputError("steps must be 0 or more")
+        if self.output not in OUTPUT_CHOICES:
+            raise InputError(f"output must be one of {', '.join(OUTPUT_CHOICES)}, got {self.output!r}")
+
+    def model_factory(self) -> Callable[[], ZeroIG]:
+        """A maker of fresh models (the checkpoint, if any, is read once, here)."""
+        weights = load_state_dict(self.checkpoint) if self.checkpoint else None
+        return lambda: ZeroIG(mode=self.mode, device=self.device, weights=weights)
+
+    def ticks(self, layout: StackLayout) -> int:
+        """Progress ticks of a run on ``layout``: every fitting step and every plane's inference."""
+        later_planes = layout.planes_per_channel - 1
+        return layout.channels * (self.steps + 1 + later_planes * (self.later_steps + 1))
+
+
+class Progress(NamedTuple):
+    """One tick of a run: a fitting step done, or a plane's inference done (``step == steps``)."""
+
+    done: int
+    total: int
+    plane: int
+    planes: int
+    step: int
+    steps: int
+    loss: float | None
+
+
+class StackOutputs(NamedTuple):
+    """The requested outputs, each shaped and typed like the input; ``None`` when not requested."""
+
+    enhanced: np.ndarray | None
+    denoised: np.ndarray | None
+
+
+def enhance_stack(
+    data: np.ndarray,
+    layout: StackLayout,
+    settings: RunSettings,
+    should_cancel: Callable[[], bool] = lambda: False,
+) -> Generator[Progress, None, StackOutputs | None]:
+    """Fit and infer ``data`` plane by plane, yielding a :class:`Progress` after every step.
+
+    Each channel gets a fresh model; its first plane is fitted for ``settings.steps`` steps and
+    every later plane, continuing from the previous plane's weights and Adam state, for
+    ``settings.later_steps``. ``should_cancel`` is checked before every step and every plane's
+    inference. Returns the outputs, or ``None`` when cancelled. ``data`` is only read.
+    """
+    new_model = settings.model_factory()
+    scales = _channel_scales(data, layout)
+    wanted = {"enhance": settings.output != "denoise", "denoise": settings.output != "enhance"}
+    enhanced = np.empty(data.shape, data.dtype) if wanted["enhance"] else None
+    denoised = np.empty(data.shape, data.dtype) if wanted["denoise"] else None
+    planes, total = layout.channels * layout.planes_per_channel, settings.ticks(layout)
+    done = plane = 0
+    for channel, scale in enumerate(scales):
+        model = new_model()
+        for order, index in enumerate(layout.planes(channel)):
+            plane += 1
+            plane_steps = settings.steps if order == 0 else settings.later_steps
+            source = np.asarray(data[index])
+            colour, alpha = (source[..., :3], source[..., 3:]) if layout.rgb else (source, None)
+            unit = scale.to_unit(colour)
+            for step in range(plane_steps):
+                if should_cancel():
+                    return None
+                report = model.fit(unit, 1)
+                done += 1
+                yield Progress(done, total, plane, planes, step + 1, plane_steps, report.losses[0])
+            if should_cancel():
+                return None
+            tile = INFERENCE_TILE if unit.shape[0] * unit.shape[1] > LARGE_PLANE_PIXELS else None
+            result = model.infer(unit, tile=tile)
+            for target, values in ((enhanced, result.enhance), (denoised, result.denoise)):
+                if target is not None:
+                    restored = scale.from_unit(values)
+                    target[index] = restored if alpha is None else np.concatenate([restored, alpha], axis=-1)
+            done += 1
+            yield Progress(done, total, plane, planes, plane_steps, plane_steps, None)
+    return StackOutputs(enhanced, denoised)
+
+
+def _channel_scales(data: np.ndarray, layout: StackLayout) -> list[IntensityScale]:
+    """One intensity scale per channel (the colour channels of RGB share one, alpha excluded)."""
+    if layout.channel_axis is None or np.issubdtype(data.dtype, np.integer):
+        return [IntensityScale.for_data(data[..., :3] if layout.rgb else data)] * layout.channels
+    before = (slice(None),) * layout.channel_axis
+    return [IntensityScale.for_data(data[(*before, channel)]) for channel in range(layout.channels)]

@@ -1,0 +1,169 @@
+"""The napari plugin in a real viewer: discovery, widget runs, stacks, cancel, samples, menu.
+
+Run under a display: ``xvfb-run -a .venv/bin/pytest -m napari tests/test_napari_plugin.py``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_zeroig._widget import PLUGIN_NAME, WIDGET_NAME, ZeroIGWidget, open_for_active_layer  # noqa: E402
+
+pytestmark = pytest.mark.napari
+RUN_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny test images fit fastest on one thread; two OpenMP threads thrash on a busy 2-core box."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+def docked_widget(viewer) -> ZeroIGWidget:
+    """The plugin's widget, docked the way the Plugins menu does it (through npe2)."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, WIDGET_NAME)
+    return widget
+
+
+def run_and_wait(qtbot, widget: ZeroIGWidget, layer, steps=1, later_steps=1, on_progress=None, **choices) -> None:
+    """Run ``widget`` on ``layer`` on the CPU and wait for the worker to finish."""
+    widget.select_layer(layer)
+    widget["steps"].value, widget["later_steps"].value = steps, later_steps
+    widget["device"].value = "cpu"
+    for name, value in choices.items():
+        widget[name].value = value
+    widget.run()
+    assert widget.running
+    if on_progress is not None:
+        widget.worker.yielded.connect(on_progress)
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+
+
+def test_manifest_is_discovered_through_the_entry_point():
+    from npe2 import PluginManager
+
+    manager = PluginManager()
+    manager.discover()
+    manifest = manager.get_manifest(PLUGIN_NAME)
+    contributions = manifest.contributions
+    assert [widget.display_name for widget in contributions.widgets] == [WIDGET_NAME]
+    assert {sample.key for sample in contributions.sample_data} == {"fluorescence", "dark_photo"}
+    assert [item.command for item in contributions.menus["napari/layers/filter"]] == ["zeroig.open_for_active_layer"]
+
+
+def test_gray_uint16_run_adds_both_layers_with_the_input_placement(viewer, qtbot):
+    image = np.random.default_rng(0).integers(100, 300, (32, 32)).astype(np.uint16)
+    layer = viewer.add_image(
+        image.copy(), name="cells", scale=(0.5, 0.25), translate=(10, -3), axis_labels=("y", "x"),
+        units=("um", "um"), metadata={"objective": "60x"}, colormap="magma",
+    )
+    widget = docked_widget(viewer)
+    run_and_wait(qtbot, widget, layer)
+    assert [each.name for each in viewer.layers] == ["cells", "cells enhanced", "cells denoised"]
+    for output in viewer.layers[1:]:
+        assert output.data.dtype == np.uint16 and output.data.shape == image.shape
+        np.testing.assert_array_equal(output.scale, layer.scale)
+        np.testing.assert_array_equal(output.translate, layer.translate)
+        assert output.axis_labels == ("y", "x") and tuple(map(str, output.units)) == ("micrometer",) * 2
+        assert output.metadata == {"objective": "60x"} and output.colormap.name == "magma"
+    np.testing.assert_array_equal(layer.data, image)
+    assert widget["status"].value.startswith("added")
+
+
+def test_rgb_uint8_run_with_one_output(viewer, qtbot):
+    image = np.random.default_rng(1).integers(0, 50, (32, 32, 3)).astype(np.uint8)
+    layer = viewer.add_image(image, name="photo", rgb=True)
+    widget = docked_widget(viewer)
+    run_and_wait(qtbot, widget, layer, output="enhance")
+    assert [each.name for each in viewer.layers] == ["photo", "photo enhanced"]
+    enhanced = viewer.layers["photo enhanced"]
+    assert enhanced.rgb and enhanced.data.dtype == np.uint8 and enhanced.data.shape == image.shape
+
+
+def test_stack_run_goes_plane_by_plane(viewer, qtbot):
+    stack = np.random.default_rng(2).integers(0, 1000, (3, 24, 24)).astype(np.uint16)
+    layer = viewer.add_image(stack, name="timelapse", axis_labels=("t", "y", "x"), scale=(5, 1, 1))
+    widget = docked_widget(viewer)
+    widget.select_layer(layer)
+    assert widget["stack_axis"].value == 0 and widget["channel_axis"].value is None
+    ticks = []
+    run_and_wait(qtbot, widget, layer, output="denoise", on_progress=ticks.append)
+    denoised = viewer.layers["timelapse denoised"]
+    assert denoised.data.shape == stack.shape and denoised.data.dtype == np.uint16
+    np.testing.assert_array_equal(denoised.scale, (5, 1, 1))
+    assert [(tick.plane, tick.step) for tick in ticks] == [(1, 1), (1, 1), (2, 1), (2, 1), (3, 1), (3, 1)]
+    assert ticks[-1].done == ticks[-1].total == 6
+
+
+def test_channel_axis_is_guessed_from_its_label(viewer):
+    stack = np.zeros((2, 3, 16, 16), np.uint16)
+    layer = viewer.add_image(stack, name="multichannel", axis_labels=("c", "z", "y", "x"), channel_axis=None)
+    widget = docked_widget(viewer)
+    widget.select_layer(layer)
+    assert widget["channel_axis"].value == 0 and widget["stack_axis"].value == 1
+
+
+def test_cancel_stops_the_run_and_the_viewer_stays_usable(viewer, qtbot):
+    layer = viewer.add_image(np.full((32, 32), 20, np.uint8), name="dark")
+    widget = docked_widget(viewer)
+    ticks = []
+
+    def cancel_on_first_step(tick):
+        ticks.append(tick)
+        widget.cancel()
+
+    run_and_wait(qtbot, widget, layer, steps=10_000, on_progress=cancel_on_first_step)
+    assert ticks and ticks[-1].done < 1_000  # steps already queued to the UI still report; see the processing test
+    assert [each.name for each in viewer.layers] == ["dark"]
+    assert widget["status"].value == "cancelled" and widget["run"].enabled
+    run_and_wait(qtbot, widget, layer, output="enhance")
+    assert "dark enhanced" in viewer.layers
+
+
+def test_a_bad_checkpoint_becomes_a_notification(viewer, qtbot, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    bogus = tmp_path / "weights.pt"
+    bogus.write_text("not a checkpoint")
+    layer = viewer.add_image(np.zeros((16, 16), np.uint8), name="dark")
+    widget = docked_widget(viewer)
+    already = len(notification_manager.records)
+    run_and_wait(qtbot, widget, layer, checkpoint=bogus)
+    messages = [str(record.message) for record in notification_manager.records[already:]]
+    assert widget["status"].value.startswith("failed") and "weights.pt" in widget["status"].value
+    assert len(messages) == 1 and "weights.pt: not a PyTorch checkpoint" in messages[0]
+    assert [each.name for each in viewer.layers] == ["dark"] and widget["run"].enabled
+
+
+def test_layers_menu_action_docks_the_widget_for_the_active_layer(viewer):
+    from napari._app_model import get_app_model
+
+    first = viewer.add_image(np.zeros((16, 16), np.uint8), name="first")
+    second = viewer.add_image(np.zeros((16, 16), np.uint16), name="second")
+    viewer.layers.selection.active = first
+    menu_commands = [item.command.id for item in get_app_model().menus.get_menu("napari/layers/filter")]
+    assert "zeroig.open_for_active_layer" in menu_commands
+    open_for_active_layer(viewer)
+    widget = docked_widget(viewer)
+    assert widget["image"].value is first and second is not first
+
+
+@pytest.mark.parametrize(
+    "key, dtype, rgb", [("fluorescence", np.uint16, False), ("dark_photo", np.uint8, True)]
+)
+def test_sample_data_opens(viewer, key, dtype, rgb):
+    viewer.open_sample(PLUGIN_NAME, key)
+    layer = viewer.layers[-1]
+    assert layer.data.dtype == dtype and layer.rgb == rgb and layer.data.shape[:2] == (256, 256)

@@ -1,0 +1,138 @@
+"""The napari plugin's Qt-free logic: intensity scaling, plane walking, warm-started stacks.
+
+These need neither napari nor a display, so they are not marked ``napari`` and run everywhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_zeroig.processing import IntensityScale, RunSettings, StackLayout, enhance_stack
+from zeroig_plugin import InputError, ZeroIG
+
+TINY = RunSettings(steps=1, later_steps=1, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny test images fit fastest on one thread; two OpenMP threads thrash on a busy 2-core box."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def run_to_end(generator):
+    """Drain a processing generator: (the progress ticks, the returned outputs)."""
+    ticks = []
+    while True:
+        try:
+            ticks.append(next(generator))
+        except StopIteration as stop:
+            return ticks, stop.value
+
+
+@pytest.fixture
+def model_spy(monkeypatch):
+    """Every ZeroIG a run creates, in order (to see warm starts: one model per channel)."""
+    models: list[ZeroIG] = []
+
+    def factory(settings):
+        def new_model():
+            models.append(ZeroIG(mode=settings.mode, device=settings.device))
+            return models[-1]
+
+        return new_model
+
+    monkeypatch.setattr(RunSettings, "model_factory", factory)
+    return models
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+def test_integer_data_scales_by_dtype_range_and_round_trips(dtype):
+    info = np.iinfo(dtype)
+    values = np.array([info.min, 0, 7, info.max], dtype=dtype)
+    scale = IntensityScale.for_data(values)
+    unit = scale.to_unit(values)
+    assert unit.dtype == np.float32 and unit.min() == 0.0 and unit.max() == 1.0
+    np.testing.assert_array_equal(scale.from_unit(unit), values)
+    assert scale.from_unit(unit).dtype == dtype
+
+
+def test_float_data_scales_by_robust_percentiles():
+    rng = np.random.default_rng(0)
+    values = rng.uniform(200.0, 300.0, 100_000)
+    values[:5] = 1e9  # a few hot pixels do not set the range
+    scale = IntensityScale.for_data(values.astype(np.float32))
+    assert 200.0 <= scale.low < 201.0 and 299.0 < scale.high <= 300.0
+    back = scale.from_unit(scale.to_unit(values))
+    assert back.dtype == np.float32 and back.max() == pytest.approx(scale.high)
+
+
+def test_constant_and_non_numeric_data():
+    assert IntensityScale.for_data(np.full(4, 3.0)).to_unit(np.full(4, 3.0)).tolist() == [0.0] * 4
+    with pytest.raises(InputError):
+        IntensityScale.for_data(np.zeros(4, dtype=bool))
+    with pytest.raises(InputError):
+        IntensityScale.for_data(np.full(4, np.nan))
+
+
+def test_planes_walk_the_stack_axis_fastest_per_channel():
+    layout = StackLayout((2, 3, 4, 8, 8), rgb=False, stack_axis=1, channel_axis=0)
+    assert layout.channels == 2 and layout.planes_per_channel == 12
+    first = list(layout.planes(0))
+    assert first[:4] == [(0, z, 0, slice(None), slice(None)) for z in range(3)] + [(0, 0, 1, slice(None), slice(None))]
+    assert all(index[0] == 1 for index in layout.planes(1))
+
+
+@pytest.mark.parametrize(
+    "shape, rgb, stack, channel",
+    [((8, 8, 3), True, None, 0), ((8, 8), False, 0, None), ((4, 8, 8), False, 0, 0), ((8, 8, 5), True, None, None)],
+)
+def test_impossible_layouts_are_refused(shape, rgb, stack, channel):
+    with pytest.raises(InputError):
+        StackLayout(shape, rgb, stack, channel)
+
+
+def test_gray_uint16_plane_keeps_shape_dtype_and_input(model_spy):
+    image = np.random.default_rng(1).integers(100, 400, (32, 32)).astype(np.uint16)
+    original = image.copy()
+    layout = StackLayout(image.shape, rgb=False)
+    ticks, outputs = run_to_end(enhance_stack(image, layout, TINY))
+    assert [tick.done for tick in ticks] == [1, 2] and ticks[-1].total == TINY.ticks(layout)
+    assert outputs.enhanced.shape == outputs.denoised.shape == image.shape
+    assert outputs.enhanced.dtype == outputs.denoised.dtype == np.uint16
+    np.testing.assert_array_equal(image, original)
+
+
+def test_rgba_alpha_is_passed_through(model_spy):
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 60, (32, 32, 4)).astype(np.uint8)
+    settings = RunSettings(steps=1, later_steps=1, device="cpu", output="enhance")
+    _, outputs = run_to_end(enhance_stack(image, StackLayout(image.shape, rgb=True), settings))
+    assert outputs.denoised is None and outputs.enhanced.dtype == np.uint8
+    np.testing.assert_array_equal(outputs.enhanced[..., 3], image[..., 3])
+
+
+def test_stack_planes_are_warm_started_and_channels_fitted_apart(model_spy):
+    stack = np.random.default_rng(3).uniform(0, 5, (2, 3, 24, 24)).astype(np.float32)
+    settings = RunSettings(steps=2, later_steps=1, device="cpu", output="denoise")
+    layout = StackLayout(stack.shape, rgb=False, stack_axis=1, channel_axis=0)
+    ticks, outputs = run_to_end(enhance_stack(stack, layout, settings))
+    assert len(model_spy) == 2  # one model per channel, carried from plane to plane
+    assert [model.steps_done for model in model_spy] == [2 + 1 + 1] * 2
+    assert len(ticks) == settings.ticks(layout) == 2 * (3 + 2 + 2)
+    assert ticks[-1].plane == ticks[-1].planes == 6
+    assert outputs.denoised.dtype == np.float32 and outputs.denoised.shape == stack.shape
+    for channel in range(2):  # floats map back into each channel's own range
+        scale = IntensityScale.for_data(stack[channel])
+        assert scale.low <= outputs.denoised[channel].min() and outputs.denoised[channel].max() <= scale.high + 1e-4
+
+
+def test_cancel_stops_before_the_next_step(model_spy):
+    image = np.zeros((32, 32), np.uint8)
+    settings = RunSettings(steps=50, later_steps=1, device="cpu")
+    requests = iter([False, True])
+    ticks, outputs = run_to_end(enhance_stack(image, StackLayout(image.shape, False), settings, lambda: next(requests)))
+    assert outputs is None and len(ticks) == 1 and model_spy[0].steps_done == 1

@@ -11,7 +11,7 @@ import click
 DEFAULT_FIRST_ITERS = 100
 DEFAULT_ITERS_PER_FRAME = 2
 DEFAULT_FIT_SIZE = 128
-DEFAULT_SCENE_CUT = 0.35
+DEFAULT_SCENE_CUT = 1.3
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -89,6 +89,8 @@ def video_command(
     with libx264 (yuv420p). The output is written under a temporary name and renamed when done;
     Ctrl-C keeps the frames finished so far as a valid, shorter video.
     """
+    import sys
+
     import av
     from tqdm import tqdm
     from zeroig_plugin import ZeroIGError, describe_device
@@ -98,7 +100,7 @@ def video_command(
     from .source import probe
 
     def warn(message: str) -> None:
-        tqdm.write(f"zeroig video: {message}", file=click.get_text_stream("stderr"))
+        tqdm.write(f"zeroig video: {message}", file=sys.stderr)
 
     try:
         check_paths(input_path, output_path, overwrite)
@@ -110,7 +112,7 @@ def video_command(
         )
         enhancer = WarmStartEnhancer(settings, mode=mode, device=device, seed=seed, weights=weights)
         warn(f"on {describe_device(enhancer.device)}, fitting at {fit_size or 'native'} px, output {output_kind}")
-        with tqdm(total=total, unit="frame", dynamic_ncols=True, file=click.get_text_stream("stderr")) as bar:
+        with tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr) as bar:
 
             def on_frame(done: int, expected: int, report) -> None:
                 if report.scene_cut:

@@ -49,7 +49,7 @@ class WarmStartSettings:
     first_iters: int = 100
     iters_per_frame: int = 2
     fit_size: int = 128
-    scene_cut_threshold: float | None = 0.35
+    scene_cut_threshold: float | None = 1.3
     output: str = "enhance"
     tile: int | None = None
 

@@ -77,7 +77,7 @@ def open_input(path: str | os.PathLike) -> av.container.InputContainer:
     try:
         container = av.open(path, "r")
     except av.error.FFmpegError as error:
-        raise InputError(f"{path}: not a readable video file ({_reason(error)})") from None
+        raise InputError(f"{path}: not a readable video file, or truncated ({_reason(error)})") from None
     if not container.streams.video:
         kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
         container.close()

@@ -1,0 +1,372 @@
+"""The video package on tiny clips made here with PyAV (VFR, audio, rotation, odd size, 10-bit),
+and on the shared video-dev clips when present. 1-3 fitting steps per frame, 32-64 px frames."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from video.cli import video_command
+from video.enhancer import WarmStartEnhancer, WarmStartSettings
+from video.pipeline import VideoInterrupted, enhance_video, iter_enhanced_frames
+from video.source import decode_frames, probe
+from video.threads import BackgroundConsumer, prefetch
+from zeroig_plugin import InputError, OutputError
+
+TINY = WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=32)
+NO_FIT = WarmStartSettings(first_iters=0, iters_per_frame=0)  # for tests about I/O, not fitting
+VFR_STEPS_MS = (33, 71)  # alternating frame spacings: a variable frame rate
+
+
+def make_clip(
+    path: Path,
+    size: tuple[int, int] = (34, 30),
+    frames: int = 6,
+    audio: str | None = "aac",
+    rotation: int = 90,
+    pix_fmt: str = "yuv420p",
+) -> Path:
+    """A dark, moving test clip: VFR timestamps in a 1/1000 time base, optional audio and rotation."""
+    width, height = size
+    time_base = Fraction(1, 1000)
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        video.time_base = video.codec_context.time_base = time_base
+        if rotation:
+            video.set_display_rotation(rotation)
+        sound = None
+        if audio:
+            sound = container.add_stream(audio, rate=8000 if audio == "pcm_mulaw" else 44100, layout="mono")
+        pts = 0
+        for index in range(frames):
+            image = np.roll(rng.integers(0, 40, (height, width, 3)), index, axis=1).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = pts, time_base
+            container.mux(video.encode(frame))
+            pts += VFR_STEPS_MS[index % 2]
+        container.mux(video.encode(None))
+        if sound is not None:
+            _write_tone(container, sound, seconds=pts / 1000)
+    return path
+
+
+def _write_tone(container, stream, seconds: float) -> None:
+    rate = stream.codec_context.sample_rate
+    chunk = stream.codec_context.frame_size or 1024
+    sample_format = stream.codec_context.format.name
+    tone = 0.2 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)
+    for start in range(0, len(tone), chunk):
+        samples = tone[start : start + chunk]
+        data = (samples * 32767).astype(np.int16) if sample_format.startswith("s16") else samples.astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(data[None], format=sample_format, layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+
+
+def frame_times(path: Path) -> list[Fraction]:
+    with av.open(str(path)) as container:
+        return sorted(frame.pts * frame.time_base for frame in container.decode(video=0))
+
+
+def audio_payloads(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return []
+        return [bytes(packet) for packet in container.demux(audio=0) if packet.size]
+
+
+def first_frame(path: Path) -> av.VideoFrame:
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny frames gain nothing from a second thread, and on a shared 2-core machine OpenMP
+    threads waiting on each other make each step ~15x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "night.mp4")
+
+
+@pytest.fixture(scope="module")
+def enhanced(clip, tmp_path_factory) -> tuple[Path, object, list[str]]:
+    """One full pipeline run on ``clip``, shared by the preservation tests."""
+    output = tmp_path_factory.mktemp("out") / "night-enhanced.mp4"
+    notes: list[str] = []
+    result = enhance_video(clip, output, WarmStartEnhancer(TINY, device="cpu"), warn=notes.append)
+    return output, result, notes
+
+
+def tiny_enhancer(settings: WarmStartSettings = TINY) -> WarmStartEnhancer:
+    return WarmStartEnhancer(settings, device="cpu")
+
+
+# --- what the output keeps ------------------------------------------------------------------
+
+
+def test_every_frame_kept_with_exact_vfr_timestamps(clip, enhanced):
+    output, result, _ = enhanced
+    assert result.complete and result.frames_done == result.frames_expected == 6
+    times = frame_times(output)
+    assert times == frame_times(clip)
+    assert len({b - a for a, b in zip(times, times[1:])}) == 2  # still variable frame rate
+
+
+def test_audio_packets_copied_byte_for_byte(clip, enhanced):
+    output, _, _ = enhanced
+    copied = audio_payloads(output)
+    assert copied and copied == audio_payloads(clip)
+
+
+def test_rotation_kept(clip, enhanced):
+    output, _, _ = enhanced
+    assert first_frame(clip).rotation == 90
+    assert first_frame(output).rotation == 90
+
+
+def test_output_is_libx264_yuv420p_and_brighter(clip, enhanced):
+    output, _, _ = enhanced
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+    before = first_frame(clip).to_ndarray(format="rgb24").mean()
+    after = first_frame(output).to_ndarray(format="rgb24").mean()
+    assert after > before
+
+
+def test_odd_size_padded_to_even_and_said(tmp_path):
+    source = make_clip(tmp_path / "odd.mkv", size=(33, 29), frames=2, audio=None, rotation=0, pix_fmt="yuv444p")
+    notes: list[str] = []
+    enhance_video(source, tmp_path / "odd-out.mp4", tiny_enhancer(NO_FIT), warn=notes.append)
+    assert any("33x29" in note and "34x30" in note for note in notes)
+    frame = first_frame(tmp_path / "odd-out.mp4")
+    assert (frame.width, frame.height) == (34, 30)
+
+
+def test_ten_bit_input_read_at_16_bits(tmp_path):
+    source = make_clip(tmp_path / "ten.mp4", size=(32, 32), frames=2, audio=None, rotation=0, pix_fmt="yuv420p10le")
+    assert probe(source).bits == 10
+    frames = list(decode_frames(source))
+    assert frames[0].rgb.dtype == np.uint16 and frames[0].rgb.shape == (32, 32, 3)
+    out = tiny_enhancer().enhance(frames[0].rgb)
+    assert out.dtype == np.uint8 and out.shape == (32, 32, 3)
+
+
+def test_audio_the_container_cannot_hold_is_reencoded_to_aac(tmp_path):
+    source = make_clip(tmp_path / "cctv.mov", size=(32, 32), frames=3, audio="pcm_mulaw", rotation=0)
+    notes: list[str] = []
+    enhance_video(source, tmp_path / "cctv.mp4", tiny_enhancer(NO_FIT), warn=notes.append)
+    assert any("pcm_mulaw" in note and "AAC" in note for note in notes)
+    with av.open(str(tmp_path / "cctv.mp4")) as container:
+        assert container.streams.audio[0].codec_context.name == "aac"
+
+
+def test_no_audio_works(tmp_path):
+    source = make_clip(tmp_path / "silent.mp4", size=(32, 32), frames=2, audio=None)
+    result = enhance_video(source, tmp_path / "silent-out.mp4", tiny_enhancer(NO_FIT))
+    assert result.frames_done == 2 and audio_payloads(tmp_path / "silent-out.mp4") == []
+
+
+# --- interruption and refusal ---------------------------------------------------------------
+
+
+def test_ctrl_c_keeps_a_valid_shorter_video_with_matching_audio(clip, tmp_path):
+    output = tmp_path / "cut.mp4"
+    before = digest(clip)
+
+    def interrupt_after_two(done, expected, report):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(VideoInterrupted) as caught:
+        enhance_video(clip, output, tiny_enhancer(), on_frame=interrupt_after_two)
+    assert caught.value.result.output == output and not caught.value.result.complete
+    assert "valid" in caught.value.result.describe()
+    assert frame_times(output) == frame_times(clip)[:2]
+    assert 0 < len(audio_payloads(output)) < len(audio_payloads(clip))
+    assert list(tmp_path.iterdir()) == [output]  # no temporary file left
+    assert digest(clip) == before
+
+
+def test_ctrl_c_before_any_frame_leaves_nothing(clip, tmp_path):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    with pytest.raises(VideoInterrupted) as caught:
+        enhance_video(clip, tmp_path / "none.mp4", tiny_enhancer(NO_FIT), should_cancel=interrupt)
+    assert caught.value.result.output is None and "nothing" in caught.value.result.describe()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_should_cancel_stops_cleanly(clip, tmp_path):
+    calls = iter(range(100))
+    result = enhance_video(clip, tmp_path / "part.mp4", tiny_enhancer(NO_FIT), should_cancel=lambda: next(calls) >= 1)
+    assert result.frames_done == 1 and not result.complete
+    assert len(frame_times(tmp_path / "part.mp4")) == 1
+
+
+def test_refuses_to_overwrite_input_or_existing_output(clip, tmp_path):
+    with pytest.raises(OutputError, match="input"):
+        enhance_video(clip, clip, tiny_enhancer(NO_FIT), overwrite=True)
+    existing = tmp_path / "exists.mp4"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="--overwrite"):
+        enhance_video(clip, existing, tiny_enhancer(NO_FIT))
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_truncated_input_keeps_decoded_frames_and_says_so(tmp_path):
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:  # index first
+        stream = container.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
+        stream.width = stream.height = 32
+        for index in range(20):
+            frame = av.VideoFrame.from_ndarray(np.random.default_rng(index).integers(0, 255, (32, 32, 3), np.uint8))
+            frame.pts, frame.time_base = index, Fraction(1, 30)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(InputError, match=r"truncated.*of the 20 frames.*valid video"):
+        enhance_video(cut, tmp_path / "cut-out.mp4", tiny_enhancer(NO_FIT))
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(video_command, [*map(str, args)])
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "no such file"),
+        ("text", "not a readable video file"),
+        ("audio-only", "no video stream"),
+        ("truncated", "truncated"),
+    ],
+)
+def test_cli_bad_inputs_one_line_no_traceback(kind, message, clip, tmp_path):
+    source = tmp_path / f"{kind}.mp4"
+    if kind == "text":
+        source.write_text("not a video\n")
+    elif kind == "audio-only":
+        source = tmp_path / "audio.m4a"
+        with av.open(str(source), "w") as container:
+            _write_tone(container, container.add_stream("aac", rate=44100, layout="mono"), seconds=0.2)
+    elif kind == "truncated":
+        source.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])  # index at the end: lost
+    result = run_cli(source, tmp_path / "out.mp4", "--device", "cpu")
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("Error")] == [result.output.strip().splitlines()[-1]]
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_cli_enhances_with_progress_and_options(clip, tmp_path):
+    output = tmp_path / "cli.mp4"
+    result = run_cli(
+        clip, output, "--device", "cpu", "--first-iters", "2", "--iters-per-frame", "1", "--fit-size", "32",
+        "--max-frames", "3", "--output", "denoise", "--crf", "30", "--preset", "ultrafast",
+    )
+    assert result.exit_code == 0, result.output
+    assert "3/3" in result.output and "frame/s" in result.output and "wrote 3 of 3 frames" in result.output
+    assert frame_times(output) == frame_times(clip)[:3]
+    assert run_cli(clip, output, "--device", "cpu").exit_code == 1  # exists, no --overwrite
+
+
+def test_cli_module_imports_only_click():
+    code = "import sys, video.cli; print(sorted(m for m in ('torch', 'av', 'numpy', 'zeroig_plugin') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+# --- scripting API --------------------------------------------------------------------------
+
+
+def test_frame_by_frame_enhancer_keeps_warm_state_and_resets_on_cuts():
+    enhancer = WarmStartEnhancer(WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=32, scene_cut_threshold=1.3), device="cpu")
+    rng = np.random.default_rng(1)
+    dark = rng.integers(0, 30, (32, 32, 3), dtype=np.uint8)
+    out = enhancer.enhance(dark)
+    assert out.dtype == np.uint8 and out.shape == (32, 32, 3)
+    assert enhancer.last_report.steps == 2
+    enhancer.enhance(np.roll(dark, 1, axis=1))
+    assert enhancer.last_report.steps == 1 and not enhancer.last_report.scene_cut
+    other_scene = np.zeros_like(dark)
+    other_scene[:, :16] = 200
+    enhancer.enhance(other_scene)
+    assert enhancer.last_report.scene_cut and enhancer.last_report.steps == 2
+    assert enhancer.model.steps_done == 2  # restarted from the initial weights
+    floats = enhancer.enhance(dark.astype(np.float32) / 255)
+    assert floats.dtype == np.float32 and 0 <= floats.min() and floats.max() <= 1
+
+
+def test_iter_enhanced_frames_yields_every_frame_with_its_time(clip):
+    frames = list(iter_enhanced_frames(clip, tiny_enhancer(), max_frames=3))
+    assert [frame.index for frame in frames] == [0, 1, 2]
+    assert [frame.pts * frame.time_base for frame in frames] == frame_times(clip)[:3]
+    assert frames[0].rgb.dtype == np.uint8 and frames[0].rgb.shape == (30, 34, 3)
+
+
+def test_threads_pass_worker_errors_to_the_caller():
+    def broken():
+        yield 1
+        raise InputError("boom")
+
+    with pytest.raises(InputError, match="boom"):
+        list(prefetch(broken()))
+    consumer = BackgroundConsumer(lambda item: 1 / item)
+    consumer.submit(1)
+    consumer.submit(0)
+    with pytest.raises(ZeroDivisionError):
+        consumer.finish()
+
+
+# --- shared clips ---------------------------------------------------------------------------
+
+
+def test_shared_surgical_clip_frames_and_timestamps(shared_data_dir, tmp_path):
+    source = shared_data_dir / "video-dev" / "surgical" / "low" / "test_video02_100.mp4"
+    if not source.is_file():
+        pytest.skip(f"{source} not found")
+    result = enhance_video(source, tmp_path / "surgical.mp4", tiny_enhancer(NO_FIT), max_frames=2)
+    assert result.frames_done == 2
+    assert frame_times(tmp_path / "surgical.mp4") == frame_times(source)[:2]
+
+
+def test_shared_fall_clip_audio_and_timestamps_survive_the_io(shared_data_dir, tmp_path):
+    """The real 720x1280 clip with AAC audio through decode and encode (8 frames, no fit: CPU-cheap)."""
+    from video.sink import VideoSink
+
+    source = shared_data_dir / "video-dev" / "fall-lowlight.mp4"
+    if not source.is_file():
+        pytest.skip(f"{source} not found")
+    output = tmp_path / "fall.mp4"
+    with VideoSink(output, probe(source), str(source), preset="ultrafast") as sink:
+        for frame in decode_frames(source, max_frames=8):
+            sink.write(frame.rgb, frame.pts)
+    assert frame_times(output) == frame_times(source)[:8]
+    assert audio_payloads(output) == audio_payloads(source)  # a whole-input close keeps all the audio

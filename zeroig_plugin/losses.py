@@ -5,6 +5,7 @@ materialised 5x5 patches; each is checked against a direct reading of the spec i
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -63,8 +64,10 @@ def local_variance(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d((x - pooled).square(), 5, stride=1, padding=2, count_include_pad=True)
 
 
+@functools.lru_cache(maxsize=None)
 def _blur_taps(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    # K = sqrt(outer(k1, k1)) / sum is separable into sqrt(k1) / sum(sqrt(k1)) twice.
+    # K = sqrt(outer(k1, k1)) / sum is separable into sqrt(k1) / sum(sqrt(k1)) twice. Cached per
+    # device: no host-to-device copy inside the training step (CUDA-graph capture forbids it).
     t = torch.linspace(-1 - 1 / 14, 1 + 1 / 14, 22, dtype=torch.float64)
     cdf = 0.5 * (1 + torch.erf(t / math.sqrt(2.0)))
     root = torch.diff(cdf).sqrt()
@@ -94,35 +97,74 @@ def total_variation(s: torch.Tensor) -> torch.Tensor:
 _YCBCR = ((0.257, -0.148, 0.439), (0.564, -0.291, -0.368), (0.098, 0.439, -0.071))
 
 
+@functools.lru_cache(maxsize=None)
+def _ycbcr_constants(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    matrix = torch.tensor(_YCBCR, dtype=dtype, device=device)
+    bias = torch.tensor([16 / 255, 128 / 255, 128 / 255], dtype=dtype, device=device)
+    return matrix, bias
+
+
 def published_ycbcr(x: torch.Tensor) -> torch.Tensor:
     """The published colour transform: rows of three consecutive values of the contiguous NCHW
-    buffer (not per-pixel RGB triples) times a 3x3 matrix plus ``[16, 128, 128] / 255``."""
-    matrix = torch.tensor(_YCBCR, dtype=x.dtype, device=x.device)
-    bias = torch.tensor([16 / 255, 128 / 255, 128 / 255], dtype=x.dtype, device=x.device)
-    return (x.contiguous().view(-1, 3) @ matrix + bias).view(x.shape)
+    buffer (not per-pixel RGB triples) times a 3x3 matrix plus ``[16, 128, 128] / 255``.
+
+    ``(B, 3, H, W) -> (B, 3, H, W)``; a channels-last input is read in NCHW order all the same.
+    """
+    matrix, bias = _ycbcr_constants(x.dtype, x.device)
+    return torch.addmm(bias, x.contiguous().view(-1, 3), matrix).view(x.shape)
 
 
-def _shifted_pair(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _value_and_neighbour(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views ``x[p]`` and ``x[p + (dy, dx)]`` over the overlap where both exist (``dy >= 0``)."""
     h, w = x.shape[-2:]
-    rows_a, rows_b = slice(0, h - dy), slice(dy, h)
-    if dx >= 0:
-        cols_a, cols_b = slice(0, w - dx), slice(dx, w)
-    else:
-        cols_a, cols_b = slice(-dx, w), slice(0, w + dx)
-    return x[..., rows_a, cols_a], x[..., rows_b, cols_b]
+    return (
+        x[..., : h - dy, max(0, -dx) : w - max(0, dx)],
+        x[..., dy:, max(0, dx) : w + min(0, dx)],
+    )
+
+
+class _WeightedNeighbourL1(torch.autograd.Function):
+    """``sum_o sum_p weight_o(p) * |s(p) - s(p + o)|_1`` with the per-offset weights precomputed.
+
+    Autograd through 12 pairs of shifted views would keep 12 difference images alive and pay a
+    zero-fill per view in the backward; this keeps only ``s`` and recomputes the signs.
+    """
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+        total = s.new_zeros(())
+        for (dy, dx), weight in zip(SMOOTHNESS_OFFSETS, weights):
+            here, there = _value_and_neighbour(s, dy, dx)
+            total += torch.dot((here - there).abs_().sum(1).flatten(), weight.flatten())
+        ctx.save_for_backward(s, *weights)
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        s, *weights = ctx.saved_tensors
+        grad_s = torch.zeros_like(s)
+        for (dy, dx), weight in zip(SMOOTHNESS_OFFSETS, weights):
+            here, there = _value_and_neighbour(s, dy, dx)
+            grad_here, grad_there = _value_and_neighbour(grad_s, dy, dx)
+            contribution = (here - there).sign_().mul_((weight * grad).unsqueeze(1))
+            grad_here += contribution
+            grad_there -= contribution
+        return (grad_s, *([None] * len(weights)))
 
 
 def edge_aware_smoothness(guide: torch.Tensor, s: torch.Tensor, colour=published_ycbcr, sigma: float = 10.0) -> torch.Tensor:
     """Edge-aware smoothness of ``s`` guided by ``guide`` (both ``(B, 3, H, W)``); a scalar.
 
     For each of 12 offsets, ``exp(-|y(p) - y(p+o)|^2 / (2 sigma^2)) * |s(p) - s(p+o)|_1`` averaged
-    over the overlap, with ``y = colour(guide)``; the published loss counts each offset twice.
+    over the overlap, with ``y = colour(guide)``; the published loss counts each offset twice
+    (once per direction, identical values), so the sum is doubled. No gradient reaches ``guide``.
     """
-    y = colour(guide)
-    total = s.new_zeros(())
-    for dy, dx in SMOOTHNESS_OFFSETS:
-        y0, y1 = _shifted_pair(y, dy, dx)
-        s0, s1 = _shifted_pair(s, dy, dx)
-        weight = torch.exp((y0 - y1).square().sum(1) * (-1.0 / (2 * sigma * sigma)))
-        total = total + (weight * (s0 - s1).abs().sum(1)).mean()
-    return 2 * total
+    with torch.no_grad():
+        y = colour(guide)
+        weights = []
+        for dy, dx in SMOOTHNESS_OFFSETS:
+            here, there = _value_and_neighbour(y, dy, dx)
+            weight = torch.exp((here - there).square_().sum(1) * (-1.0 / (2 * sigma * sigma)))
+            weights.append(weight.mul_(2.0 / weight.numel()))
+    return _WeightedNeighbourL1.apply(s, *weights)

@@ -56,12 +56,14 @@ def brightness_target(l2: torch.Tensor) -> torch.Tensor:
 def faithful_loss_terms(net: ZeroIGNet, image: torch.Tensor) -> dict[str, torch.Tensor]:
     """The published training forward on ``image`` ``(B, 3, H, W)`` and its weighted loss terms.
 
-    Returns a dict of scalar tensors whose sum is the published total loss.
+    Returns a dict of scalar tensors whose sum is the published total loss. Each network runs
+    once per resolution: the two half-resolution views share one batched call (the denoisers have
+    no batch statistics, so this is the published arithmetic with fewer, larger kernels).
     """
     j = image + EPS
     l11, l12 = pair_downsample(j)
-    p1 = l11 - net.denoise_1(l11)
-    p2 = l12 - net.denoise_1(l12)
+    halves = torch.cat([l11, l12])
+    p1, p2 = (halves - net.denoise_1(halves)).chunk(2)
     l2 = torch.clamp(j - net.denoise_1(j), EPS, 1)
     ld = l2.detach()
 
@@ -71,13 +73,13 @@ def faithful_loss_terms(net: ZeroIGNet, image: torch.Tensor) -> dict[str, torch.
     h11 = torch.clamp(l11 / s21, EPS, 1)
     h12 = torch.clamp(l12 / s22, EPS, 1)
 
-    def second_denoiser(h: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        stacked = torch.cat([h, s], 1)
-        return torch.clamp(stacked.detach() - net.denoise_2(stacked), EPS, 1), stacked.detach()
+    def second_denoiser(stacked: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(stacked.detach() - net.denoise_2(stacked), EPS, 1)
 
-    r3, target_from_h11 = second_denoiser(h11, s21)
-    r4, target_from_h12 = second_denoiser(h12, s22)
-    r5, _ = second_denoiser(h2, s2)
+    stacked_halves = torch.cat([torch.cat([h11, s21], 1), torch.cat([h12, s22], 1)])
+    r3, r4 = second_denoiser(stacked_halves).chunk(2)
+    target_from_h11, target_from_h12 = stacked_halves.detach().chunk(2)
+    r5 = second_denoiser(torch.cat([h2, s2], 1))
     h3, s3 = r5[:, :3], r5[:, 3:]
     h1_half, h2_half = pair_downsample(h3)
     mask = texture_mask(h1_half, h2_half)

@@ -19,11 +19,22 @@ from napari.utils.notifications import notification_manager, show_error, show_in
 
 from zeroig_plugin import ZeroIGError, available_modes, describe_device
 
-from .processing import OUTPUT_CHOICES, Progress, RunSettings, StackLayout, StackOutputs, enhance_stack
+from .processing import (
+    OUTPUT_CHOICES,
+    SCALING_CHOICES,
+    Progress,
+    RunSettings,
+    StackLayout,
+    StackOutputs,
+    enhance_stack,
+)
 
 PLUGIN_NAME = "zeroig"  # npe2 names a plugin after its distribution
 WIDGET_NAME = "ZERO-IG enhance"
 CHANNEL_LABELS = {"c", "ch", "channel", "channels"}
+ONE_LINE_ERRORS = (ZeroIGError, FloatingPointError, MemoryError, torch.cuda.OutOfMemoryError)
+"""Failures a user can act on (bad input or checkpoint, a diverged fit, too big for memory): shown
+as one line; anything else is a bug and gets napari's notification with its traceback."""
 
 
 @thread_worker(ignore_errors=True)  # the widget reports errors itself (see ZeroIGWidget._on_error)
@@ -59,7 +70,7 @@ class ZeroIGWidget(Container):
     """Dock widget: image layer, steps, device, mode, output, checkpoint, stack and channel axes.
 
     Its fields are reachable by name for scripts, e.g. ``widget["steps"].value = 500``:
-    image, steps, later_steps, device, runs_on, mode, output, checkpoint, stack_axis,
+    image, steps, later_steps, device, runs_on, mode, output, scaling, checkpoint, stack_axis,
     channel_axis, run, cancel, status.
     """
 
@@ -78,6 +89,11 @@ class ZeroIGWidget(Container):
         self._device_name = Label(name="runs_on")
         self._mode = ComboBox(name="mode", choices=available_modes())
         self._output = ComboBox(name="output", choices=OUTPUT_CHOICES, value="both")
+        self._scaling = ComboBox(
+            name="scaling", choices=SCALING_CHOICES,
+            tooltip="auto: integers by their dtype's range, floats by their 0.1-99.9 percentiles; "
+            "percentiles: percentiles for every dtype (e.g. CT in int16)",
+        )
         self._checkpoint = FileEdit(name="checkpoint", mode="r", filter="*.pt *.pth *.ckpt", nullable=True)
         self._stack_axis = ComboBox(
             name="stack_axis", choices=self._axis_choices,
@@ -93,7 +109,7 @@ class ZeroIGWidget(Container):
         super().__init__(
             widgets=[
                 self._layer, self._steps, self._later_steps, self._device, self._device_name, self._mode,
-                self._output, self._checkpoint, self._stack_axis, self._channel_axis,
+                self._output, self._scaling, self._checkpoint, self._stack_axis, self._channel_axis,
                 self._run_button, self._cancel_button, self._status,
             ]
         )
@@ -162,6 +178,7 @@ class ZeroIGWidget(Container):
             mode=self._mode.value,
             device=self._device.value,
             output=self._output.value,
+            scaling=self._scaling.value,
             checkpoint=self._checkpoint.value,
         )
 
@@ -222,19 +239,19 @@ class ZeroIGWidget(Container):
         added = []
         for suffix, data in outputs._asdict().items():
             if data is not None:
-                added.append(f"{source.name} {suffix}")
-                self._viewer.add_image(data, name=added[-1], **carried_properties(source))
-        self._status.value = f"added {', '.join(added)}"
+                added.append(suffix)
+                self._viewer.add_image(data, name=f"{source.name} {suffix}", **carried_properties(source))
+        self._status.value = f"done, added {' and '.join(added)}"
 
     def _on_error(self, error: Exception) -> None:
-        """A notification for a failed run: one line for ZeroIGError, with traceback for bugs.
+        """A notification for a failed run: one line for :data:`ONE_LINE_ERRORS`, else with traceback.
 
         (napari 0.9.2's workers do not relay errors themselves: their notifying mixin is never
         initialised, so this is the only report.)
         """
         self._status.value = f"failed: {error}"
-        if isinstance(error, ZeroIGError):
-            show_error(f"ZERO-IG: {error}")
+        if isinstance(error, ONE_LINE_ERRORS):
+            show_error(f"ZERO-IG: {error or type(error).__name__}")
         else:
             notification_manager.receive_error(type(error), error, error.__traceback__)
 

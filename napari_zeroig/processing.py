@@ -1,7 +1,7 @@
 """The numpy side of the napari plugin, with no Qt import: intensity scaling, plane layout and
 warm-started processing of stacks as a generator that reports progress step by step.
 
-Intensity scaling (what users should know):
+Intensity scaling (what users should know), ``scaling="auto"``:
 
 * integer data (``uint8``, ``uint16``, ...) is divided by its dtype's range (``0..255``,
   ``0..65535``), so a dim 12-bit camera image stored as ``uint16`` stays dim, which is what
@@ -9,6 +9,8 @@ Intensity scaling (what users should know):
 * float data of any range is scaled so that its 0.1th and 99.9th percentiles (over the whole
   layer, per channel when there is a channel axis) become 0 and 1, values beyond are clipped;
   outputs are mapped back through the same two numbers, in the input's float dtype.
+* ``scaling="percentiles"`` uses the percentiles for integer data too (for data that fills a
+  small part of its dtype's range, e.g. CT in ``int16``); outputs are still rounded to the dtype.
 * the alpha channel of RGBA data is copied to the outputs as it is.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "RunSettings",
     "enhance_stack",
     "OUTPUT_CHOICES",
+    "SCALING_CHOICES",
     "LOW_PERCENTILE",
     "HIGH_PERCENTILE",
 ]
@@ -41,6 +44,7 @@ PERCENTILE_SAMPLE = 4_000_000  # values read to estimate float percentiles on bi
 LARGE_PLANE_PIXELS = 2048 * 2048  # planes above this are inferred tile by tile
 INFERENCE_TILE = 1024
 OUTPUT_CHOICES = ("enhance", "denoise", "both")
+SCALING_CHOICES = ("auto", "percentiles")
 
 
 @dataclass(frozen=True)
@@ -52,14 +56,15 @@ class IntensityScale:
     dtype: np.dtype
 
     @classmethod
-    def for_data(cls, data: np.ndarray) -> IntensityScale:
-        """The dtype's range for integer data, robust percentiles for float data."""
+    def for_data(cls, data: np.ndarray, scaling: str = "auto") -> IntensityScale:
+        """``auto``: the dtype's range for integer data, robust percentiles for float data;
+        ``percentiles``: robust percentiles for both."""
         dtype = np.dtype(data.dtype)
-        if np.issubdtype(dtype, np.integer):
+        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+            raise InputError(f"cannot enhance {dtype} data: expected integers or floats")
+        if np.issubdtype(dtype, np.integer) and scaling == "auto":
             info = np.iinfo(dtype)
             return cls(float(info.min), float(info.max), dtype)
-        if not np.issubdtype(dtype, np.floating):
-            raise InputError(f"cannot enhance {dtype} data: expected integers or floats")
         flat = np.asarray(data).reshape(-1)
         sample = flat[:: max(1, math.ceil(flat.size / PERCENTILE_SAMPLE))].astype(np.float64)
         sample = sample[np.isfinite(sample)]
@@ -79,7 +84,7 @@ class IntensityScale:
         """``[0, 1]`` values back in this scale's range and dtype (rounded for integers)."""
         values = self.low + np.asarray(unit, dtype=np.float64) * (self.high - self.low)
         if np.issubdtype(self.dtype, np.integer):
-            values = np.clip(np.rint(values), self.low, self.high)
+            values = np.clip(np.rint(values), np.iinfo(self.dtype).min, np.iinfo(self.dtype).max)
         return values.astype(self.dtype)
 
 
@@ -156,6 +161,7 @@ class RunSettings:
     mode: str = "default"
     device: str = "auto"
     output: str = "both"
+    scaling: str = "auto"
     checkpoint: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
@@ -163,6 +169,8 @@ class RunSettings:
             raise InputError("steps must be 0 or more")
         if self.output not in OUTPUT_CHOICES:
             raise InputError(f"output must be one of {', '.join(OUTPUT_CHOICES)}, got {self.output!r}")
+        if self.scaling not in SCALING_CHOICES:
+            raise InputError(f"scaling must be one of {', '.join(SCALING_CHOICES)}, got {self.scaling!r}")
 
     def model_factory(self) -> Callable[[], ZeroIG]:
         """A maker of fresh models (the checkpoint, if any, is read once, here)."""
@@ -208,10 +216,9 @@ def enhance_stack(
     inference. Returns the outputs, or ``None`` when cancelled. ``data`` is only read.
     """
     new_model = settings.model_factory()
-    scales = _channel_scales(data, layout)
-    wanted = {"enhance": settings.output != "denoise", "denoise": settings.output != "enhance"}
-    enhanced = np.empty(data.shape, data.dtype) if wanted["enhance"] else None
-    denoised = np.empty(data.shape, data.dtype) if wanted["denoise"] else None
+    scales = _channel_scales(data, layout, settings.scaling)
+    enhanced = np.empty(data.shape, data.dtype) if settings.output in ("enhance", "both") else None
+    denoised = np.empty(data.shape, data.dtype) if settings.output in ("denoise", "both") else None
     planes, total = layout.channels * layout.planes_per_channel, settings.ticks(layout)
     done = plane = 0
     for channel, scale in enumerate(scales):
@@ -222,7 +229,7 @@ def enhance_stack(
             source = np.asarray(data[index])
             colour, alpha = (source[..., :3], source[..., 3:]) if layout.rgb else (source, None)
             unit = scale.to_unit(colour)
-            for step in range(plane_steps):
+            for step in range(plane_steps):  # one step per fit call, to yield in between
                 if should_cancel():
                     return None
                 report = model.fit(unit, 1)
@@ -241,9 +248,10 @@ def enhance_stack(
     return StackOutputs(enhanced, denoised)
 
 
-def _channel_scales(data: np.ndarray, layout: StackLayout) -> list[IntensityScale]:
+def _channel_scales(data: np.ndarray, layout: StackLayout, scaling: str) -> list[IntensityScale]:
     """One intensity scale per channel (the colour channels of RGB share one, alpha excluded)."""
-    if layout.channel_axis is None or np.issubdtype(data.dtype, np.integer):
-        return [IntensityScale.for_data(data[..., :3] if layout.rgb else data)] * layout.channels
+    by_dtype = scaling == "auto" and np.issubdtype(data.dtype, np.integer)
+    if layout.channel_axis is None or by_dtype:
+        return [IntensityScale.for_data(data[..., :3] if layout.rgb else data, scaling)] * layout.channels
     before = (slice(None),) * layout.channel_axis
-    return [IntensityScale.for_data(data[(*before, channel)]) for channel in range(layout.channels)]
+    return [IntensityScale.for_data(data[(*before, channel)], scaling) for channel in range(layout.channels)]

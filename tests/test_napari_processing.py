@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_zeroig import processing
 from napari_zeroig.processing import IntensityScale, RunSettings, StackLayout, enhance_stack
 from zeroig_plugin import InputError, ZeroIG
 
@@ -68,6 +69,14 @@ def test_float_data_scales_by_robust_percentiles():
     assert 200.0 <= scale.low < 201.0 and 299.0 < scale.high <= 300.0
     back = scale.from_unit(scale.to_unit(values))
     assert back.dtype == np.float32 and back.max() == pytest.approx(scale.high)
+
+
+def test_percentile_scaling_for_integers_keeps_the_dtype():
+    values = np.linspace(-1000, 3000, 10_001).astype(np.int16)  # CT-like Hounsfield units
+    scale = IntensityScale.for_data(values, scaling="percentiles")
+    assert -1000 < scale.low < -990 and 2990 < scale.high < 3000
+    back = scale.from_unit(scale.to_unit(values))
+    assert back.dtype == np.int16 and np.abs(back[10:-10].astype(int) - values[10:-10]).max() <= 1
 
 
 def test_constant_and_non_numeric_data():
@@ -136,3 +145,18 @@ def test_cancel_stops_before_the_next_step(model_spy):
     requests = iter([False, True])
     ticks, outputs = run_to_end(enhance_stack(image, StackLayout(image.shape, False), settings, lambda: next(requests)))
     assert outputs is None and len(ticks) == 1 and model_spy[0].steps_done == 1
+
+
+def test_large_planes_are_inferred_in_tiles_with_the_same_result(monkeypatch):
+    image = np.random.default_rng(4).integers(0, 80, (40, 40, 3)).astype(np.uint8)
+    layout, inference_only = StackLayout(image.shape, rgb=True), RunSettings(steps=0, device="cpu")
+    _, whole = run_to_end(enhance_stack(image, layout, inference_only))
+    tiles = []
+    monkeypatch.setattr(processing, "LARGE_PLANE_PIXELS", 32 * 32)
+    monkeypatch.setattr(processing, "INFERENCE_TILE", 16)
+    original_infer = ZeroIG.infer
+    monkeypatch.setattr(ZeroIG, "infer", lambda model, unit, tile=None: tiles.append(tile) or original_infer(model, unit, tile))
+    _, tiled = run_to_end(enhance_stack(image, layout, inference_only))
+    assert tiles == [16]
+    np.testing.assert_array_equal(tiled.enhanced, whole.enhanced)
+    np.testing.assert_array_equal(tiled.denoised, whole.denoised)

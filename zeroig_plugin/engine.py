@@ -9,13 +9,15 @@ from __future__ import annotations
 import copy
 import math
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .acceleration import Acceleration, AutocastNetworks, resolve_acceleration
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .errors import DeviceError, InputError
 from .networks import ZeroIGNet, published_init
@@ -151,6 +153,10 @@ class ZeroIG:
         seed: seeds the published init (and crop sampling).
         weights: a checkpoint path or a state dict to start from instead of the seeded init.
         optimizer_state: an Adam state dict from :meth:`optimizer_state_dict` to resume with.
+        acceleration: ``auto`` (CUDA: channels-last and CUDA graphs, float32; CPU: plain eager),
+            ``off``, ``max`` (adds bf16 networks and torch.compile) or an
+            :class:`~zeroig_plugin.acceleration.Acceleration`. Unavailable parts fall back to
+            eager; ``acceleration_notes`` says which and why.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
 
     Example:
@@ -168,10 +174,12 @@ class ZeroIG:
         seed: int = 2,
         weights: str | os.PathLike | dict | None = None,
         optimizer_state: dict | None = None,
+        acceleration: str | Acceleration = "auto",
         **widths: int,
     ):
         self.recipe: Recipe = get_recipe(mode)
         self.device = resolve_device(device)
+        self.acceleration, self.acceleration_notes = resolve_acceleration(acceleration, self.device)
         self.seed = seed
         if weights is None:
             net = published_init(seed, **widths)
@@ -180,6 +188,8 @@ class ZeroIG:
         else:
             net = network_from_state_dict(load_state_dict(weights), source=str(weights))
         self.net = net.to(self.device)
+        if self.acceleration.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.optimizer = self._new_optimizer()
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
@@ -189,6 +199,13 @@ class ZeroIG:
             else None
         )
         self._crop_generator = torch.Generator().manual_seed(seed)
+        self._loss = self.recipe.loss
+        self._loss_compiled = False
+        dtype = self.acceleration.network_dtype
+        self._loss_net = AutocastNetworks(self.net, dtype) if dtype is not None else self.net
+        self._graph: _GraphedStep | None = None
+        self._warmup_key: tuple | None = None
+        self._warmup_steps = 0
         self.steps_done = 0
 
     @property
@@ -199,6 +216,8 @@ class ZeroIG:
         options = {}
         if self.device.type == "cuda":
             options["fused"] = True
+        if self.acceleration.cuda_graph:
+            options["capturable"] = True
         return torch.optim.Adam(
             self.net.parameters(),
             lr=self.recipe.learning_rate,
@@ -261,6 +280,8 @@ class ZeroIG:
         if steps < 0:
             raise ValueError("steps must be >= 0")
         tensor, _ = _to_tensor(image, self.device)
+        if self.acceleration.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.net.train()
@@ -270,22 +291,80 @@ class ZeroIG:
             if should_cancel is not None and should_cancel():
                 cancelled = True
                 break
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.recipe.loss(self.net, self._training_view(tensor))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.recipe.gradient_clip)
-            self.optimizer.step()
+            loss = self._train_step(self._training_view(tensor))
             if self._average is not None:
                 self._average.update(self.net)
-            losses.append(loss.detach())
+            losses.append(loss)
             self.steps_done += 1
             if progress is not None:
                 report = (step + 1) % max(1, loss_every) == 0 or step + 1 == steps
-                progress(step + 1, steps, float(loss.detach()) if report else None)
+                progress(step + 1, steps, float(loss) if report else None)
         history = torch.stack(losses).tolist() if losses else []
         if any(not math.isfinite(value) for value in history):
             raise FloatingPointError("the fit diverged (non-finite loss)")
         return FitReport(history, len(history), cancelled)
+
+    def _eager_step(self, view: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on ``view`` ``(B, 3, H, W)``; the loss before it, as a device scalar.
+
+        Nothing here reads a value back to the host, so it can be captured as a CUDA graph.
+        """
+        loss = self._loss(self._loss_net, view)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.recipe.gradient_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+    def _train_step(self, view: torch.Tensor) -> torch.Tensor:
+        """A step by whichever route this engine's acceleration allows: compiled, graphed or eager."""
+        if self.acceleration.compile and not self._loss_compiled:
+            return self._first_compiled_step(view)
+        if not self.acceleration.cuda_graph:
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._eager_step(view)
+        # The key holds the optimiser itself: a new one (reset) means a new graph, never a stale one.
+        key = (tuple(view.shape), view.dtype, self.optimizer)
+        if self._graph is not None and self._graph.key == key:
+            return self._graph.replay(view)
+        if self._warmup_key != key:
+            self._graph, self._warmup_key, self._warmup_steps = None, key, 0
+        if self._warmup_steps < GRAPH_WARMUP_STEPS:
+            self._warmup_steps += 1
+            return _on_side_stream(lambda: self._zeroed_eager_step(view))
+        try:
+            self._graph = _GraphedStep(key, self._eager_step, view, self.optimizer)
+        except Exception as error:  # capture is refused by some drivers, ops and settings
+            self._disable("cuda_graph", f"CUDA-graph capture failed ({type(error).__name__}: {error}); running eagerly")
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._eager_step(view)
+        return self._graph.replay(view)
+
+    def _zeroed_eager_step(self, view: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._eager_step(view)
+
+    def _first_compiled_step(self, view: torch.Tensor) -> torch.Tensor:
+        """Compile the loss on first use; if compiling fails, undo the half-done step and go eager."""
+        buffers = [buffer.clone() for buffer in self.net.buffers()]
+        self._loss = torch.compile(self.recipe.loss, dynamic=False)
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            loss = self._eager_step(view)
+        except Exception as error:  # no compiler, unsupported op, out of resources...
+            with torch.no_grad():
+                for buffer, saved in zip(self.net.buffers(), buffers):
+                    buffer.copy_(saved)
+            self._loss = self.recipe.loss
+            self._disable("compile", f"torch.compile failed ({type(error).__name__}: {error}); running eagerly")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self._eager_step(view)
+        self._loss_compiled = True
+        return loss
+
+    def _disable(self, option: str, note: str) -> None:
+        warnings.warn(note, RuntimeWarning, stacklevel=4)
+        self.acceleration_notes.append(note)
+        self.acceleration = replace(self.acceleration, **{option: False})
 
     @torch.no_grad()
     def infer_tensor(self, image: torch.Tensor, tile: int | None = None) -> Outputs:
@@ -310,6 +389,45 @@ class ZeroIG:
             tile = 2048
         outputs = self.infer_tensor(tensor, tile)
         return ImageOutputs(_to_array(outputs.enhance, layout), _to_array(outputs.denoise, layout))
+
+
+GRAPH_WARMUP_STEPS = 3  # eager steps (real ones) before capture: cuDNN autotuning, Adam state, compile
+
+
+def _on_side_stream(run: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """Run eager warm-up work on a side stream, as CUDA-graph capture wants it."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        result = run()
+    torch.cuda.current_stream().wait_stream(side)
+    return result
+
+
+class _GraphedStep:
+    """One whole training step (forward, backward, clip, Adam) captured once and replayed.
+
+    The step reads its input from a static buffer, so each replay first copies the new view in.
+    Gradients live in the graph's memory pool: they are never set to ``None`` while it exists.
+    """
+
+    def __init__(self, key: tuple, step: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor, optimizer: torch.optim.Optimizer):
+        self.key = key
+        for group in optimizer.param_groups:
+            group["capturable"] = True  # a loaded optimizer state may have switched it off
+        for state in optimizer.state.values():
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(example.device, torch.float32)
+        self.input = example.clone()
+        optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.loss = step(self.input)
+
+    def replay(self, view: torch.Tensor) -> torch.Tensor:
+        self.input.copy_(view)
+        self.graph.replay()
+        return self.loss.clone()
 
 
 RECEPTIVE_MARGIN = 16  # N1 (2 px) + enhancer (5 px) + N2 (2 px) radius, rounded up

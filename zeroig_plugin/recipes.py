@@ -53,3 +53,13 @@ def get_recipe(mode: str) -> Recipe:
 
 
 register_recipe(Recipe("faithful", faithful_loss, "the published ZERO-IG computation, exactly (SPEC.md)"))
+register_recipe(
+    Recipe(
+        "crop",
+        faithful_loss,
+        "the published loss on two random 256x256 native-resolution crops per step (fit cost "
+        "independent of image size), whole-image inference",
+        crop_size=256,
+        crops_per_step=2,
+    )
+)

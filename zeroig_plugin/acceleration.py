@@ -1,0 +1,130 @@
+"""How the engine runs a training step on its device: layout, precision, compilation, CUDA graphs.
+
+None of these change what is computed, except ``network_dtype`` (bf16 networks, opt-in): they
+change how fast. Each falls back cleanly where it is unavailable, and the engine records why in
+``ZeroIG.acceleration_notes``. ``auto`` keeps CPU runs exactly as before (plain eager float32).
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+__all__ = ["Acceleration", "resolve_acceleration", "compile_unavailable_reason", "cuda_graph_unavailable_reason"]
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Options for the training step.
+
+    Attributes:
+        channels_last: networks and inputs in NHWC memory layout (faster cuDNN kernels).
+        network_dtype: run the three networks under autocast in this dtype (``torch.bfloat16``);
+            the losses stay float32. ``None`` keeps float32 (exact).
+        compile: ``torch.compile`` the loss (forward and backward), fusing its elementwise chains.
+        cuda_graph: capture one whole step (forward, backward, clip, Adam) as a CUDA graph after a
+            few eager warm-up steps, then replay it: no per-kernel launch cost, no host work.
+    """
+
+    channels_last: bool = False
+    network_dtype: torch.dtype | None = None
+    compile: bool = False
+    cuda_graph: bool = False
+
+
+PRESETS = {
+    "off": Acceleration(),
+    # Exact float32 arithmetic (up to kernel summation order): safe as the CUDA default.
+    "auto": Acceleration(channels_last=True, cuda_graph=True),
+    # Everything, bf16 networks included: fastest, not bit-comparable with the published run.
+    "max": Acceleration(channels_last=True, network_dtype=torch.bfloat16, compile=True, cuda_graph=True),
+}
+
+
+def compile_unavailable_reason(
+    device_type: str,
+    platform: str = sys.platform,
+    capability: tuple[int, int] | None = None,
+    triton_available: bool | None = None,
+) -> str | None:
+    """Why ``torch.compile`` is not used for a training step on this machine, or ``None``.
+
+    Only CUDA is compiled: on CPU the networks dominate and compiling costs more than it saves.
+    """
+    if device_type != "cuda":
+        return f"torch.compile is used on CUDA only (device is {device_type})"
+    if platform.startswith("win"):
+        return "torch.compile is not supported on Windows here"
+    if triton_available is None:
+        triton_available = importlib.util.find_spec("triton") is not None
+    if not triton_available:
+        return "torch.compile needs triton, which is not installed"
+    if capability is not None and capability < (7, 0):
+        return f"torch.compile needs a GPU of compute capability 7.0 or newer (this one is {capability[0]}.{capability[1]})"
+    return None
+
+
+def cuda_graph_unavailable_reason(device_type: str) -> str | None:
+    """Why CUDA-graph capture is not used on this device, or ``None``."""
+    if device_type != "cuda":
+        return f"CUDA graphs need a CUDA device (device is {device_type})"
+    return None
+
+
+def resolve_acceleration(requested: str | Acceleration, device: torch.device) -> tuple[Acceleration, list[str]]:
+    """The options to use on ``device`` and a note for each requested one that is unavailable.
+
+    ``requested`` is ``"auto"`` (CUDA: channels-last and CUDA graphs in float32; CPU: none),
+    ``"off"``, ``"max"`` (adds bf16 networks and torch.compile) or an :class:`Acceleration`.
+    """
+    if isinstance(requested, str):
+        if requested not in PRESETS:
+            raise ValueError(f"unknown acceleration {requested!r}: choose from {', '.join(PRESETS)}")
+        if requested == "auto" and device.type != "cuda":
+            return PRESETS["off"], []
+        requested = PRESETS[requested]
+    notes = []
+    options = requested
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    if options.compile:
+        reason = compile_unavailable_reason(device.type, capability=capability)
+        if reason:
+            notes.append(reason)
+            options = replace(options, compile=False)
+    if options.cuda_graph:
+        reason = cuda_graph_unavailable_reason(device.type)
+        if reason:
+            notes.append(reason)
+            options = replace(options, cuda_graph=False)
+    if options.network_dtype == torch.bfloat16 and capability is not None and capability < (8, 0):
+        notes.append("bf16 networks need compute capability 8.0 or newer; using float32")
+        options = replace(options, network_dtype=None)
+    return options, notes
+
+
+class _Autocast(nn.Module):
+    """Runs ``module`` under autocast and hands back float32: ``(B, C, H, W) -> (B, C', H, W)``."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.module = module
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            out = self.module(x)
+        return out.float()
+
+
+class AutocastNetworks(nn.Module):
+    """The three networks of a ``ZeroIGNet`` (``enhance``, ``denoise_1``, ``denoise_2``), each run
+    under autocast; a drop-in ``net`` for any recipe loss. Shares the wrapped parameters."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.enhance = _Autocast(net.enhance, dtype)
+        self.denoise_1 = _Autocast(net.denoise_1, dtype)
+        self.denoise_2 = _Autocast(net.denoise_2, dtype)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-napari = pytest.importorskip("napari")
+pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_zeroig._widget import PLUGIN_NAME, WIDGET_NAME, ZeroIGWidget  # noqa: E402
@@ -44,7 +44,7 @@ def run_and_wait(qtbot, widget: ZeroIGWidget, layer, steps=1, later_steps=1, on_
     widget["device"].value = "cpu"
     for name, value in choices.items():
         widget[name].value = value
-    widget.run()
+    widget["run"].native.click()
     assert widget.running
     if on_progress is not None:
         widget.worker.yielded.connect(on_progress)
@@ -52,8 +52,11 @@ def run_and_wait(qtbot, widget: ZeroIGWidget, layer, steps=1, later_steps=1, on_
 
 
 def test_manifest_is_discovered_through_the_entry_point():
+    from importlib.metadata import entry_points
+
     from npe2 import PluginManager
 
+    assert entry_points(group="napari.manifest")["napari-zeroig"].value == "napari_zeroig:napari.yaml"
     manager = PluginManager()
     manager.discover()
     manifest = manager.get_manifest(PLUGIN_NAME)
@@ -122,7 +125,7 @@ def test_cancel_stops_the_run_and_the_viewer_stays_usable(viewer, qtbot):
 
     def cancel_on_first_step(tick):
         ticks.append(tick)
-        widget.cancel()
+        widget["cancel"].native.click()
 
     run_and_wait(qtbot, widget, layer, steps=10_000, on_progress=cancel_on_first_step)
     assert ticks and ticks[-1].done < 1_000  # steps already queued to the UI still report; see the processing test

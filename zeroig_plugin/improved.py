@@ -57,6 +57,8 @@ __all__ = [
     "exposure_gamma",
     "illumination_target",
     "chroma_consistency",
+    "illuminant_colour",
+    "gamma_targets",
     "improved_loss_terms",
     "make_loss",
     "improved_recipe",
@@ -77,13 +79,19 @@ class ImprovedOptions:
             ``"published"`` (the capped ``0.5 / mean`` rule and its per-channel power-law target).
         target_mean: the mean luminance the gamma curve aims the output at (mid-grey).
         chroma_weight: weight of :func:`chroma_consistency` on ``s2`` (0 switches it off).
-        fix_quirks: Rec.601 luma, per-pixel YCbCr, ``h2`` in the second texture term.
+        fix_quirks: Rec.601 luma in the texture mask and the exposure statistics, and per-pixel
+            YCbCr in the smoothness weight.
+        fix_texture_pair: ``h2`` instead of ``h1`` in the second texture-consistency term.
+        white_balance: multiply the shared target by a gray-world illuminant colour
+            (:func:`illuminant_colour`), one constant per channel.
     """
 
     exposure: str = "gamma"
     target_mean: float = 0.5
-    chroma_weight: float = 1000.0
+    chroma_weight: float = 0.0
     fix_quirks: bool = True
+    fix_texture_pair: bool = False
+    white_balance: bool = False
 
 
 class Forward(NamedTuple):
@@ -186,6 +194,31 @@ def illumination_target(y: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     return y.clamp(1e-4, 1).pow(1 - gamma)
 
 
+@torch.no_grad()
+def illuminant_colour(image: torch.Tensor, limit: float = 1.5) -> torch.Tensor:
+    """Gray-world estimate of the illuminant's colour: ``(B, 3, H, W) -> (B, 3, 1, 1)``.
+
+    Each channel's mean over the luma mean, clamped to ``[1 / limit, limit]`` so that a scene
+    that really is mostly one colour is only partly corrected; ``1`` for a neutral image. Dividing
+    by it (von Kries) makes the channel means equal.
+    """
+    means = image.mean(dim=(2, 3), keepdim=True)
+    return (means / luma(means).clamp_min(1e-6)).clamp(1 / limit, limit)
+
+
+def gamma_targets(ld: torch.Tensor, options: ImprovedOptions = ImprovedOptions()) -> torch.Tensor:
+    """The illumination target of the gamma rule for the N1-denoised image ``ld`` ``(B, 3, H, W)``.
+
+    One luminance map ``y ** (1 - gamma)`` for all channels (times the gray-world illuminant colour
+    when ``options.white_balance``): ``(B, 3, H, W)`` in ``(0, 1]``.
+    """
+    y = luma(ld) if options.fix_quirks else published_gray(ld)
+    t = illumination_target(y, exposure_gamma(y, options.target_mean)).expand_as(ld)
+    if options.white_balance:
+        t = (t * illuminant_colour(ld)).clamp(1e-4, 1)
+    return t
+
+
 def chroma_consistency(s: torch.Tensor) -> torch.Tensor:
     """Spread of an illumination map across channels: ``MSE(s, mean_c s)`` for ``(B, 3, H, W)``; a scalar."""
     return F.mse_loss(s, s.mean(1, keepdim=True).expand_as(s))
@@ -194,7 +227,8 @@ def chroma_consistency(s: torch.Tensor) -> torch.Tensor:
 def improved_loss_terms(net: ZeroIGNet, image: torch.Tensor, options: ImprovedOptions = ImprovedOptions()) -> dict[str, torch.Tensor]:
     """Weighted loss terms of the improved mode on ``image`` ``(B, 3, H, W)``; their sum is the loss.
 
-    With ``ImprovedOptions(exposure="published", chroma_weight=0, fix_quirks=False)`` the terms
+    With ``ImprovedOptions(exposure="published", chroma_weight=0, fix_quirks=False)`` (and
+    ``fix_texture_pair=False``, the default) the terms
     equal the published ones (``objective.faithful_loss_terms``).
     """
     f = training_forward(net, image)
@@ -203,8 +237,7 @@ def improved_loss_terms(net: ZeroIGNet, image: torch.Tensor, options: ImprovedOp
     fix = options.fix_quirks
 
     if options.exposure == "gamma":
-        y = luma(ld) if fix else published_gray(ld)
-        t = illumination_target(y, exposure_gamma(y, options.target_mean)).expand_as(f.s2)
+        t = gamma_targets(ld, options)
         illumination = 700 * mse(f.s2, t)
         exposure = 1000 * mse(torch.clamp(ld / f.s2, 1e-9, 1), torch.clamp(ld / t, 1e-9, 1))
     elif options.exposure == "published":
@@ -224,7 +257,7 @@ def improved_loss_terms(net: ZeroIGNet, image: torch.Tensor, options: ImprovedOp
     a1, a2 = pair_downsample(image + 1e-9)
     b1, b2 = pair_downsample(f.l2)
     c1 = (1 - mask) * local_mean(h1_half) + h1_half * mask
-    c2 = (1 - mask) * local_mean(h2_half) + (h2_half if fix else h1_half) * mask
+    c2 = (1 - mask) * local_mean(h2_half) + (h2_half if options.fix_texture_pair else h1_half) * mask
     terms = {
         "illumination": illumination,
         "exposure": exposure,
@@ -277,13 +310,15 @@ def ablation_recipes() -> dict:
     full = ImprovedOptions()
     variants = {
         "faithful+gamma": (replace(published, exposure="gamma"), None),
-        "faithful+chroma": (replace(published, chroma_weight=full.chroma_weight), None),
+        "faithful+chroma": (replace(published, chroma_weight=1000.0), None),
         "faithful+quirks": (replace(published, fix_quirks=True), None),
+        "faithful+texture-pair": (replace(published, fix_texture_pair=True), None),
         "faithful+ema": (published, DEFAULT_WEIGHT_AVERAGE),
         "improved-gamma": (replace(full, exposure="published"), DEFAULT_WEIGHT_AVERAGE),
-        "improved-chroma": (replace(full, chroma_weight=0.0), DEFAULT_WEIGHT_AVERAGE),
         "improved-quirks": (replace(full, fix_quirks=False), DEFAULT_WEIGHT_AVERAGE),
         "improved-ema": (full, None),
+        "improved+chroma": (replace(full, chroma_weight=1000.0), DEFAULT_WEIGHT_AVERAGE),
+        "improved+wb": (replace(full, white_balance=True), DEFAULT_WEIGHT_AVERAGE),
     }
     return {
         name: improved_recipe(name, options, weight_average=average, description=f"ablation variant {name}")

@@ -1,8 +1,9 @@
 """The ZERO-IG dock widget: pick a layer and settings, fit in a worker thread, add result layers.
 
-The fitting runs in a :func:`napari.qt.threading.thread_worker` generator that yields after
-every step, so the viewer stays responsive, a napari progress bar advances step by step and plane
-by plane, and Cancel takes effect before the next step. Errors become napari notifications.
+The fitting runs in a :func:`napari.qt.threading.thread_worker` generator that yields progress
+every few steps (about ten times a second), so the viewer stays responsive, a napari progress bar
+advances with the steps and planes, and Cancel takes effect before the next step. Errors become
+napari notifications.
 """
 from __future__ import annotations
 
@@ -199,7 +200,7 @@ class ZeroIGWidget(Container):
             show_error(f"ZERO-IG: {error}")
             return
         self._cancel_requested.clear()
-        self._progress_bar = progress(total=settings.ticks(layout), desc=f"ZERO-IG {layer.name}")
+        self._progress_bar = progress(total=settings.progress_total(layout), desc=f"ZERO-IG {layer.name}")
         worker = enhance_in_thread(layer.data, layout, settings, self._cancel_requested.is_set)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(partial(self._add_outputs, layer))

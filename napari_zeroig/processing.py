@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -43,6 +44,7 @@ HIGH_PERCENTILE = 99.9
 PERCENTILE_SAMPLE = 4_000_000  # values read to estimate float percentiles on big layers
 LARGE_PLANE_PIXELS = 2048 * 2048  # planes above this are inferred tile by tile
 INFERENCE_TILE = 1024
+REPORT_INTERVAL_S = 0.1  # fit about this long between progress reports (one step at least)
 OUTPUT_CHOICES = ("enhance", "denoise", "both")
 SCALING_CHOICES = ("auto", "percentiles")
 
@@ -177,14 +179,14 @@ class RunSettings:
         weights = load_state_dict(self.checkpoint) if self.checkpoint else None
         return lambda: ZeroIG(mode=self.mode, device=self.device, weights=weights)
 
-    def ticks(self, layout: StackLayout) -> int:
-        """Progress ticks of a run on ``layout``: every fitting step and every plane's inference."""
+    def progress_total(self, layout: StackLayout) -> int:
+        """Units of progress in a run on ``layout``: one per fitting step, one per plane's inference."""
         later_planes = layout.planes_per_channel - 1
         return layout.channels * (self.steps + 1 + later_planes * (self.later_steps + 1))
 
 
 class Progress(NamedTuple):
-    """One tick of a run: a fitting step done, or a plane's inference done (``step == steps``)."""
+    """A progress report: ``done`` of ``total`` units (steps and inferences), where the run is."""
 
     done: int
     total: int
@@ -208,18 +210,20 @@ def enhance_stack(
     settings: RunSettings,
     should_cancel: Callable[[], bool] = lambda: False,
 ) -> Generator[Progress, None, StackOutputs | None]:
-    """Fit and infer ``data`` plane by plane, yielding a :class:`Progress` after every step.
+    """Fit and infer ``data`` plane by plane, yielding :class:`Progress` as it goes.
 
     Each channel gets a fresh model; its first plane is fitted for ``settings.steps`` steps and
     every later plane, continuing from the previous plane's weights and Adam state, for
-    ``settings.later_steps``. ``should_cancel`` is checked before every step and every plane's
-    inference. Returns the outputs, or ``None`` when cancelled. ``data`` is only read.
+    ``settings.later_steps``. Steps run in chunks of about ``REPORT_INTERVAL_S`` (the first of
+    each plane is one step), each followed by a report, so fast devices are not held up by a
+    report per step; ``should_cancel`` is still checked before every step and every inference.
+    Returns the outputs, or ``None`` when cancelled. ``data`` is only read.
     """
     new_model = settings.model_factory()
     scales = _channel_scales(data, layout, settings.scaling)
     enhanced = np.empty(data.shape, data.dtype) if settings.output in ("enhance", "both") else None
     denoised = np.empty(data.shape, data.dtype) if settings.output in ("denoise", "both") else None
-    planes, total = layout.channels * layout.planes_per_channel, settings.ticks(layout)
+    planes, total = layout.channels * layout.planes_per_channel, settings.progress_total(layout)
     done = plane = 0
     for channel, scale in enumerate(scales):
         model = new_model()
@@ -229,12 +233,16 @@ def enhance_stack(
             source = np.asarray(data[index])
             colour, alpha = (source[..., :3], source[..., 3:]) if layout.rgb else (source, None)
             unit = scale.to_unit(colour)
-            for step in range(plane_steps):  # one step per fit call, to yield in between
-                if should_cancel():
+            step, chunk = 0, 1
+            while step < plane_steps:
+                started = time.perf_counter()
+                report = model.fit(unit, min(chunk, plane_steps - step), should_cancel=should_cancel)
+                if report.cancelled:
                     return None
-                report = model.fit(unit, 1)
-                done += 1
-                yield Progress(done, total, plane, planes, step + 1, plane_steps, report.losses[0])
+                step, done = step + report.steps_done, done + report.steps_done
+                yield Progress(done, total, plane, planes, step, plane_steps, report.losses[-1])
+                seconds_per_step = (time.perf_counter() - started) / report.steps_done
+                chunk = max(1, int(REPORT_INTERVAL_S / seconds_per_step))
             if should_cancel():
                 return None
             tile = INFERENCE_TILE if unit.shape[0] * unit.shape[1] > LARGE_PLANE_PIXELS else None

@@ -4,6 +4,8 @@ These need neither napari nor a display, so they are not marked ``napari`` and r
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -109,7 +111,7 @@ def test_gray_uint16_plane_keeps_shape_dtype_and_input(model_spy):
     original = image.copy()
     layout = StackLayout(image.shape, rgb=False)
     ticks, outputs = run_to_end(enhance_stack(image, layout, TINY))
-    assert [tick.done for tick in ticks] == [1, 2] and ticks[-1].total == TINY.ticks(layout)
+    assert [tick.done for tick in ticks] == [1, 2] and ticks[-1].total == TINY.progress_total(layout)
     assert outputs.enhanced.shape == outputs.denoised.shape == image.shape
     assert outputs.enhanced.dtype == outputs.denoised.dtype == np.uint16
     np.testing.assert_array_equal(image, original)
@@ -131,7 +133,7 @@ def test_stack_planes_are_warm_started_and_channels_fitted_apart(model_spy):
     ticks, outputs = run_to_end(enhance_stack(stack, layout, settings))
     assert len(model_spy) == 2  # one model per channel, carried from plane to plane
     assert [model.steps_done for model in model_spy] == [2 + 1 + 1] * 2
-    assert len(ticks) == settings.ticks(layout) == 2 * (3 + 2 + 2)
+    assert ticks[-1].done == ticks[-1].total == settings.progress_total(layout) == 2 * (3 + 2 + 2)
     assert ticks[-1].plane == ticks[-1].planes == 6
     assert outputs.denoised.dtype == np.float32 and outputs.denoised.shape == stack.shape
     for channel in range(2):  # floats map back into each channel's own range
@@ -141,10 +143,22 @@ def test_stack_planes_are_warm_started_and_channels_fitted_apart(model_spy):
 
 def test_cancel_stops_before_the_next_step(model_spy):
     image = np.zeros((32, 32), np.uint8)
-    settings = RunSettings(steps=50, later_steps=1, device="cpu")
-    requests = iter([False, True])
-    ticks, outputs = run_to_end(enhance_stack(image, StackLayout(image.shape, False), settings, lambda: next(requests)))
-    assert outputs is None and len(ticks) == 1 and model_spy[0].steps_done == 1
+    cancel = threading.Event()
+    run = enhance_stack(image, StackLayout(image.shape, False), RunSettings(steps=50, device="cpu"), cancel.is_set)
+    first = next(run)
+    cancel.set()
+    ticks, outputs = run_to_end(run)
+    assert outputs is None and ticks == []
+    assert first.done == model_spy[0].steps_done == 1  # the first report comes after one step
+
+
+def test_reports_come_in_chunks_of_steps_on_fast_devices(model_spy, monkeypatch):
+    monkeypatch.setattr(processing, "REPORT_INTERVAL_S", 1e9)  # every step looks fast
+    image = np.zeros((16, 16), np.uint8)
+    settings = RunSettings(steps=5, device="cpu", output="enhance")
+    ticks, _ = run_to_end(enhance_stack(image, StackLayout(image.shape, False), settings))
+    assert [(tick.step, tick.done) for tick in ticks] == [(1, 1), (5, 5), (5, 6)]
+    assert model_spy[0].steps_done == 5
 
 
 def test_large_planes_are_inferred_in_tiles_with_the_same_result(monkeypatch):

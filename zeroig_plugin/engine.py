@@ -63,7 +63,8 @@ def describe_device(device: str | torch.device = "auto") -> str:
     if resolved.type == "cuda":
         index = resolved.index if resolved.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
 
 
 class FitReport(NamedTuple):

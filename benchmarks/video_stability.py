@@ -49,7 +49,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fit-size", type=int, default=128)
     parser.add_argument("--first-iters", type=int, default=100)
     parser.add_argument("--iters-per-frame", type=int, default=2)
-    parser.add_argument("--output", choices=["enhance", "denoise"], default="enhance")
+    parser.add_argument("--weight-smoothing", type=float, default=0.9)
+    parser.add_argument("--methods", default="warm,independent", help="comma-separated: warm, independent")
+    parser.add_argument("--output", choices=["enhance", "denoise"], default="denoise")
     parser.add_argument("--mode", choices=available_modes(), default="default")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is faster on a busy shared CPU)")
@@ -84,6 +86,11 @@ def run_method(frames: list[np.ndarray], settings: WarmStartSettings, args) -> t
     return outputs, time.perf_counter() - started, steps
 
 
+def mean_luma(frames: list[np.ndarray]) -> float:
+    """Mean Rec.601 luma of uint8 frames, in [0, 1]."""
+    return float(np.mean([frame @ np.array([0.299, 0.587, 0.114]) for frame in frames]) / 255)
+
+
 def quality(outputs: list[np.ndarray], truth: list[np.ndarray] | None) -> tuple[float, float]:
     if truth is None:
         return float("nan"), float("nan")
@@ -94,27 +101,33 @@ def quality(outputs: list[np.ndarray], truth: list[np.ndarray] | None) -> tuple[
 
 def stability_table(args) -> None:
     print(f"device: {describe_device(args.device)}; mode {args.mode}; output {args.output}; fit size {args.fit_size}; "
-          f"{args.frames} frames per clip; warm start = {args.first_iters} steps then {args.iters_per_frame}/frame")
+          f"{args.frames} frames per clip; warm start = {args.first_iters} steps then {args.iters_per_frame}/frame, "
+          f"weight smoothing {args.weight_smoothing}")
     print()
-    print("| clip | method | steps | warping error (x1e3) | luma flicker (x1e3) | PSNR dB | SSIM | fit+infer frames/s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| clip | method | steps | warping error (x1e3) | luma flicker (x1e3) | mean luma | PSNR dB | SSIM | fit+infer frames/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, low, high in clips(args.data, args.clips):
         frames = read(low, args.frames)
         truth = read(high, len(frames)) if high is not None and high.is_file() else None
         budget = args.first_iters + (len(frames) - 1) * args.iters_per_frame
         per_frame = max(1, round(budget / len(frames)))
         methods = {
-            "warm start": WarmStartSettings(args.first_iters, args.iters_per_frame, args.fit_size, output=args.output),
+            "warm": WarmStartSettings(
+                args.first_iters, args.iters_per_frame, args.fit_size,
+                weight_smoothing=args.weight_smoothing, output=args.output,
+            ),
             "independent": WarmStartSettings(per_frame, 0, args.fit_size, EVERY_FRAME_IS_A_CUT, output=args.output),
         }
+        methods = {name: methods[name] for name in args.methods.split(",")}
         if truth is not None:
-            print(f"| {name} | ground truth | - | {warping_error(truth, frames) * 1e3:.3f} | {luma_flicker(truth) * 1e3:.2f} | - | - | - |")
+            print(f"| {name} | ground truth | - | {warping_error(truth, frames) * 1e3:.3f} | {luma_flicker(truth) * 1e3:.2f} | "
+                  f"{mean_luma(truth):.3f} | - | - | - |")
         for method, settings in methods.items():
             outputs, seconds, steps = run_method(frames, settings, args)
             psnr, ssim = quality(outputs, truth)
             print(
                 f"| {name} | {method} | {steps} | {warping_error(outputs, frames) * 1e3:.3f} | "
-                f"{luma_flicker(outputs) * 1e3:.2f} | {psnr:.2f} | {ssim:.4f} | {len(frames) / seconds:.2f} |",
+                f"{luma_flicker(outputs) * 1e3:.2f} | {mean_luma(outputs):.3f} | {psnr:.2f} | {ssim:.4f} | {len(frames) / seconds:.2f} |",
                 flush=True,
             )
 

@@ -249,7 +249,7 @@ def test_truncated_input_keeps_decoded_frames_and_says_so(tmp_path):
         container.mux(stream.encode(None))
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    with pytest.raises(InputError, match=r"truncated.*of the 20 frames.*valid video"):
+    with pytest.raises(InputError, match=r"truncated.*of the 20 frames it declares.*valid video"):
         enhance_video(cut, tmp_path / "cut-out.mp4", tiny_enhancer(NO_FIT))
 
 
@@ -298,6 +298,22 @@ def test_cli_enhances_with_progress_and_options(clip, tmp_path):
     assert run_cli(clip, output, "--device", "cpu").exit_code == 1  # exists, no --overwrite
 
 
+def test_cli_ctrl_c_says_what_was_kept_and_exits_130(clip, tmp_path, monkeypatch):
+    real_enhance = WarmStartEnhancer.enhance
+
+    def enhance_then_ctrl_c(self, frame):
+        if self.frames_done == 2:
+            raise KeyboardInterrupt
+        return real_enhance(self, frame)
+
+    monkeypatch.setattr(WarmStartEnhancer, "enhance", enhance_then_ctrl_c)
+    output = tmp_path / "stopped.mp4"
+    result = run_cli(clip, output, "--device", "cpu", "--first-iters", "0", "--iters-per-frame", "0")
+    assert result.exit_code == 130
+    assert "interrupted: a shorter but valid video: wrote 2 of 6 frames" in result.output
+    assert len(frame_times(output)) == 2
+
+
 def test_cli_module_imports_only_click():
     code = "import sys, video.cli; print(sorted(m for m in ('torch', 'av', 'numpy', 'zeroig_plugin') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
@@ -322,6 +338,26 @@ def test_frame_by_frame_enhancer_keeps_warm_state_and_resets_on_cuts():
     assert enhancer.model.steps_done == 2  # restarted from the initial weights
     floats = enhancer.enhance(dark.astype(np.float32) / 255)
     assert floats.dtype == np.float32 and 0 <= floats.min() and floats.max() <= 1
+
+
+def test_scene_cut_returns_to_the_given_checkpoint_not_the_seeded_init():
+    checkpoint = WarmStartEnhancer(TINY, device="cpu", seed=7).model.state_dict()
+    every_frame_a_cut = WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=32, scene_cut_threshold=-1.0)
+    enhancer = WarmStartEnhancer(every_frame_a_cut, device="cpu", weights=checkpoint)
+    dark = np.random.default_rng(2).integers(0, 30, (32, 32, 3), dtype=np.uint8)
+    first = enhancer.enhance(dark)
+    again = enhancer.enhance(dark)  # a cut: back to the checkpoint, same 2 steps, same result
+    assert enhancer.last_report.scene_cut
+    assert np.array_equal(first, again)
+    seeded = WarmStartEnhancer(every_frame_a_cut, device="cpu").enhance(dark)
+    assert not np.array_equal(first, seeded)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError):
+        WarmStartSettings(weight_smoothing=1.0)
+    with pytest.raises(ValueError):
+        WarmStartSettings(output="both")
 
 
 def test_iter_enhanced_frames_yields_every_frame_with_its_time(clip):

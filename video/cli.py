@@ -12,6 +12,7 @@ DEFAULT_FIRST_ITERS = 100
 DEFAULT_ITERS_PER_FRAME = 2
 DEFAULT_FIT_SIZE = 128
 DEFAULT_SCENE_CUT = 1.3
+DEFAULT_WEIGHT_SMOOTHING = 0.9
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -54,8 +55,8 @@ class _Interrupted(click.ClickException):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--mode", type=_LazyModeChoice(), default="default", show_default=True, help="Fitting recipe.")
 @click.option(
-    "--output", "output_kind", type=click.Choice(["enhance", "denoise"]), default="enhance", show_default=True,
-    help="enhance: brightened; denoise: brightened and denoised.",
+    "--output", "output_kind", type=click.Choice(["enhance", "denoise"]), default="denoise", show_default=True,
+    help="denoise: brightened and denoised (the published final output); enhance: brightened only.",
 )
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="Start from this checkpoint.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
@@ -76,12 +77,16 @@ class _Interrupted(click.ClickException):
     "--scene-cut", type=click.FloatRange(min=0), default=DEFAULT_SCENE_CUT, show_default=True,
     help="Frame-difference threshold for a scene cut (restart with --first-iters); 0 disables.",
 )
+@click.option(
+    "--weight-smoothing", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_WEIGHT_SMOOTHING,
+    show_default=True, help="Infer with a moving average of the weights across frames (0: latest weights).",
+)
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="libx264 quality (lower is better).")
 @click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="libx264 speed preset.")
 @click.option("--seed", type=int, default=2, show_default=True, help="Seed of the initial weights.")
 def video_command(
     input_path, output_path, device, mode, output_kind, weights, max_frames, overwrite,
-    first_iters, iters_per_frame, fit_size, scene_cut, crf, preset, seed,
+    first_iters, iters_per_frame, fit_size, scene_cut, weight_smoothing, crf, preset, seed,
 ):
     """Enhance a low-light video, frame by frame, each fit warm-started from the previous frame.
 
@@ -96,7 +101,7 @@ def video_command(
     from zeroig_plugin import ZeroIGError, describe_device
 
     from .enhancer import WarmStartEnhancer, WarmStartSettings
-    from .pipeline import VideoInterrupted, check_paths, enhance_video
+    from .pipeline import VideoInterrupted, check_paths, enhance_video, expected_frames
     from .source import probe
 
     def warn(message: str) -> None:
@@ -104,11 +109,10 @@ def video_command(
 
     try:
         check_paths(input_path, output_path, overwrite)
-        declared = probe(input_path).frame_count
-        total = min(declared, max_frames or declared) if declared else max_frames
+        total = expected_frames(probe(input_path), max_frames) or None
         settings = WarmStartSettings(
             first_iters=first_iters, iters_per_frame=iters_per_frame, fit_size=fit_size,
-            scene_cut_threshold=scene_cut or None, output=output_kind,
+            scene_cut_threshold=scene_cut or None, weight_smoothing=weight_smoothing, output=output_kind,
         )
         enhancer = WarmStartEnhancer(settings, mode=mode, device=device, seed=seed, weights=weights)
         warn(f"on {describe_device(enhancer.device)}, fitting at {fit_size or 'native'} px, output {output_kind}")

@@ -7,7 +7,9 @@ the ZERO-IG exposure target is computed from, so the exposure does not jump from
 
 The first frame, and the first frame after a scene cut, get ``first_iters`` steps from the
 initial weights; every other frame gets ``iters_per_frame`` steps continuing from the previous
-frame's weights and Adam state.
+frame's weights and Adam state. Inference uses an exponential moving average of the fitted
+weights across frames (``weight_smoothing``): each frame's few Adam steps jitter the weights,
+and the average keeps that jitter out of the picture while still following slow changes.
 """
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ class WarmStartSettings:
         fit_size: longest side of the downscaled copy the fit runs on; 0 fits at native size.
         scene_cut_threshold: frame-difference statistic above which the model is reset
             (see :mod:`video.scenecut`); ``None`` never resets.
+        weight_smoothing: decay of the moving average of weights used for inference
+            (0 infers with the latest weights); restarted at the first frame and every cut.
         output: ``"enhance"`` (brightened) or ``"denoise"`` (brightened and denoised).
         tile: inference tile side for very large frames, ``None`` for one pass.
     """
@@ -50,12 +54,15 @@ class WarmStartSettings:
     iters_per_frame: int = 2
     fit_size: int = 128
     scene_cut_threshold: float | None = 1.3
-    output: str = "enhance"
+    weight_smoothing: float = 0.9
+    output: str = "denoise"
     tile: int | None = None
 
     def __post_init__(self):
         if self.first_iters < 0 or self.iters_per_frame < 0 or self.fit_size < 0:
             raise ValueError("first_iters, iters_per_frame and fit_size must be >= 0")
+        if not 0 <= self.weight_smoothing < 1:
+            raise ValueError("weight_smoothing must be in [0, 1)")
         if self.output not in ("enhance", "denoise"):
             raise ValueError(f"output must be 'enhance' or 'denoise', not {self.output!r}")
 
@@ -103,6 +110,11 @@ class WarmStartEnhancer:
     ):
         self.settings = settings
         self.model = ZeroIG(mode=mode, device=device, seed=seed, weights=weights)
+        self._smoothed = (
+            ZeroIG(mode=mode, device=self.model.device, seed=seed, weights=self.model.state_dict())
+            if settings.weight_smoothing
+            else None
+        )
         self._initial_weights = copy.deepcopy(self.model.state_dict()) if weights is not None else None
         self._mode, self._seed = mode, seed
         self._cuts = SceneCutDetector(settings.scene_cut_threshold)
@@ -146,7 +158,7 @@ class WarmStartEnhancer:
             self._restart()
         steps = self.settings.first_iters if fresh else self.settings.iters_per_frame
         report = self.model.fit(self.fit_view(frame), steps) if steps else None
-        outputs = self.model.infer_tensor(frame, tile=self.settings.tile)
+        outputs = self._inference_model(restart=fresh).infer_tensor(frame, tile=self.settings.tile)
         self.last_report = FrameReport(
             self.frames_done, steps, is_cut, statistic, report.losses[-1] if report and report.losses else None
         )
@@ -163,6 +175,21 @@ class WarmStartEnhancer:
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
             frame = F.interpolate(frame, size=size, mode="area")
         return frame[0].permute(1, 2, 0).float().cpu().numpy()
+
+    def _inference_model(self, restart: bool) -> ZeroIG:
+        """The model to infer with: the fitted one, or the moving average of its weights,
+        moved ``1 - weight_smoothing`` of the way to them (or onto them when ``restart``)."""
+        if self._smoothed is None:
+            return self.model
+        fitted = self.model.state_dict()
+        weight = 1.0 if restart else 1.0 - self.settings.weight_smoothing
+        with torch.no_grad():
+            for name, average in self._smoothed.net.state_dict().items():
+                if average.is_floating_point():
+                    average.lerp_(fitted[name], weight)
+                else:
+                    average.copy_(fitted[name])
+        return self._smoothed
 
     def _upload(self, frame: np.ndarray) -> torch.Tensor:
         """``(H, W, 3)`` numpy -> float ``(1, 3, H, W)`` in ``[0, 1]`` on the device, copying the

@@ -18,10 +18,18 @@ from zeroig_plugin import InputError, OutputError
 
 from .enhancer import FrameReport, WarmStartEnhancer
 from .sink import VideoSink
-from .source import decode_frames, probe
+from .source import VideoInfo, decode_frames, probe
 from .threads import BackgroundConsumer, prefetch
 
-__all__ = ["RunResult", "VideoInterrupted", "EnhancedFrame", "enhance_video", "iter_enhanced_frames", "check_paths"]
+__all__ = [
+    "RunResult",
+    "VideoInterrupted",
+    "EnhancedFrame",
+    "enhance_video",
+    "iter_enhanced_frames",
+    "check_paths",
+    "expected_frames",
+]
 
 FrameCallback = Callable[[int, int, FrameReport], None]
 """Called after each frame with ``(frames_done, frames_expected or 0, report)``."""
@@ -100,6 +108,13 @@ def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike, o
     return source, target
 
 
+def expected_frames(info: VideoInfo, max_frames: int | None) -> int:
+    """Frames a run will write: the declared count capped by ``max_frames``; 0 when unknown."""
+    if info.frame_count and max_frames:
+        return min(info.frame_count, max_frames)
+    return info.frame_count or max_frames or 0
+
+
 def enhance_video(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -128,7 +143,7 @@ def enhance_video(
     started = time.perf_counter()
     source, target = check_paths(input_path, output_path, overwrite)
     info = probe(source)
-    expected = min(info.frame_count, max_frames) if info.frame_count and max_frames else (info.frame_count or max_frames or 0)
+    expected = expected_frames(info, max_frames)
     partial = target.with_name(f"{target.stem}.partial-{os.getpid()}{target.suffix}")
     sink = VideoSink(partial, info, str(source), crf=crf, preset=preset, warn=warn)
     writer: BackgroundConsumer = BackgroundConsumer(lambda item: sink.write(*item), QUEUE_DEPTH, name="video-encode")
@@ -148,12 +163,16 @@ def enhance_video(
         except InputError as error:
             stopped_early, input_failure = True, error
         writer.finish()
-        if input_failure is None and info.frame_count and frames_done < expected and not stopped_early:
+        if info.truncated and not stopped_early:
             stopped_early = True
-            input_failure = InputError(f"{source}: truncated: only {frames_done} of the {expected} frames it declares could be decoded")
+            input_failure = InputError(
+                f"{source}: truncated (its index points past the end of the file): "
+                f"decoded {frames_done} of the {info.frame_count} frames it declares"
+            )
         complete = not stopped_early
         written = _finalize(sink, partial, target, whole_input=complete and (max_frames is None or frames_done < max_frames))
     except BaseException:
+        writer.abort()
         sink.abandon()
         partial.unlink(missing_ok=True)
         raise

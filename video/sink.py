@@ -43,7 +43,7 @@ class VideoSink:
         input_path: where to copy audio from (``None`` for no audio).
         crf, preset: libx264 rate factor and speed preset.
         warn: receives one-line notes (odd size padded, audio re-encoded or dropped).
-        format: container format name when ``path``'s extension does not say it.
+        container_format: container format name when ``path``'s extension does not say it.
     """
 
     def __init__(
@@ -54,14 +54,14 @@ class VideoSink:
         crf: int = 18,
         preset: str = "medium",
         warn: Callable[[str], None] = lambda message: None,
-        format: str | None = None,
+        container_format: str | None = None,
     ):
         self.info = info
         self.frames_written = 0
         self._last_pts: int | None = None
         self._frame_step = 1
         try:
-            self._container = av.open(os.fspath(path), "w", format=format)
+            self._container = av.open(os.fspath(path), "w", format=container_format)
         except (av.error.FFmpegError, ValueError) as error:
             raise OutputError(f"{path}: cannot create the output ({error})") from None
         try:

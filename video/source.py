@@ -31,6 +31,7 @@ class VideoInfo:
         frame_count: frames the container declares (0 when it does not say).
         average_rate: the average frame rate, used for the encoder's rate hint only.
         audio_codec: the first audio stream's codec name, or ``None`` when there is no audio.
+        truncated: the container's index points past the end of the file (frames are missing).
     """
 
     width: int
@@ -42,6 +43,7 @@ class VideoInfo:
     frame_count: int
     average_rate: Fraction | None
     audio_codec: str | None
+    truncated: bool
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             frame_count=stream.frames,
             average_rate=stream.average_rate or stream.guessed_rate,
             audio_codec=audio,
+            truncated=_index_past_end(stream, os.path.getsize(path)),
         )
 
 
@@ -157,6 +160,11 @@ def _decode(container: av.container.InputContainer, stream: av.VideoStream, path
         raise InputError(
             f"{path}: truncated or corrupt, decoding stopped after {decoded} frame(s) ({_reason(error)})"
         ) from None
+
+
+def _index_past_end(stream: av.VideoStream, file_size: int) -> bool:
+    """Whether the demuxer's index (MP4 sample table, MKV cues) names bytes beyond ``file_size``."""
+    return any(entry.pos + entry.size > file_size for entry in stream.index_entries if entry.pos >= 0)
 
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:

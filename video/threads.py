@@ -103,6 +103,16 @@ class BackgroundConsumer(Generic[T]):
         self._worker.join()
         self._raise_failure()
 
+    def abort(self) -> None:
+        """Drop the items not yet consumed and wait for the worker to stop; never raises."""
+        while True:
+            try:
+                self._buffer.get_nowait()
+            except queue.Empty:
+                break
+        _put_unless(self._buffer, _DONE, lambda: not self._worker.is_alive())
+        self._worker.join()
+
     def _raise_failure(self) -> None:
         if self._error is not None:
             raise self._error

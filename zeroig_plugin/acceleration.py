@@ -114,7 +114,8 @@ class _Autocast(nn.Module):
         self.dtype = dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, dtype=self.dtype):
+        # No cast cache: a cached bf16 weight copy would go stale across CUDA-graph replays.
+        with torch.autocast(x.device.type, dtype=self.dtype, cache_enabled=False):
             out = self.module(x)
         return out.float()
 

@@ -32,7 +32,7 @@ class Recipe:
 
 
 _RECIPES: dict[str, Recipe] = {}
-DEFAULT_MODE = "faithful"
+DEFAULT_MODE = "improved"
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
@@ -63,3 +63,7 @@ register_recipe(
         crops_per_step=2,
     )
 )
+
+from .improved import improved_recipe  # noqa: E402  (improved.py builds on the names above)
+
+register_recipe(improved_recipe())

@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     comparisons, rows = [], []
     for device in devices:
         # CPU "max" is bf16 networks and channels-last (compile and graphs are CUDA-only).
-        accelerations = ["off", "auto", "max"] if device == "cuda" else ["off", "max"]
+        accelerations = ["off", "auto", "graph", "max"] if device == "cuda" else ["off", "max"]
         common = {"device": device, "threads": args.threads}
         if args.compare_size:
             comparisons.append(_run_in_subprocess("compare", {

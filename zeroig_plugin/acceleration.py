@@ -37,8 +37,11 @@ class Acceleration:
 
 PRESETS = {
     "off": Acceleration(),
-    # Exact float32 arithmetic (up to kernel summation order): safe as the CUDA default.
-    "auto": Acceleration(channels_last=True, cuda_graph=True),
+    # The CUDA default: channels-last only. Whole-step CUDA graphs stay opt-in ("graph") until a
+    # GPU run has checked them against eager (tests/test_speed_paths.py); no GPU was lent so far.
+    "auto": Acceleration(channels_last=True),
+    # Exact float32 arithmetic (up to kernel summation order), no per-kernel launch cost.
+    "graph": Acceleration(channels_last=True, cuda_graph=True),
     # Everything, bf16 networks included: fastest, not bit-comparable with the published run.
     "max": Acceleration(channels_last=True, network_dtype=torch.bfloat16, compile=True, cuda_graph=True),
 }
@@ -77,8 +80,8 @@ def cuda_graph_unavailable_reason(device_type: str) -> str | None:
 def resolve_acceleration(requested: str | Acceleration, device: torch.device) -> tuple[Acceleration, list[str]]:
     """The options to use on ``device`` and a note for each requested one that is unavailable.
 
-    ``requested`` is ``"auto"`` (CUDA: channels-last and CUDA graphs in float32; CPU: none),
-    ``"off"``, ``"max"`` (adds bf16 networks and torch.compile) or an :class:`Acceleration`.
+    ``requested`` is ``"auto"`` (CUDA: channels-last, float32; CPU: none), ``"graph"`` (adds
+    whole-step CUDA graphs), ``"off"``, ``"max"`` (adds bf16 networks and torch.compile) or an :class:`Acceleration`.
     """
     if isinstance(requested, str):
         if requested not in PRESETS:

@@ -119,9 +119,13 @@ class _StepBar:
 @click.option("--output", "output", default="both", show_default=True, type=click.Choice(["enhance", "denoise", "both"]),
               help="Which results to write.")
 @click.option("--loss-log", metavar="FILE", help="Write the per-step losses (before each step) as a JSON list; {stem} for several inputs.")
+@click.option("--acceleration", default="auto", show_default=True, type=click.Choice(["auto", "off", "graph", "max"]),
+              help="auto: exact float32 (channels-last on CUDA); graph: + CUDA graphs; max: + bf16 networks and "
+                   "torch.compile (fastest, not bit-exact); off: plain eager. CPU-unavailable parts fall back.")
 @click.option("--tile", type=click.IntRange(min=64), help="Infer in tiles of this size to bound memory (results are identical).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (otherwise an existing output is an error and is kept).")
-def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, output, loss_log, tile, overwrite) -> None:
+def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, output, loss_log, acceleration, tile,
+            overwrite) -> None:
     """Brighten and denoise images: each is fitted on its own, then inferred.
 
     INPUT is an image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
@@ -195,7 +199,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                     claimed[target.resolve()] = path
                 image = read_image(path)
                 started = time.perf_counter()
-                model = ZeroIG(mode=mode, device=device, seed=seed, weights=state)
+                model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration)
                 losses: list[float] = []
                 if iters:
                     bar = _StepBar(iters, path.name)

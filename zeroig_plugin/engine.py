@@ -154,8 +154,8 @@ class ZeroIG:
         seed: seeds the published init (and crop sampling).
         weights: a checkpoint path or a state dict to start from instead of the seeded init.
         optimizer_state: an Adam state dict from :meth:`optimizer_state_dict` to resume with.
-        acceleration: ``auto`` (CUDA: channels-last and CUDA graphs, float32; CPU: plain eager),
-            ``off``, ``max`` (adds bf16 networks and torch.compile) or an
+        acceleration: ``auto`` (CUDA: channels-last, float32; CPU: plain eager), ``graph``
+            (adds whole-step CUDA graphs), ``off``, ``max`` (adds bf16 networks and torch.compile) or an
             :class:`~zeroig_plugin.acceleration.Acceleration`. Unavailable parts fall back to
             eager; ``acceleration_notes`` says which and why.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.

@@ -1,0 +1,187 @@
+"""The improved mode: registered as the default, finite, and the behaviours it promises."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from zeroig_plugin import ZeroIG
+from zeroig_plugin.improved import (
+    IMPROVED_MODE,
+    ImprovedOptions,
+    ablation_recipes,
+    chroma_consistency,
+    exposure_gamma,
+    gamma_targets,
+    illuminant_colour,
+    illumination_target,
+    improved_loss_terms,
+    luma,
+    make_loss,
+    rec601_ycbcr,
+)
+from zeroig_plugin.losses import texture_mask
+from zeroig_plugin.networks import published_init
+from zeroig_plugin.objective import brightness_target, faithful_loss_terms
+from zeroig_plugin.recipes import DEFAULT_MODE, available_modes, get_recipe
+
+PUBLISHED = ImprovedOptions(exposure="published", chroma_weight=0.0, fix_quirks=False)
+
+
+def _dark_scene(size: int = 32, level: float = 0.06, seed: int = 0, noise: float = 0.004) -> np.ndarray:
+    """A colour-neutral (gray) textured scene, darkened, with a little noise: ``(size, size, 3)``."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    scene = 0.5 + 0.3 * np.sin(6 * xx) * np.cos(4 * yy) + 0.15 * (xx > 0.5)
+    image = level * np.repeat(scene[..., None], 3, -1) + rng.normal(0, noise, (size, size, 3))
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+def _cast(image: np.ndarray) -> float:
+    means = image.reshape(-1, 3).mean(0) * 255
+    return float(np.abs(means - means.mean()).mean())
+
+
+def test_improved_is_registered_and_the_default():
+    assert IMPROVED_MODE in available_modes()
+    assert DEFAULT_MODE == IMPROVED_MODE
+    assert get_recipe("default").name == IMPROVED_MODE
+    assert get_recipe("faithful").weight_average is None  # faithful untouched
+    assert get_recipe(IMPROVED_MODE).weight_average  # inference uses averaged weights
+
+
+def test_published_options_reproduce_the_faithful_terms():
+    image = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0)) * 0.2
+    expected = faithful_loss_terms(published_init(2), image)
+    got = improved_loss_terms(published_init(2), image, PUBLISHED)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+def test_improved_loss_is_finite_and_reaches_every_network():
+    net = published_init(2)
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 0.1
+    terms = improved_loss_terms(net, image)
+    assert {"illumination", "exposure"} <= terms.keys()
+    assert "chroma" in improved_loss_terms(net, image, ImprovedOptions(chroma_weight=10.0))
+    loss = make_loss()(net, image)
+    assert torch.isfinite(loss)
+    loss.backward()
+    for part in (net.enhance, net.denoise_1, net.denoise_2):
+        grads = [p.grad for p in part.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+        assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_every_change_is_a_real_change():
+    net = published_init(2)
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 0.1
+    base = improved_loss_terms(net, image, PUBLISHED)
+    quirks = improved_loss_terms(net, image, replace(PUBLISHED, fix_quirks=True))
+    assert not torch.allclose(quirks["texture_consistency"], base["texture_consistency"])
+    gamma = improved_loss_terms(net, image, replace(PUBLISHED, exposure="gamma"))
+    assert not torch.allclose(gamma["illumination"], base["illumination"])
+    assert "chroma" in improved_loss_terms(net, image, replace(PUBLISHED, chroma_weight=1000.0))
+    names = set(ablation_recipes())
+    assert {"faithful+gamma", "faithful+chroma", "faithful+quirks", "faithful+ema", "improved-ema"} <= names
+
+
+def test_exposure_target_rises_for_darker_inputs():
+    base = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(3))
+    gammas = [float(exposure_gamma(0.5 + 0.5 * base))]  # mean 0.75: already bright
+    gammas += [float(exposure_gamma(base * level)) for level in (0.8, 0.3, 0.1, 0.03)]
+    assert gammas[0] == pytest.approx(1.0, abs=1e-3)  # already bright: left alone
+    assert all(a > b for a, b in zip(gammas, gammas[1:]))  # darker -> stronger lift
+    for level in (0.8, 0.3, 0.1, 0.03):
+        y = base * level
+        target = illumination_target(y, exposure_gamma(y))
+        lifted = (y.clamp(1e-4, 1) / target).mean()
+        assert float(lifted) == pytest.approx(0.5, abs=0.01)  # the lift aims the mean at mid-grey
+        assert float(target.max()) <= 1.0 + 1e-6
+
+
+def test_gamma_curve_keeps_highlights_and_order():
+    y = torch.linspace(0.001, 1, 100).view(1, 1, 10, 10)
+    lifted = y / illumination_target(y, torch.full((1, 1, 1, 1), 0.4))
+    assert float(lifted.max()) <= 1.0 + 1e-6
+    assert torch.all(lifted.flatten().diff() > 0)
+
+
+def test_chroma_consistency_measures_channel_spread():
+    gray = torch.rand(1, 1, 8, 8).expand(1, 3, 8, 8)
+    assert float(chroma_consistency(gray)) == pytest.approx(0.0, abs=1e-12)
+    tinted = gray * torch.tensor([1.0, 0.8, 0.6]).view(1, 3, 1, 1)
+    assert float(chroma_consistency(tinted)) > 1e-4
+
+
+def test_rec601_helpers():
+    rgb = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    assert float(luma(rgb)) == pytest.approx(0.299)
+    white = torch.ones(1, 3, 2, 2)
+    torch.testing.assert_close(rec601_ycbcr(white)[0, :, 0, 0], torch.tensor([235 / 255, 128 / 255, 128 / 255]), atol=2e-3, rtol=0)
+    # the quirk-fixed texture mask sees luma texture: a pure blue pattern weighs 0.114, not 0.299
+    a = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    assert texture_mask(a, a).min() == 1  # identical textures match either way
+
+
+def _published_target(ld: torch.Tensor) -> torch.Tensor:
+    k = brightness_target(ld)
+    return torch.clamp(torch.pow(ld * k, k) * torch.pow(0.7, -k) / k, 1e-9, 1)
+
+
+def _tinted_neutral_scene() -> torch.Tensor:
+    """A gray scene seen under a bluish illuminant (camera tint), dark: ``(1, 3, 32, 32)``."""
+    scene = torch.from_numpy(_dark_scene(noise=0.0)).permute(2, 0, 1).unsqueeze(0)
+    return scene * torch.tensor([0.85, 1.0, 1.15]).view(1, 3, 1, 1)
+
+
+def test_illumination_target_is_one_map_for_all_channels():
+    """The cast mechanism: the published per-channel power-law target ``(k L)^k`` (k ~ 8 here)
+    blows a 15 % channel difference up several-fold, so the channels' illuminations (and the
+    output's colour) drift apart; the gamma target is one luminance map for all channels."""
+    ld = _tinted_neutral_scene()
+    shared = gamma_targets(ld, ImprovedOptions())
+    assert float(chroma_consistency(shared)) < 1e-12
+    published = _published_target(ld)
+    assert float(chroma_consistency(published)) > 1e-4
+    # the enhanced image keeps the input's chromaticity under the shared target...
+    ratio_in = ld.mean(dim=(2, 3))[0, 2] / ld.mean(dim=(2, 3))[0, 0]
+    lifted = ld / shared
+    assert float(lifted.mean(dim=(2, 3))[0, 2] / lifted.mean(dim=(2, 3))[0, 0]) == pytest.approx(float(ratio_in), rel=0.02)
+    # ...and the published one inverts and exaggerates the tint (blue input -> strongly red output)
+    swung = (ld / published).clamp(0, 1).mean(dim=(2, 3))[0]
+    assert float(swung[0] / swung[2]) > float(ratio_in) ** -1
+
+
+def test_white_balance_neutralises_a_tinted_gray_scene():
+    ld = _tinted_neutral_scene()
+    colour = illuminant_colour(ld).flatten()
+    assert float(colour[0]) < 1 < float(colour[2])
+    balanced = ld / gamma_targets(ld, ImprovedOptions(white_balance=True))
+    means = balanced.mean(dim=(2, 3))[0] * 255
+    plain = (ld / gamma_targets(ld, ImprovedOptions())).mean(dim=(2, 3))[0] * 255
+    assert float((means - means.mean()).abs().mean()) < 0.25 * float((plain - plain.mean()).abs().mean())
+    # a neutral image is left as it is
+    gray = ld.mean(1, keepdim=True).expand_as(ld)
+    torch.testing.assert_close(illuminant_colour(gray).flatten(), torch.ones(3), atol=1e-3, rtol=0)
+
+
+def test_improved_fit_keeps_a_gray_scene_gray():
+    image = _dark_scene(size=24, noise=0.0)
+    model = ZeroIG(mode=IMPROVED_MODE, device="cpu")
+    model.fit(image, steps=30)
+    out = model.infer(image).enhance
+    assert _cast(out) < 3.0  # 3 of 255 levels on a gray scene
+
+
+def test_improved_brightens_a_dark_image_towards_mid_grey():
+    image = _dark_scene(size=24, level=0.04)
+    model = ZeroIG(mode=IMPROVED_MODE, device="cpu")
+    report = model.fit(image, steps=20)
+    assert all(np.isfinite(report.losses))
+    out = model.infer(image)
+    assert out.denoise.shape == image.shape
+    assert out.denoise.mean() > 5 * image.mean()

@@ -6,11 +6,15 @@ ground truth where there is one (``surgical/high``), and the fit+inference frame
 prints the scene-cut statistic within clips and across them (to justify the default threshold),
 and with ``--throughput`` the end-to-end frames/s of ``enhance_video`` on a 480p clip.
 
-The default run is small (10 frames of the two 256x256 surgical clips, fit at 128 px) and takes
-a few minutes on a 2-core CPU; ``--frames``, ``--clips all`` (adds the 720x1280 fall clip),
-``--fit-size`` and ``--first-iters`` make bigger runs::
+"Same budget": warm start spends ``first_iters + (frames - 1) * iters_per_frame`` steps; the
+independent fits share that total equally, each frame fitted from the seeded init.
 
-    python benchmarks/video_stability.py
+The default run is small (10 frames of the two 256x256 surgical clips, fit at 128 px, the
+``denoise`` output): about 2.5 CPU-minutes (longer on a busy machine, where ``--threads 1`` helps).
+``--frames``, ``--clips all`` (adds the 720x1280 fall clip), ``--fit-size``, ``--first-iters``,
+``--iters-per-frame`` and ``--weight-smoothing`` make other runs::
+
+    python benchmarks/video_stability.py --threads 1
     python benchmarks/video_stability.py --frames 60 --clips all --device cuda --throughput
 """
 from __future__ import annotations

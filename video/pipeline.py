@@ -163,7 +163,7 @@ def enhance_video(
         except InputError as error:
             stopped_early, input_failure = True, error
         writer.finish()
-        if info.truncated and not stopped_early:
+        if info.truncated and not stopped_early and frames_done < expected:
             stopped_early = True
             input_failure = InputError(
                 f"{source}: truncated (its index points past the end of the file): "

@@ -43,12 +43,20 @@ def test_weights_and_optimizer_state_resume_in_a_new_object(dark):
     assert np.allclose(resumed.fit(dark, 2).losses, first.fit(dark, 2).losses, rtol=1e-6)
 
 
-def test_reset_returns_to_the_seeded_init(dark):
+def test_reset_returns_to_the_starting_weights(dark):
     model = ZeroIG(mode="faithful", device="cpu")
     before = model.infer(dark).denoise
     model.fit(dark, 2)
     model.reset()
     assert np.array_equal(model.infer(dark).denoise, before) and model.steps_done == 0
+    model.fit(dark, 1)
+    from_checkpoint = ZeroIG(mode="faithful", device="cpu", weights=model.state_dict())
+    checkpoint_output = from_checkpoint.infer(dark).denoise
+    from_checkpoint.fit(dark, 2)
+    from_checkpoint.reset()
+    assert np.array_equal(from_checkpoint.infer(dark).denoise, checkpoint_output)
+    from_checkpoint.reset(seed=2)
+    assert np.array_equal(from_checkpoint.infer(dark).denoise, before)
 
 
 def test_tiled_inference_equals_whole_image_inference():

@@ -13,7 +13,6 @@ and the average keeps that jitter out of the picture while still following slow 
 """
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 
@@ -115,8 +114,6 @@ class WarmStartEnhancer:
             if settings.weight_smoothing
             else None
         )
-        self._initial_weights = copy.deepcopy(self.model.state_dict()) if weights is not None else None
-        self._mode, self._seed = mode, seed
         self._cuts = SceneCutDetector(settings.scene_cut_threshold)
         self.frames_done = 0
         self.last_report: FrameReport | None = None
@@ -204,7 +201,4 @@ class WarmStartEnhancer:
 
     def _restart(self) -> None:
         """Back to the initial weights (seeded init or the given checkpoint) and a fresh optimiser."""
-        if self._initial_weights is None:
-            self.model.reset()
-        else:
-            self.model = ZeroIG(mode=self._mode, device=self.model.device, seed=self._seed, weights=self._initial_weights)
+        self.model.reset()

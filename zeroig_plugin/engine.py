@@ -188,6 +188,7 @@ class ZeroIG:
             net = network_from_state_dict(weights)
         else:
             net = network_from_state_dict(load_state_dict(weights), source=str(weights))
+        self._starting_state = {key: value.detach().clone() for key, value in net.state_dict().items()}
         self.net = net.to(self.device)
         if self.acceleration.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -228,9 +229,12 @@ class ZeroIG:
         )
 
     def reset(self, seed: int | None = None) -> None:
-        """Back to the seeded init with a fresh optimiser, e.g. after a scene cut."""
-        self.seed = self.seed if seed is None else seed
-        self.net.load_state_dict(published_init(self.seed, **self.net.widths).state_dict())
+        """Back to the starting weights (the checkpoint given, else the seeded init) with a fresh
+        optimiser, e.g. after a scene cut; a ``seed`` instead re-draws the published init with it."""
+        if seed is not None:
+            self.seed = seed
+            self._starting_state = published_init(seed, **self.net.widths).state_dict()
+        self.net.load_state_dict(self._starting_state)
         self.optimizer = self._new_optimizer()
         if self._average is not None:
             self._average = _WeightAverage(copy.deepcopy(self.net).requires_grad_(False), self.recipe.weight_average)

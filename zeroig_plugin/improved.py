@@ -84,6 +84,8 @@ class ImprovedOptions:
         fix_texture_pair: ``h2`` instead of ``h1`` in the second texture-consistency term.
         white_balance: multiply the shared target by a gray-world illuminant colour
             (:func:`illuminant_colour`), one constant per channel.
+        exposure_ceiling: where ``L / s2`` is clipped in the exposure term (1: saturated pixels
+            get no gradient back down; 2: over-exposure up to 2x is still pulled back).
     """
 
     exposure: str = "gamma"
@@ -92,6 +94,7 @@ class ImprovedOptions:
     fix_quirks: bool = True
     fix_texture_pair: bool = False
     white_balance: bool = False
+    exposure_ceiling: float = 1.0
 
 
 class Forward(NamedTuple):
@@ -239,7 +242,7 @@ def improved_loss_terms(net: ZeroIGNet, image: torch.Tensor, options: ImprovedOp
     if options.exposure == "gamma":
         t = gamma_targets(ld, options)
         illumination = 700 * mse(f.s2, t)
-        exposure = 1000 * mse(torch.clamp(ld / f.s2, 1e-9, 1), torch.clamp(ld / t, 1e-9, 1))
+        exposure = 1000 * mse(torch.clamp(ld / f.s2, 1e-9, options.exposure_ceiling), torch.clamp(ld / t, 1e-9, 1))
     elif options.exposure == "published":
         if fix:
             k = torch.clamp(0.5 / (luma(ld).mean(dim=(1, 2, 3)) + 1e-9), 1, 25).view(-1, 1, 1, 1)
@@ -319,8 +322,11 @@ def ablation_recipes() -> dict:
         "improved-ema": (full, None),
         "improved+chroma": (replace(full, chroma_weight=1000.0), DEFAULT_WEIGHT_AVERAGE),
         "improved+wb": (replace(full, white_balance=True), DEFAULT_WEIGHT_AVERAGE),
+        "improved+ceiling2": (replace(full, exposure_ceiling=2.0), DEFAULT_WEIGHT_AVERAGE),
     }
-    return {
+    recipes = {
         name: improved_recipe(name, options, weight_average=average, description=f"ablation variant {name}")
         for name, (options, average) in variants.items()
     }
+    recipes["improved+lr1e-4"] = improved_recipe("improved+lr1e-4", full, learning_rate=1e-4, description="ablation: lr 1e-4")
+    return recipes

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image

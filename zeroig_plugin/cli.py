@@ -71,7 +71,7 @@ def _per_input_path(template: str | None, stem: str, option: str, many: bool) ->
     if template is None:
         return None
     if many and "{stem}" not in template:
-        raise click.BadParameter(f"with several inputs, put {{stem}} in the path (e.g. 'weights/{{stem}}.pt')", param_hint=option)
+        raise click.BadParameter("with several inputs, put {stem} in the path (e.g. 'weights/{stem}.pt')", param_hint=option)
     return Path(template.replace("{stem}", stem))
 
 

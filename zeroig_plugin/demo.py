@@ -65,7 +65,7 @@ def run_demo(output_dir: str | Path, iters: int | None = None, mode: str = "defa
     height, width = low.shape[:2]
     echo(f"demo: scikit-image 'coffee' at {width}x{height}, darkened to mean {low.mean() * 255:.0f}/255 with "
          f"Poisson-Gaussian noise; {iters} steps of mode '{mode}' on {describe_device(device)}")
-    echo(f"      (sized to finish in a few minutes on a 2-core CPU; real images use 2000 steps)")
+    echo("      (sized to finish in a few minutes on a 2-core CPU; real images use 2000 steps)")
     model = ZeroIG(mode=mode, device=device)
     started = time.perf_counter()
     from tqdm import tqdm

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -46,12 +45,10 @@ from .losses import (
     total_variation,
 )
 from .networks import ZeroIGNet, pair_downsample
-from .objective import EPS, brightness_target
+from .objective import brightness_target, training_forward
 
 __all__ = [
     "ImprovedOptions",
-    "Forward",
-    "training_forward",
     "luma",
     "rec601_ycbcr",
     "exposure_gamma",
@@ -95,52 +92,6 @@ class ImprovedOptions:
     fix_texture_pair: bool = False
     white_balance: bool = False
     exposure_ceiling: float = 1.0
-
-
-class Forward(NamedTuple):
-    """Intermediates of the published training forward (SPEC.md, "Training forward")."""
-
-    image: torch.Tensor  # I, (B, 3, H, W)
-    l11: torch.Tensor  # (B, 3, H/2, W/2)
-    l12: torch.Tensor
-    p1: torch.Tensor
-    p2: torch.Tensor
-    l2: torch.Tensor  # N1-denoised, (B, 3, H, W)
-    s2: torch.Tensor  # illumination, (B, 3, H, W)
-    s21: torch.Tensor
-    s22: torch.Tensor
-    h11: torch.Tensor
-    h12: torch.Tensor
-    r3: torch.Tensor  # (B, 6, H/2, W/2)
-    r4: torch.Tensor
-    target_from_h11: torch.Tensor  # detached [H11, s21]
-    target_from_h12: torch.Tensor
-    h2: torch.Tensor  # enhanced, (B, 3, H, W)
-    h3: torch.Tensor  # enhanced and denoised, (B, 3, H, W)
-    s3: torch.Tensor
-
-
-def training_forward(net: ZeroIGNet, image: torch.Tensor) -> Forward:
-    """The published training forward on ``image`` ``(B, 3, H, W)`` in ``[0, 1]``, unchanged."""
-    j = image + EPS
-    l11, l12 = pair_downsample(j)
-    p1 = l11 - net.denoise_1(l11)
-    p2 = l12 - net.denoise_1(l12)
-    l2 = torch.clamp(j - net.denoise_1(j), EPS, 1)
-    s2 = net.enhance(l2.detach())
-    s21, s22 = pair_downsample(s2)
-    h2 = torch.clamp(j / s2, EPS, 1)
-    h11 = torch.clamp(l11 / s21, EPS, 1)
-    h12 = torch.clamp(l12 / s22, EPS, 1)
-
-    def second(h: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        stacked = torch.cat([h, s], 1)
-        return torch.clamp(stacked.detach() - net.denoise_2(stacked), EPS, 1), stacked.detach()
-
-    r3, from_h11 = second(h11, s21)
-    r4, from_h12 = second(h12, s22)
-    r5, _ = second(h2, s2)
-    return Forward(image, l11, l12, p1, p2, l2, s2, s21, s22, h11, h12, r3, r4, from_h11, from_h12, h2, r5[:, :3], r5[:, 3:])
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:

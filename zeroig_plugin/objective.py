@@ -20,7 +20,7 @@ from .losses import (
 )
 from .networks import ZeroIGNet, pair_downsample
 
-__all__ = ["Outputs", "infer", "faithful_loss", "faithful_loss_terms", "brightness_target"]
+__all__ = ["Outputs", "Forward", "infer", "training_forward", "faithful_loss", "faithful_loss_terms", "brightness_target"]
 
 EPS = 1e-4
 
@@ -53,21 +53,37 @@ def brightness_target(l2: torch.Tensor) -> torch.Tensor:
     return torch.clamp(0.5 / (y.mean(dim=(1, 2)) + 1e-9), 1, 25).view(-1, 1, 1, 1)
 
 
-def faithful_loss_terms(net: ZeroIGNet, image: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The published training forward on ``image`` ``(B, 3, H, W)`` and its weighted loss terms.
+class Forward(NamedTuple):
+    """Intermediates of the published training forward (SPEC.md, "Training forward")."""
 
-    Returns a dict of scalar tensors whose sum is the published total loss. Each network runs
-    once per resolution: the two half-resolution views share one batched call (the denoisers have
-    no batch statistics, so this is the published arithmetic with fewer, larger kernels).
+    image: torch.Tensor  # I, (B, 3, H, W)
+    p1: torch.Tensor  # I's pair views after N1, (B, 3, H/2, W/2)
+    p2: torch.Tensor
+    l2: torch.Tensor  # N1-denoised, (B, 3, H, W)
+    s2: torch.Tensor  # illumination, (B, 3, H, W)
+    r3: torch.Tensor  # N2 on [H11, s21], (B, 6, H/2, W/2)
+    r4: torch.Tensor  # N2 on [H12, s22]
+    target_from_h11: torch.Tensor  # detached [H11, s21]
+    target_from_h12: torch.Tensor  # detached [H12, s22]
+    h2: torch.Tensor  # enhanced, (B, 3, H, W)
+    h3: torch.Tensor  # enhanced and denoised, (B, 3, H, W)
+    s3: torch.Tensor  # N2's illumination, (B, 3, H, W)
+
+
+def training_forward(net: ZeroIGNet, image: torch.Tensor) -> Forward:
+    """The published training forward on ``image`` ``(B, 3, H, W)`` in ``[0, 1]``.
+
+    Each denoiser runs once per resolution: the two half-resolution views share one batched call
+    (the denoisers have no batch statistics, so this is the published arithmetic with fewer,
+    larger kernels).
     """
     j = image + EPS
     l11, l12 = pair_downsample(j)
     halves = torch.cat([l11, l12])
     p1, p2 = (halves - net.denoise_1(halves)).chunk(2)
     l2 = torch.clamp(j - net.denoise_1(j), EPS, 1)
-    ld = l2.detach()
 
-    s2 = net.enhance(ld)
+    s2 = net.enhance(l2.detach())
     s21, s22 = pair_downsample(s2)
     h2 = torch.clamp(j / s2, EPS, 1)
     h11 = torch.clamp(l11 / s21, EPS, 1)
@@ -80,7 +96,18 @@ def faithful_loss_terms(net: ZeroIGNet, image: torch.Tensor) -> dict[str, torch.
     r3, r4 = second_denoiser(stacked_halves).chunk(2)
     target_from_h11, target_from_h12 = stacked_halves.detach().chunk(2)
     r5 = second_denoiser(torch.cat([h2, s2], 1))
-    h3, s3 = r5[:, :3], r5[:, 3:]
+    return Forward(image, p1, p2, l2, s2, r3, r4, target_from_h11, target_from_h12, h2, r5[:, :3], r5[:, 3:])
+
+
+def faithful_loss_terms(net: ZeroIGNet, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The published training forward on ``image`` ``(B, 3, H, W)`` and its weighted loss terms.
+
+    Returns a dict of scalar tensors whose sum is the published total loss.
+    """
+    f = training_forward(net, image)
+    l2, s2, h2, h3, s3, p1, p2, r3, r4 = f.l2, f.s2, f.h2, f.h3, f.s3, f.p1, f.p2, f.r3, f.r4
+    target_from_h11, target_from_h12 = f.target_from_h11, f.target_from_h12
+    ld = l2.detach()
     h1_half, h2_half = pair_downsample(h3)
     mask = texture_mask(h1_half, h2_half)
     h1 = torch.clamp(l2 / s2, 0, 1)

@@ -25,7 +25,6 @@ _EXPORTS = {
     "SceneCutDetector": "scenecut",
     "enhance_video": "pipeline",
     "iter_enhanced_frames": "pipeline",
-    "EnhancedFrame": "pipeline",
     "RunResult": "pipeline",
     "VideoInterrupted": "pipeline",
     "probe": "source",

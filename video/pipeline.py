@@ -6,25 +6,22 @@ done as a valid, shorter video at the output path; if no frame was done, nothing
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
-import numpy as np
 from zeroig_plugin import InputError, OutputError
 
 from .enhancer import FrameReport, WarmStartEnhancer
 from .sink import VideoSink
-from .source import VideoInfo, decode_frames, probe
+from .source import DecodedFrame, VideoInfo, decode_frames, probe
 from .threads import BackgroundConsumer, prefetch
 
 __all__ = [
     "RunResult",
     "VideoInterrupted",
-    "EnhancedFrame",
     "enhance_video",
     "iter_enhanced_frames",
     "check_paths",
@@ -69,20 +66,6 @@ class VideoInterrupted(KeyboardInterrupt):
     def __init__(self, result: RunResult):
         super().__init__(result.describe())
         self.result = result
-
-
-@dataclass(frozen=True)
-class EnhancedFrame:
-    """One frame from :func:`iter_enhanced_frames`: ``rgb`` is uint8 ``(H, W, 3)``."""
-
-    index: int
-    pts: int
-    time_base: Fraction
-    rgb: np.ndarray
-
-    @property
-    def time(self) -> float:
-        return float(self.pts * self.time_base)
 
 
 def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike, overwrite: bool) -> tuple[Path, Path]:
@@ -197,7 +180,7 @@ def _finalize(sink: VideoSink, partial: Path, target: Path, whole_input: bool) -
 
 def iter_enhanced_frames(
     path: str | os.PathLike, enhancer: WarmStartEnhancer | None = None, max_frames: int | None = None
-) -> Iterator[EnhancedFrame]:
+) -> Iterator[DecodedFrame]:
     """Decode ``path`` (on a worker thread) and yield each frame enhanced, warm-started from the
     previous one. ``enhancer`` defaults to a :class:`WarmStartEnhancer` with default settings.
 
@@ -207,4 +190,4 @@ def iter_enhanced_frames(
     """
     enhancer = enhancer or WarmStartEnhancer()
     for frame in prefetch(decode_frames(path, max_frames), QUEUE_DEPTH, name="video-decode"):
-        yield EnhancedFrame(frame.index, frame.pts, frame.time_base, enhancer.enhance(frame.rgb))
+        yield dataclasses.replace(frame, rgb=enhancer.enhance(frame.rgb))

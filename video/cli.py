@@ -19,7 +19,7 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 def _mode_choices() -> list[str]:
     """Mode names from the core's recipe registry (imports only the light recipes module)."""
     try:
-        from zeroig_plugin.recipes import available_modes
+        from zeroig_plugin import available_modes
     except ImportError:  # pragma: no cover - the core is a dependency
         return ["default"]
     return available_modes()

@@ -13,15 +13,6 @@ SIZES = [(16, 16), (17, 23), (24, 19)]
 TIGHT = {"rtol": 1e-5, "atol": 1e-6}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and a busy machine makes them slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_image(height: int, width: int, seed: int = 0, batch: int = 1, scale: float = 1.0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(batch, 3, height, width, generator=generator) * scale

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
@@ -15,15 +14,6 @@ from napari_zeroig._widget import PLUGIN_NAME, WIDGET_NAME, ZeroIGWidget  # noqa
 
 pytestmark = pytest.mark.napari
 RUN_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny test images fit fastest on one thread; two OpenMP threads thrash on a busy 2-core box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

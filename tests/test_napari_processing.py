@@ -8,22 +8,12 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 
 from napari_zeroig import processing
 from napari_zeroig.processing import IntensityScale, RunSettings, StackLayout, enhance_stack
 from zeroig_plugin import InputError, ZeroIG
 
 TINY = RunSettings(steps=1, later_steps=1, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny test images fit fastest on one thread; two OpenMP threads thrash on a busy 2-core box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def run_to_end(generator):

@@ -17,6 +17,7 @@ import click
 # Subcommands that live in other packages, loaded only when named (or listed by --help).
 LAZY_COMMANDS = {"video": ("video.cli", "video_command")}
 OUTPUT_KINDS = ("enhance", "denoise")
+LARGE_FOR_CPU = 1024 * 1024  # pixels; above this a whole-image CPU step takes tens of seconds (BENCHMARKS.md)
 
 
 class _LazyGroup(click.Group):
@@ -163,6 +164,11 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     except ZeroIGError as error:
         raise click.BadParameter(str(error), param_hint="--device") from None
 
+    crop_fits = get_recipe(mode).crop_size is not None
+
+    def model_is_slow_for(size: tuple[int, int]) -> bool:
+        return device_name.startswith("cpu") and not crop_fits and size[0] * size[1] > LARGE_FOR_CPU
+
     files, problems = _expand_inputs(inputs)
     for problem in problems:
         _fail(problem)
@@ -198,6 +204,9 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 for target in [*targets.values(), *(e for e in extras if e is not None)]:
                     claimed[target.resolve()] = path
                 image = read_image(path)
+                if iters and model_is_slow_for(image.pixels.shape[:2]):
+                    click.echo(f"zeroig: note: {path.name} is {image.pixels.shape[1]}x{image.pixels.shape[0]}; whole-image "
+                               "fitting on a CPU takes long per step: --mode crop keeps the step cost fixed", err=True)
                 started = time.perf_counter()
                 model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration)
                 losses: list[float] = []

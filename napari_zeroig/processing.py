@@ -42,7 +42,8 @@ __all__ = [
 LOW_PERCENTILE = 0.1
 HIGH_PERCENTILE = 99.9
 PERCENTILE_SAMPLE = 4_000_000  # values read to estimate float percentiles on big layers
-LARGE_PLANE_PIXELS = 2048 * 2048  # planes above this are inferred tile by tile
+LARGE_PLANE_PIXELS = 2048 * 2048  # planes above this are fitted on crops and inferred tile by tile
+LARGE_PLANE_FIT_CROP = 512  # side of the random crop each fitting step sees on such planes
 INFERENCE_TILE = 1024
 REPORT_INTERVAL_S = 0.1  # fit about this long between progress reports (one step at least)
 OUTPUT_CHOICES = ("enhance", "denoise", "both")
@@ -174,10 +175,13 @@ class RunSettings:
         if self.scaling not in SCALING_CHOICES:
             raise InputError(f"scaling must be one of {', '.join(SCALING_CHOICES)}, got {self.scaling!r}")
 
-    def model_factory(self) -> Callable[[], ZeroIG]:
-        """A maker of fresh models (the checkpoint, if any, is read once, here)."""
+    def model_factory(self) -> Callable[[bool], ZeroIG]:
+        """A maker of fresh models, given whether the planes are large (then each fitting step
+        sees a random crop, so memory stays bounded); the checkpoint is read once, here."""
         weights = load_state_dict(self.checkpoint) if self.checkpoint else None
-        return lambda: ZeroIG(mode=self.mode, device=self.device, weights=weights)
+        return lambda large: ZeroIG(
+            mode=self.mode, device=self.device, weights=weights, fit_crop=LARGE_PLANE_FIT_CROP if large else None
+        )
 
     def progress_total(self, layout: StackLayout) -> int:
         """Units of progress in a run on ``layout``: one per fitting step, one per plane's inference."""
@@ -226,13 +230,15 @@ def enhance_stack(
     planes, total = layout.channels * layout.planes_per_channel, settings.progress_total(layout)
     done = plane = 0
     for channel, scale in enumerate(scales):
-        model = new_model()
         for order, index in enumerate(layout.planes(channel)):
             plane += 1
             plane_steps = settings.steps if order == 0 else settings.later_steps
             source = np.asarray(data[index])
             colour, alpha = (source[..., :3], source[..., 3:]) if layout.rgb else (source, None)
             unit = scale.to_unit(colour)
+            large = unit.shape[0] * unit.shape[1] > LARGE_PLANE_PIXELS
+            if order == 0:
+                model = new_model(large)
             step, chunk = 0, 1
             while step < plane_steps:
                 started = time.perf_counter()
@@ -245,8 +251,7 @@ def enhance_stack(
                 chunk = max(1, int(REPORT_INTERVAL_S / seconds_per_step))
             if should_cancel():
                 return None
-            tile = INFERENCE_TILE if unit.shape[0] * unit.shape[1] > LARGE_PLANE_PIXELS else None
-            result = model.infer(unit, tile=tile)
+            result = model.infer(unit, tile=INFERENCE_TILE if large else None)
             for target, values in ((enhanced, result.enhance), (denoised, result.denoise)):
                 if target is not None:
                     restored = scale.from_unit(values)

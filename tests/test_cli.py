@@ -178,3 +178,13 @@ def test_help_is_instant_because_torch_is_not_imported():
              "assert 'enhance' in r.output and 'video' in r.output; print(sorted({'torch', 'av', 'napari'} & set(sys.modules)))")
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"
+
+
+def test_fit_crop_fits_on_crops_and_writes_the_whole_image(tmp_path):
+    Image.fromarray(_dark(40, 48)).save(tmp_path / "x.png")
+    result = run(str(tmp_path / "x.png"), "-o", str(tmp_path), "--fit-crop", "16", "--loss-log", str(tmp_path / "l.json"))
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "x_denoise.png").size == (48, 40)
+    whole = run(str(tmp_path / "x.png"), "-o", str(tmp_path / "whole"), "--loss-log", str(tmp_path / "w.json"))
+    assert whole.exit_code == 0
+    assert json.loads((tmp_path / "l.json").read_text())[0] != json.loads((tmp_path / "w.json").read_text())[0]

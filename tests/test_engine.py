@@ -115,3 +115,16 @@ def test_non_default_widths_round_trip_through_a_checkpoint(tmp_path, dark):
     loaded = ZeroIG(mode="faithful", device="cpu", weights=tmp_path / "wide.pt")
     assert loaded.net.denoise_2.conv1.out_channels == 96
     assert np.array_equal(loaded.infer(dark).denoise, model.infer(dark).denoise)
+
+
+def test_fit_crop_bounds_the_fitted_view_and_infers_the_whole_image():
+    rng = np.random.default_rng(3)
+    image = (rng.random((64, 80, 3)) * 0.15).astype(np.float32)
+    seen = []
+    cropped = ZeroIG(mode="faithful", device="cpu", fit_crop=24)
+    original_loss = cropped.recipe.loss
+    cropped._loss = lambda net, view: seen.append(tuple(view.shape)) or original_loss(net, view)
+    cropped.fit(image, 2)
+    assert seen == [(1, 3, 24, 24)] * 2
+    assert cropped.infer(image).denoise.shape == (64, 80, 3)
+    assert ZeroIG(mode="faithful", device="cpu").recipe.crop_size is None

@@ -32,8 +32,8 @@ def model_spy(monkeypatch):
     models: list[ZeroIG] = []
 
     def factory(settings):
-        def new_model():
-            models.append(ZeroIG(mode=settings.mode, device=settings.device))
+        def new_model(large):
+            models.append(ZeroIG(mode=settings.mode, device=settings.device, fit_crop=16 if large else None))
             return models[-1]
 
         return new_model
@@ -164,3 +164,21 @@ def test_large_planes_are_inferred_in_tiles_with_the_same_result(monkeypatch):
     assert tiles == [16]
     np.testing.assert_array_equal(tiled.enhanced, whole.enhanced)
     np.testing.assert_array_equal(tiled.denoised, whole.denoised)
+
+
+def test_large_planes_are_fitted_on_crops(monkeypatch):
+    image = np.random.default_rng(5).integers(0, 80, (40, 40)).astype(np.uint16)
+    created = []
+
+    def recording_zeroig(**options):
+        created.append(options["fit_crop"])
+        return ZeroIG(**options)
+
+    monkeypatch.setattr(processing, "ZeroIG", recording_zeroig)
+    settings = RunSettings(steps=1, later_steps=1, device="cpu", output="denoise")
+    run_to_end(enhance_stack(image, StackLayout(image.shape, rgb=False), settings))
+    monkeypatch.setattr(processing, "LARGE_PLANE_PIXELS", 32 * 32)
+    monkeypatch.setattr(processing, "LARGE_PLANE_FIT_CROP", 24)
+    _, outputs = run_to_end(enhance_stack(image, StackLayout(image.shape, rgb=False), settings))
+    assert created == [None, 24]
+    assert outputs.denoised.shape == image.shape and outputs.denoised.dtype == np.uint16

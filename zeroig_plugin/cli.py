@@ -123,10 +123,13 @@ class _StepBar:
 @click.option("--acceleration", default="auto", show_default=True, type=click.Choice(["auto", "off", "graph", "max"]),
               help="auto: exact float32 (channels-last on CUDA); graph: + CUDA graphs; max: + bf16 networks and "
                    "torch.compile (fastest, not bit-exact); off: plain eager. CPU-unavailable parts fall back.")
+@click.option("--fit-crop", type=click.IntRange(min=16), metavar="N",
+              help="Fit on a random NxN native-resolution crop each step (cost and memory stop growing with "
+                   "the image); the whole image is still inferred. E.g. 512 for large microscopy planes.")
 @click.option("--tile", type=click.IntRange(min=64), help="Infer in tiles of this size to bound memory (results are identical).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (otherwise an existing output is an error and is kept).")
-def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, output, loss_log, acceleration, tile,
-            overwrite) -> None:
+def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, output, loss_log, acceleration,
+            fit_crop, tile, overwrite) -> None:
     """Brighten and denoise images: each is fitted on its own, then inferred.
 
     INPUT is an image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
@@ -164,7 +167,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     except ZeroIGError as error:
         raise click.BadParameter(str(error), param_hint="--device") from None
 
-    crop_fits = get_recipe(mode).crop_size is not None
+    crop_fits = fit_crop is not None or get_recipe(mode).crop_size is not None
 
     def model_is_slow_for(size: tuple[int, int]) -> bool:
         return device_name.startswith("cpu") and not crop_fits and size[0] * size[1] > LARGE_FOR_CPU
@@ -206,9 +209,10 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 image = read_image(path)
                 if iters and model_is_slow_for(image.pixels.shape[:2]):
                     click.echo(f"zeroig: note: {path.name} is {image.pixels.shape[1]}x{image.pixels.shape[0]}; whole-image "
-                               "fitting on a CPU takes long per step: --mode crop keeps the step cost fixed", err=True)
+                               "fitting on a CPU takes long per step: --fit-crop 512 keeps the step cost fixed", err=True)
                 started = time.perf_counter()
-                model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration)
+                model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration,
+                               fit_crop=fit_crop)
                 losses: list[float] = []
                 if iters:
                     bar = _StepBar(iters, path.name)

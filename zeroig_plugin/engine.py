@@ -158,6 +158,9 @@ class ZeroIG:
             (adds whole-step CUDA graphs), ``off``, ``max`` (adds bf16 networks and torch.compile) or an
             :class:`~zeroig_plugin.acceleration.Acceleration`. Unavailable parts fall back to
             eager; ``acceleration_notes`` says which and why.
+        fit_crop: fit on random native-resolution ``fit_crop x fit_crop`` crops (one per step)
+            instead of the recipe's own choice, so a step's cost and memory stop growing with the
+            image; inference still covers the whole image. ``None`` keeps the recipe's setting.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
 
     Example:
@@ -176,9 +179,14 @@ class ZeroIG:
         weights: str | os.PathLike | dict | None = None,
         optimizer_state: dict | None = None,
         acceleration: str | Acceleration = "auto",
+        fit_crop: int | None = None,
         **widths: int,
     ):
         self.recipe: Recipe = get_recipe(mode)
+        if fit_crop is not None:
+            if fit_crop < MIN_FIT_SIDE:
+                raise ValueError(f"fit_crop must be at least {MIN_FIT_SIDE}")
+            self.recipe = replace(self.recipe, crop_size=fit_crop, crops_per_step=1)
         self.device = resolve_device(device)
         self.acceleration, self.acceleration_notes = resolve_acceleration(acceleration, self.device)
         self.seed = seed

@@ -128,3 +128,11 @@ def test_fit_crop_bounds_the_fitted_view_and_infers_the_whole_image():
     assert seen == [(1, 3, 24, 24)] * 2
     assert cropped.infer(image).denoise.shape == (64, 80, 3)
     assert ZeroIG(mode="faithful", device="cpu").recipe.crop_size is None
+
+
+def test_a_tensor_input_fits_like_the_same_numpy_array(dark):
+    from_array = ZeroIG(mode="faithful", device="cpu").fit(dark, 2).losses
+    from_tensor = ZeroIG(mode="faithful", device="cpu").fit(torch.from_numpy(dark), 2).losses
+    assert from_tensor == from_array
+    with pytest.raises(Exception, match="float"):
+        ZeroIG(mode="faithful", device="cpu").fit(torch.zeros(8, 8, 3, dtype=torch.uint8), 1)

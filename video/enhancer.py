@@ -162,16 +162,16 @@ class WarmStartEnhancer:
         self.frames_done += 1
         return getattr(outputs, self.settings.output)
 
-    def fit_view(self, frame: torch.Tensor) -> np.ndarray:
-        """The copy of ``frame`` ``(1, 3, H, W)`` the fit runs on, as float32 ``(h, w, 3)``:
-        area-downscaled on the device so its longest side is ``fit_size``."""
+    def fit_view(self, frame: torch.Tensor) -> torch.Tensor:
+        """The copy of ``frame`` ``(1, 3, H, W)`` the fit runs on, as float32 ``(h, w, 3)`` on the
+        device: area-downscaled there so its longest side is ``fit_size``."""
         height, width = frame.shape[-2:]
         longest = max(height, width)
         if self.settings.fit_size and longest > self.settings.fit_size:
             scale = self.settings.fit_size / longest
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
             frame = F.interpolate(frame, size=size, mode="area")
-        return frame[0].permute(1, 2, 0).float().cpu().numpy()
+        return frame[0].permute(1, 2, 0).float()
 
     def _inference_model(self, restart: bool) -> ZeroIG:
         """The model to infer with: the fitted one, or the moving average of its weights,

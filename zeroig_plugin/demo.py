@@ -71,7 +71,7 @@ def run_demo(output_dir: str | Path, iters: int | None = None, mode: str = "defa
     from tqdm import tqdm
 
     with tqdm(total=iters, unit="step", desc="fitting", leave=False, disable=None) as bar:
-        model.fit(low, iters, progress=lambda done, total, loss: bar.update(done - bar.n))
+        model.fit(low, iters, progress=lambda done, total, loss: bar.update(done - bar.n), loss_every=iters)
     outputs = model.infer(low)
     echo(f"demo: fitted in {time.perf_counter() - started:.1f} s")
 

@@ -97,18 +97,21 @@ def _to_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> tuple[
 
     Gray is replicated to three channels; sides under ``MIN_FIT_SIDE`` are edge-padded.
     """
-    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if array.ndim == 2:
-        layout = _Layout(True, False, *array.shape)
-        array = array[..., None]
-    elif array.ndim == 3 and array.shape[-1] in (1, 3):
-        layout = _Layout(array.shape[-1] == 1, True, *array.shape[:2])
+    if isinstance(image, torch.Tensor):  # stays on its device when that is ``device``
+        floating, tensor = image.is_floating_point(), image.detach()
     else:
-        raise InputError(f"expected an (H, W), (H, W, 1) or (H, W, 3) image, got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"expected a float image in [0, 1], got dtype {array.dtype}")
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
-    tensor = tensor.permute(2, 0, 1).unsqueeze(0)
+        array = np.asarray(image)
+        floating, tensor = np.issubdtype(array.dtype, np.floating), torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.ndim == 2:
+        layout = _Layout(True, False, *tensor.shape)
+        tensor = tensor[..., None]
+    elif tensor.ndim == 3 and tensor.shape[-1] in (1, 3):
+        layout = _Layout(tensor.shape[-1] == 1, True, *tensor.shape[:2])
+    else:
+        raise InputError(f"expected an (H, W), (H, W, 1) or (H, W, 3) image, got shape {tuple(tensor.shape)}")
+    if not floating:
+        raise InputError(f"expected a float image in [0, 1], got dtype {image.dtype}")
+    tensor = tensor.to(device=device, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
     if not torch.isfinite(tensor).all():
         raise InputError("the image contains NaN or infinite values")
     tensor = tensor.clamp(0, 1).expand(-1, 3, -1, -1) if layout.gray else tensor.clamp(0, 1)
@@ -284,7 +287,7 @@ class ZeroIG:
         loss_every: int = 1,
     ) -> FitReport:
         """Run up to ``steps`` optimiser steps on ``image`` (``(H, W)`` or ``(H, W, 1|3)`` float in
-        ``[0, 1]``), continuing from the current weights and optimiser state.
+        ``[0, 1]``, a numpy array or a tensor, which is used where it lies if on this device), continuing from the current weights and optimiser state.
 
         ``should_cancel`` is checked before every step; a cancelled fit keeps the steps it ran.
         The loss history holds the loss computed before each step (read from the device every

@@ -1,11 +1,15 @@
 """The fitting engine: progress, cancel, warm start, optimiser state, tiling, devices, layouts."""
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from zeroig_plugin import CheckpointError, DeviceError, ZeroIG, resolve_device
+from zeroig_plugin.objective import infer
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +140,43 @@ def test_a_tensor_input_fits_like_the_same_numpy_array(dark):
     assert from_tensor == from_array
     with pytest.raises(Exception, match="float"):
         ZeroIG(mode="faithful", device="cpu").fit(torch.zeros(8, 8, 3, dtype=torch.uint8), 1)
+
+
+def _image_statistics_model() -> ZeroIG:
+    model = ZeroIG(mode="faithful", device="cpu")
+    model.recipe = replace(model.recipe, inference_statistics="image")
+    return model
+
+
+def test_image_statistics_inference_is_the_training_forward_readout(dark):
+    model = _image_statistics_model()
+    model.fit(dark, 3)
+    running = [buffer.clone() for buffer in model.net.buffers()]
+    outputs = model.infer(dark)
+    assert all(torch.equal(a, b) for a, b in zip(running, model.net.buffers())), "inference must not touch BatchNorm buffers"
+    in_training_mode = copy.deepcopy(model.net).train()
+    with torch.no_grad():
+        expected = infer(in_training_mode, torch.from_numpy(dark).permute(2, 0, 1)[None])
+    assert np.abs(outputs.denoise - expected.denoise[0].permute(1, 2, 0).numpy()).max() < 1e-5
+    published = ZeroIG(mode="faithful", device="cpu")
+    published.fit(dark, 3)
+    assert np.abs(published.infer(dark).denoise - outputs.denoise).max() > 1e-3, "running statistics give another readout"
+
+
+def test_image_statistics_are_exact_when_tiled():
+    rng = np.random.default_rng(1)
+    image = (rng.random((70, 90, 3)) * 0.2).astype(np.float32)
+    model = _image_statistics_model()
+    model.fit(image, 2)
+    whole, tiled = model.infer(image), model.infer(image, tile=32)
+    assert np.abs(whole.denoise - tiled.denoise).max() < 1e-5
+    assert np.abs(whole.enhance - tiled.enhance).max() < 1e-5
+
+
+def test_statistics_can_come_from_another_view_of_the_image(dark):
+    model = _image_statistics_model()
+    model.fit(dark, 2)
+    brighter = np.clip(dark * 3, 0, 1)
+    own, borrowed = model.infer(dark), model.infer(dark, statistics_from=brighter)
+    assert np.abs(own.denoise - borrowed.denoise).max() > 1e-3
+    assert np.array_equal(model.infer(dark, statistics_from=dark).denoise, own.denoise)

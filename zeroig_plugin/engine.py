@@ -7,6 +7,7 @@ the object holds, so calling it frame after frame is a warm start; ``infer`` giv
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import warnings
@@ -20,8 +21,8 @@ import torch.nn.functional as F
 from .acceleration import Acceleration, AutocastNetworks, resolve_acceleration
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .errors import DeviceError, InputError
-from .networks import ZeroIGNet, published_init
-from .objective import Outputs, infer
+from .networks import Statistics, ZeroIGNet, published_init
+from .objective import Outputs, first_denoised, image_statistics, infer
 from .recipes import Recipe, get_recipe
 
 __all__ = ["ZeroIG", "FitReport", "ImageOutputs", "resolve_device", "describe_device", "ProgressCallback"]
@@ -383,27 +384,42 @@ class ZeroIG:
         self.acceleration = replace(self.acceleration, **{option: False})
 
     @torch.no_grad()
-    def infer_tensor(self, image: torch.Tensor, tile: int | None = None) -> Outputs:
+    def infer_tensor(self, image: torch.Tensor, tile: int | None = None, statistics_from: torch.Tensor | None = None) -> Outputs:
         """Inference on ``(1, 3, H, W)`` on this device, tiled when ``tile`` is set.
 
         Tiles overlap by the networks' receptive field, so tiled output equals whole-image output.
+        Recipes with ``inference_statistics="image"`` normalise the enhancer with the statistics of
+        ``statistics_from`` (``(1, 3, h, w)``, e.g. the downscaled copy a video frame was fitted
+        on), by default of ``image`` itself.
         """
         net = self._inference_net().eval()
         try:
-            return _tiled(lambda x: infer(net, x), image, tile) if tile else infer(net, image)
+            statistics = None
+            if self.recipe.inference_statistics == "image":
+                source = image if statistics_from is None else statistics_from
+                statistics = _tiled_image_statistics(net, source, tile) if tile else image_statistics(net, source)
+            run = functools.partial(infer, net, statistics=statistics)
+            return _tiled(run, image, tile) if tile else run(image)
         finally:
             self.net.train()
 
-    def infer(self, image: np.ndarray | torch.Tensor, tile: int | None = None) -> ImageOutputs:
+    def infer(
+        self,
+        image: np.ndarray | torch.Tensor,
+        tile: int | None = None,
+        statistics_from: np.ndarray | torch.Tensor | None = None,
+    ) -> ImageOutputs:
         """``enhance`` and ``denoise`` for ``image``, as arrays laid out like ``image``.
 
         ``tile`` bounds memory for large images: inference runs on ``tile x tile`` pieces whose
         results are exact (each piece carries a margin wider than the receptive field).
+        ``statistics_from``: see :meth:`infer_tensor` (laid out like ``image``).
         """
         tensor, layout = _to_tensor(image, self.device)
         if tile is None and tensor.shape[-1] * tensor.shape[-2] > 4096 * 4096:
             tile = 2048
-        outputs = self.infer_tensor(tensor, tile)
+        source = None if statistics_from is None else _to_tensor(statistics_from, self.device)[0]
+        outputs = self.infer_tensor(tensor, tile, source)
         return ImageOutputs(_to_array(outputs.enhance, layout), _to_array(outputs.denoise, layout))
 
 
@@ -449,17 +465,46 @@ class _GraphedStep:
 RECEPTIVE_MARGIN = 16  # N1 (2 px) + enhancer (5 px) + N2 (2 px) radius, rounded up
 
 
-def _tiled(run: Callable[[torch.Tensor], Outputs], image: torch.Tensor, tile: int) -> Outputs:
-    _, _, height, width = image.shape
-    enhance = torch.empty_like(image)
-    denoise = torch.empty_like(image)
+def _tile_windows(height: int, width: int, tile: int):
+    """``(window, inner, target)`` slices covering ``height x width`` in ``tile`` squares: the window
+    read (the tile plus a receptive-field margin), the tile's part of the window's output, and
+    where that part goes in the whole image."""
+    every = (slice(None), slice(None))
     for top in range(0, height, tile):
         for left in range(0, width, tile):
             y0, x0 = max(0, top - RECEPTIVE_MARGIN), max(0, left - RECEPTIVE_MARGIN)
             y1, x1 = min(height, top + tile + RECEPTIVE_MARGIN), min(width, left + tile + RECEPTIVE_MARGIN)
-            piece = run(image[:, :, y0:y1, x0:x1])
-            inner = (slice(None), slice(None), slice(top - y0, top - y0 + min(tile, height - top)), slice(left - x0, left - x0 + min(tile, width - left)))
-            target = (slice(None), slice(None), slice(top, top + tile), slice(left, left + tile))
-            enhance[target] = piece.enhance[inner]
-            denoise[target] = piece.denoise[inner]
+            rows, columns = min(tile, height - top), min(tile, width - left)
+            yield (
+                (*every, slice(y0, y1), slice(x0, x1)),
+                (*every, slice(top - y0, top - y0 + rows), slice(left - x0, left - x0 + columns)),
+                (*every, slice(top, top + rows), slice(left, left + columns)),
+            )
+
+
+def _tiled(run: Callable[[torch.Tensor], Outputs], image: torch.Tensor, tile: int) -> Outputs:
+    enhance = torch.empty_like(image)
+    denoise = torch.empty_like(image)
+    for window, inner, target in _tile_windows(*image.shape[-2:], tile):
+        piece = run(image[window])
+        enhance[target] = piece.enhance[inner]
+        denoise[target] = piece.denoise[inner]
     return Outputs(enhance, denoise)
+
+
+def _tiled_image_statistics(net: ZeroIGNet, image: torch.Tensor, tile: int) -> Statistics:
+    """:func:`objective.image_statistics` of the whole image, accumulated tile by tile: one sweep
+    per repeat of the enhancer's block, since each repeat's statistics need the ones before it."""
+    statistics: Statistics = []
+    for repeat in range(len(net.enhance.blocks)):
+        total = squares = 0.0
+        count = 0
+        for window, inner, _ in _tile_windows(*image.shape[-2:], tile):
+            features = net.enhance.features(first_denoised(net, image[window]), statistics, repeat)
+            convolved = net.enhance.conv[0](features)[inner].double()
+            total = total + convolved.sum((0, 2, 3))
+            squares = squares + convolved.square().sum((0, 2, 3))
+            count += convolved[:, 0].numel()
+        mean = total / count
+        statistics.append((mean.to(image.dtype), (squares / count - mean.square()).clamp_min(0).to(image.dtype)))
+    return statistics

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "Statistics",
     "pair_downsample",
     "PairDownsample",
     "Denoiser",
@@ -17,6 +18,10 @@ __all__ = [
     "ZeroIGNet",
     "published_init",
 ]
+
+
+Statistics = list[tuple[torch.Tensor, torch.Tensor]]
+"""Per-repeat BatchNorm statistics of the enhancer's shared block: ``(mean, variance)``, each ``(width,)``."""
 
 
 def pair_downsample(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,11 +83,45 @@ class Enhancer(nn.Module):
         self.blocks = nn.ModuleList([self.conv] * repeats)
         self.out_conv = nn.Sequential(nn.Conv2d(width, 3, 3, padding=1), nn.Sigmoid())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, statistics: Statistics | None = None) -> torch.Tensor:
+        """``statistics`` (one ``(mean, variance)`` per repeat) replace the BatchNorm's own: see
+        :meth:`image_statistics`. Without them the block normalises as its mode says (batch
+        statistics in training, the shared running averages in eval)."""
+        return torch.clamp(self.out_conv(self.features(x, statistics)), 1e-4, 1)
+
+    def features(self, x: torch.Tensor, statistics: Statistics | None = None, repeats: int | None = None) -> torch.Tensor:
+        """The features after ``in_conv`` and the first ``repeats`` (default all) residual blocks,
+        ``(B, width, H, W)``; ``statistics`` needs an entry for each block applied."""
         features = self.in_conv(x)
-        for block in self.blocks:
-            features = features + block(features)
-        return torch.clamp(self.out_conv(features), 1e-4, 1)
+        for index, block in enumerate(self.blocks[:repeats]):
+            features = features + (block(features) if statistics is None else self._normalised_block(features, *statistics[index]))
+        return features
+
+    def _normalised_block(self, features: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+        return self._normalise(self.conv[0](features), mean, variance)
+
+    def _normalise(self, convolved: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+        norm = self.conv[1]
+        return F.relu(F.batch_norm(convolved, mean, variance, norm.weight, norm.bias, False, 0.0, norm.eps))
+
+    @torch.no_grad()
+    def image_statistics(self, x: torch.Tensor) -> Statistics:
+        """The statistics each repeat of the shared block normalises with in a training forward on
+        ``x`` ``(B, 3, H, W)``: the batch mean and biased variance of its convolution output.
+
+        The published inference uses the BatchNorm's running averages instead, which blend the
+        three repeats' different statistics (one module, three uses) and lag the fit's last
+        steps; that mismatch, not the fit, is behind much of the published late collapse.
+        """
+        conv = self.conv[0]
+        statistics: Statistics = []
+        features = self.in_conv(x)
+        for _ in self.blocks:
+            convolved = conv(features)
+            mean, variance = convolved.mean((0, 2, 3)), convolved.var((0, 2, 3), unbiased=False)
+            statistics.append((mean, variance))
+            features = features + self._normalise(convolved, mean, variance)
+        return statistics
 
 
 class ZeroIGNet(nn.Module):

@@ -18,9 +18,9 @@ from .losses import (
     texture_mask,
     total_variation,
 )
-from .networks import ZeroIGNet, pair_downsample
+from .networks import Statistics, ZeroIGNet, pair_downsample
 
-__all__ = ["Outputs", "Forward", "infer", "training_forward", "faithful_loss", "faithful_loss_terms", "brightness_target"]
+__all__ = ["Outputs", "Forward", "infer", "first_denoised", "image_statistics", "training_forward", "faithful_loss", "faithful_loss_terms", "brightness_target"]
 
 EPS = 1e-4
 
@@ -32,14 +32,27 @@ class Outputs(NamedTuple):
     denoise: torch.Tensor
 
 
-def infer(net: ZeroIGNet, image: torch.Tensor) -> Outputs:
+def first_denoised(net: ZeroIGNet, image: torch.Tensor) -> torch.Tensor:
+    """``L2``: the image ``(B, 3, H, W)`` after N1, the enhancer's input, ``(B, 3, H, W)``."""
+    j = image + EPS
+    return torch.clamp(j - net.denoise_1(j), EPS, 1)
+
+
+def image_statistics(net: ZeroIGNet, image: torch.Tensor) -> Statistics:
+    """The enhancer's per-repeat normalisation statistics for ``image`` ``(B, 3, H, W)``, as the
+    training forward computes them (see :meth:`networks.Enhancer.image_statistics`)."""
+    return net.enhance.image_statistics(first_denoised(net, image))
+
+
+def infer(net: ZeroIGNet, image: torch.Tensor, statistics: Statistics | None = None) -> Outputs:
     """Published inference: ``(B, 3, H, W)`` in ``[0, 1]`` -> :class:`Outputs`.
 
-    Uses the networks in whatever mode they are in; the published script runs them in eval mode.
+    Uses the networks in whatever mode they are in (the published script runs them in eval mode);
+    ``statistics`` from :func:`image_statistics` replace the enhancer's BatchNorm statistics.
     """
     j = image + EPS
-    l2 = torch.clamp(j - net.denoise_1(j), EPS, 1)
-    s2 = net.enhance(l2)
+    l2 = first_denoised(net, image)
+    s2 = net.enhance(l2, statistics)
     h2 = torch.clamp(j / s2, EPS, 1)
     stacked = torch.cat([h2, s2], 1)
     h3 = torch.clamp(stacked - net.denoise_2(stacked), EPS, 1)[:, :3]

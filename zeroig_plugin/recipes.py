@@ -18,7 +18,9 @@ __all__ = ["Recipe", "register_recipe", "get_recipe", "available_modes", "DEFAUL
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to fit: the loss, Adam settings, gradient clip, optional weight averaging and crops."""
+    """How to fit and read out: the loss, Adam settings, gradient clip, optional weight averaging
+    and crops, and which statistics the enhancer's BatchNorm uses at inference: ``"running"`` (its
+    running averages, as published) or ``"image"`` (the image's own, as in the fit's forward)."""
 
     name: str
     loss: Callable[[ZeroIGNet, torch.Tensor], torch.Tensor]
@@ -29,6 +31,7 @@ class Recipe:
     weight_average: float | None = None
     crop_size: int | None = None
     crops_per_step: int = 1
+    inference_statistics: str = "running"
 
 
 _RECIPES: dict[str, Recipe] = {}

@@ -36,7 +36,7 @@ def test_published_checkpoint_inference_matches_fixture_in_float(reference_dir):
 def test_published_checkpoint_inference_through_the_cli(reference_dir, tmp_path):
     result = CliRunner().invoke(cli, [
         "enhance", str(reference_dir / "lol_1_low.png"), "--weights", str(reference_dir / "LOL.pt"),
-        "--iters", "0", "--device", "cpu", "-o", str(tmp_path),
+        "--iters", "0", "--mode", "faithful", "--device", "cpu", "-o", str(tmp_path),
     ])
     assert result.exit_code == 0, result.output
     for name in ("enhance", "denoise"):

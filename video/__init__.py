@@ -10,8 +10,8 @@ Public API (imported lazily, so ``video.cli`` can load without torch or PyAV)::
     enhance_video("night.mp4", "night-enhanced.mp4", WarmStartEnhancer())
 
 Modules: ``source`` (decode), ``sink`` (encode and mux), ``audio`` (audio copy), ``enhancer``
-(warm state), ``scenecut``, ``pipeline`` (threads, temporary file), ``metrics`` (temporal
-stability), ``cli`` (``zeroig video``).
+(warm state), ``scenecut``, ``temporal`` (motion-compensated temporal filter on the output),
+``pipeline`` (threads, temporary file), ``metrics`` (temporal stability), ``cli`` (``zeroig video``).
 """
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ _EXPORTS = {
     "VideoSink": "sink",
     "warping_error": "metrics",
     "luma_flicker": "metrics",
+    "TemporalFilter": "temporal",
+    "recursive_filter": "temporal",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,6 +13,7 @@ DEFAULT_ITERS_PER_FRAME = 2
 DEFAULT_FIT_SIZE = 128
 DEFAULT_SCENE_CUT = 1.3
 DEFAULT_WEIGHT_SMOOTHING = 0.9
+DEFAULT_TEMPORAL_STRENGTH = 0.8
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -81,12 +82,18 @@ class _Interrupted(click.ClickException):
     "--weight-smoothing", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_WEIGHT_SMOOTHING,
     show_default=True, help="Infer with a moving average of the weights across frames (0: latest weights).",
 )
+@click.option(
+    "--temporal-strength", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_TEMPORAL_STRENGTH,
+    show_default=True,
+    help="Motion-compensated temporal filter on the output (3DNR): weight of the previous frame where "
+    "nothing moved; 0 switches it off.",
+)
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="libx264 quality (lower is better).")
 @click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="libx264 speed preset.")
 @click.option("--seed", type=int, default=2, show_default=True, help="Seed of the initial weights.")
 def video_command(
     input_path, output_path, device, mode, output_kind, weights, max_frames, overwrite,
-    first_iters, iters_per_frame, fit_size, scene_cut, weight_smoothing, crf, preset, seed,
+    first_iters, iters_per_frame, fit_size, scene_cut, weight_smoothing, temporal_strength, crf, preset, seed,
 ):
     """Enhance a low-light video, frame by frame, each fit warm-started from the previous frame.
 
@@ -113,9 +120,11 @@ def video_command(
         settings = WarmStartSettings(
             first_iters=first_iters, iters_per_frame=iters_per_frame, fit_size=fit_size,
             scene_cut_threshold=scene_cut or None, weight_smoothing=weight_smoothing, output=output_kind,
+            temporal_strength=temporal_strength,
         )
         enhancer = WarmStartEnhancer(settings, mode=mode, device=device, seed=seed, weights=weights)
-        warn(f"on {describe_device(enhancer.device)}, fitting at {fit_size or 'native'} px, output {output_kind}")
+        temporal = f"temporal filter {temporal_strength:g}" if temporal_strength else "no temporal filter"
+        warn(f"on {describe_device(enhancer.device)}, fitting at {fit_size or 'native'} px, output {output_kind}, {temporal}")
         with tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr) as bar:
 
             def on_frame(done: int, expected: int, report) -> None:

@@ -10,6 +10,11 @@ initial weights; every other frame gets ``iters_per_frame`` steps continuing fro
 frame's weights and Adam state. Inference uses an exponential moving average of the fitted
 weights across frames (``weight_smoothing``): each frame's few Adam steps jitter the weights,
 and the average keeps that jitter out of the picture while still following slow changes.
+
+What is left after that is per-frame noise that the denoiser passes differently each frame; a
+motion-compensated recursive filter on the output (:mod:`video.temporal`, ``temporal_strength``)
+blends each frame with the previous filtered one where they agree to within that noise, and
+restarts with the fit (first frame, scene cuts).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import torch.nn.functional as F
 from zeroig_plugin import InputError, ZeroIG
 
 from .scenecut import SceneCutDetector
+from .temporal import TemporalFilter
 
 __all__ = ["WarmStartSettings", "FrameReport", "WarmStartEnhancer", "DEFAULTS"]
 
@@ -47,6 +53,9 @@ class WarmStartSettings:
             (0 infers with the latest weights); restarted at the first frame and every cut.
         output: ``"enhance"`` (brightened) or ``"denoise"`` (brightened and denoised).
         tile: inference tile side for very large frames, ``None`` for one pass.
+        temporal_strength: weight of the previous filtered frame in the temporal filter on the
+            output (:class:`video.temporal.TemporalFilter`) where nothing moved, in ``[0, 1)``;
+            0 switches the filter off. Restarted at the first frame and every cut.
     """
 
     first_iters: int = 100
@@ -56,12 +65,15 @@ class WarmStartSettings:
     weight_smoothing: float = 0.9
     output: str = "denoise"
     tile: int | None = None
+    temporal_strength: float = 0.8
 
     def __post_init__(self):
         if self.first_iters < 0 or self.iters_per_frame < 0 or self.fit_size < 0:
             raise ValueError("first_iters, iters_per_frame and fit_size must be >= 0")
         if not 0 <= self.weight_smoothing < 1:
             raise ValueError("weight_smoothing must be in [0, 1)")
+        if not 0 <= self.temporal_strength < 1:
+            raise ValueError("temporal_strength must be in [0, 1)")
         if self.output not in ("enhance", "denoise"):
             raise ValueError(f"output must be 'enhance' or 'denoise', not {self.output!r}")
 
@@ -115,6 +127,7 @@ class WarmStartEnhancer:
             else None
         )
         self._cuts = SceneCutDetector(settings.scene_cut_threshold)
+        self._temporal = TemporalFilter(settings.temporal_strength)
         self.frames_done = 0
         self.last_report: FrameReport | None = None
 
@@ -141,13 +154,14 @@ class WarmStartEnhancer:
         return _quantize(result).cpu().numpy()
 
     def enhance_tensor(self, frame: torch.Tensor) -> torch.Tensor:
-        """Fit on the downscaled frame, then infer on the full frame.
+        """Fit on the downscaled frame, infer on the full frame, then filter it temporally.
 
         Args:
             frame: float ``(1, 3, H, W)`` in ``[0, 1]`` on :attr:`device`.
 
         Returns:
-            float ``(1, 3, H, W)`` in ``[0, 1]`` on :attr:`device`: the ``settings.output`` image.
+            float ``(1, 3, H, W)`` in ``[0, 1]`` on :attr:`device`: the ``settings.output`` image,
+            temporally filtered when ``settings.temporal_strength`` is above 0.
         """
         is_cut, statistic = self._cuts.update(frame)
         fresh = self.frames_done == 0 or is_cut
@@ -160,7 +174,7 @@ class WarmStartEnhancer:
             self.frames_done, steps, is_cut, statistic, report.losses[-1] if report and report.losses else None
         )
         self.frames_done += 1
-        return getattr(outputs, self.settings.output)
+        return self._temporal(getattr(outputs, self.settings.output), reset=fresh)
 
     def fit_view(self, frame: torch.Tensor) -> torch.Tensor:
         """The copy of ``frame`` ``(1, 3, H, W)`` the fit runs on, as float32 ``(h, w, 3)`` on the

@@ -168,8 +168,13 @@ class WarmStartEnhancer:
         if is_cut:
             self._restart()
         steps = self.settings.first_iters if fresh else self.settings.iters_per_frame
-        report = self.model.fit(self.fit_view(frame), steps) if steps else None
-        outputs = self._inference_model(restart=fresh).infer_tensor(frame, tile=self.settings.tile)
+        fit_view = self.fit_view(frame)
+        report = self.model.fit(fit_view, steps) if steps else None
+        # Normalisation statistics from the view the fit saw: what it optimised, and no extra
+        # full-frame pass (they only matter for modes that read out with image statistics).
+        outputs = self._inference_model(restart=fresh).infer_tensor(
+            frame, tile=self.settings.tile, statistics_from=fit_view.permute(2, 0, 1).unsqueeze(0)
+        )
         self.last_report = FrameReport(
             self.frames_done, steps, is_cut, statistic, report.losses[-1] if report and report.losses else None
         )

@@ -63,10 +63,10 @@ def run_demo(output_dir: str | Path, iters: int | None = None, mode: str = "defa
     reference = _demo_reference()
     low = simulate_low_light(reference)
     height, width = low.shape[:2]
-    echo(f"demo: scikit-image 'coffee' at {width}x{height}, darkened to mean {low.mean() * 255:.0f}/255 with "
-         f"Poisson-Gaussian noise; {iters} steps of mode '{mode}' on {describe_device(device)}")
-    echo("      (sized to finish in a few minutes on a 2-core CPU; real images use 2000 steps)")
     model = ZeroIG(mode=mode, device=device)
+    echo(f"demo: scikit-image 'coffee' at {width}x{height}, darkened to mean {low.mean() * 255:.0f}/255 with "
+         f"Poisson-Gaussian noise; {iters} steps of mode '{model.mode}' on {describe_device(device)}")
+    echo("      (sized to finish in a few minutes on a 2-core CPU; real images use 2000 steps)")
     started = time.perf_counter()
     from tqdm import tqdm
 

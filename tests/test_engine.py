@@ -180,3 +180,20 @@ def test_statistics_can_come_from_another_view_of_the_image(dark):
     own, borrowed = model.infer(dark), model.infer(dark, statistics_from=brighter)
     assert np.abs(own.denoise - borrowed.denoise).max() > 1e-3
     assert np.array_equal(model.infer(dark, statistics_from=dark).denoise, own.denoise)
+
+
+def test_late_learning_rate_switches_once_after_the_given_steps(dark):
+    constant = ZeroIG(mode="faithful", device="cpu")
+    switched = ZeroIG(mode="faithful", device="cpu")
+    switched.recipe = replace(switched.recipe, late_learning_rate=1e-5, late_after=2)
+    constant.fit(dark, 2)
+    switched.fit(dark, 2)
+    assert np.array_equal(constant.infer(dark).denoise, switched.infer(dark).denoise), "same rate for the first steps"
+    assert switched.optimizer.param_groups[0]["lr"] == 3e-4
+    constant.fit(dark, 1)
+    switched.fit(dark, 1)  # a later call continues the count
+    assert switched.optimizer.param_groups[0]["lr"] == 1e-5
+    assert not np.array_equal(constant.infer(dark).denoise, switched.infer(dark).denoise)
+    switched.reset()
+    switched.fit(dark, 1)
+    assert switched.optimizer.param_groups[0]["lr"] == 3e-4, "a reset starts the schedule again"

@@ -51,6 +51,8 @@ def test_improved_is_the_default_and_faithful_stays_published():
     faithful, improved = get_recipe("faithful"), get_recipe(IMPROVED_MODE)
     assert faithful.weight_average is None and faithful.inference_statistics == "running"
     assert improved.weight_average and improved.inference_statistics == "image"
+    assert faithful.late_learning_rate is None and improved.learning_rate_at(0) == faithful.learning_rate
+    assert improved.learning_rate_at(10_000) < faithful.learning_rate
     assert improved.loss is faithful.loss  # the published loss: only the readout changes
 
 
@@ -89,6 +91,8 @@ def test_every_change_is_a_real_change():
     assert "chroma" in improved_loss_terms(net, image, replace(PUBLISHED, chroma_weight=1000.0))
     variants = ablation_recipes()
     assert variants["faithful+image-statistics"].weight_average is None
+    assert variants["faithful+image-statistics"].late_learning_rate is None
+    assert variants["improved-late-rate"].late_learning_rate is None
     assert variants["faithful+ema"].inference_statistics == "running"
     assert variants["improved+gamma"].loss is not get_recipe(IMPROVED_MODE).loss
 

@@ -308,6 +308,8 @@ class ZeroIG:
             if should_cancel is not None and should_cancel():
                 cancelled = True
                 break
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.recipe.learning_rate_at(self.steps_done)
             loss = self._train_step(self._training_view(tensor))
             if self._average is not None:
                 self._average.update(self.net)
@@ -339,8 +341,9 @@ class ZeroIG:
         if not self.acceleration.cuda_graph:
             self.optimizer.zero_grad(set_to_none=True)
             return self._eager_step(view)
-        # The key holds the optimiser itself: a new one (reset) means a new graph, never a stale one.
-        key = (tuple(view.shape), view.dtype, self.optimizer)
+        # The key holds the optimiser itself and its learning rate (a Python float the capture bakes
+        # in): a new optimiser (reset) or rate means a new graph, never a stale one.
+        key = (tuple(view.shape), view.dtype, self.optimizer, self.optimizer.param_groups[0]["lr"])
         if self._graph is not None and self._graph.key == key:
             return self._graph.replay(view)
         if self._warmup_key != key:

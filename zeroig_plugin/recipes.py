@@ -20,18 +20,29 @@ __all__ = ["Recipe", "register_recipe", "get_recipe", "available_modes", "DEFAUL
 class Recipe:
     """How to fit and read out: the loss, Adam settings, gradient clip, optional weight averaging
     and crops, and which statistics the enhancer's BatchNorm uses at inference: ``"running"`` (its
-    running averages, as published) or ``"image"`` (the image's own, as in the fit's forward)."""
+    running averages, as published) or ``"image"`` (the image's own, as in the fit's forward).
+
+    ``late_learning_rate`` replaces ``learning_rate`` once the fit has run ``late_after`` steps
+    since its start or last reset (one switch, so a captured CUDA graph is re-captured once)."""
 
     name: str
     loss: Callable[[ZeroIGNet, torch.Tensor], torch.Tensor]
     description: str
     learning_rate: float = 3e-4
+    late_learning_rate: float | None = None
+    late_after: int = 0
     weight_decay: float = 3e-4
     gradient_clip: float = 5.0
     weight_average: float | None = None
     crop_size: int | None = None
     crops_per_step: int = 1
     inference_statistics: str = "running"
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate for the step after ``step`` steps."""
+        if self.late_learning_rate is not None and step >= self.late_after:
+            return self.late_learning_rate
+        return self.learning_rate
 
 
 _RECIPES: dict[str, Recipe] = {}

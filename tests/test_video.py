@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from video.cli import video_command
@@ -395,3 +396,17 @@ def test_shared_fall_clip_audio_and_timestamps_survive_the_io(shared_data_dir, t
             sink.write(frame.rgb, frame.pts)
     assert frame_times(output) == frame_times(source)[:8]
     assert audio_payloads(output) == audio_payloads(source)  # a whole-input close keeps all the audio
+
+
+def test_frames_are_normalised_with_the_statistics_of_the_fitted_copy():
+    settings = WarmStartSettings(first_iters=3, iters_per_frame=1, fit_size=24, weight_smoothing=0.0, temporal_strength=0.0)
+    enhancer = tiny_enhancer(settings)
+    assert enhancer.model.recipe.inference_statistics == "image"  # the default mode reads out that way
+    rng = np.random.default_rng(5)
+    frame = (rng.random((48, 64, 3)) * 0.15).astype(np.float32)
+    out = enhancer.enhance(frame)
+    fitted = enhancer.fit_view(torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0))
+    borrowed = enhancer.model.infer(frame, statistics_from=fitted).denoise
+    own = enhancer.model.infer(frame).denoise
+    assert np.abs(out - borrowed).max() < 1e-5
+    assert np.abs(out - own).max() > 1e-4

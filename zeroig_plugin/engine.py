@@ -496,14 +496,19 @@ def _tiled(run: Callable[[torch.Tensor], Outputs], image: torch.Tensor, tile: in
 
 
 def _tiled_image_statistics(net: ZeroIGNet, image: torch.Tensor, tile: int) -> Statistics:
-    """:func:`objective.image_statistics` of the whole image, accumulated tile by tile: one sweep
-    per repeat of the enhancer's block, since each repeat's statistics need the ones before it."""
+    """:func:`objective.image_statistics` of the whole image, accumulated tile by tile: N1 once,
+    then one sweep per repeat of the enhancer's block, since each repeat's statistics need the
+    ones before it."""
+    windows = list(_tile_windows(*image.shape[-2:], tile))
+    denoised = torch.empty_like(image)
+    for window, inner, target in windows:
+        denoised[target] = first_denoised(net, image[window])[inner]
     statistics: Statistics = []
     for repeat in range(len(net.enhance.blocks)):
         total = squares = 0.0
         count = 0
-        for window, inner, _ in _tile_windows(*image.shape[-2:], tile):
-            features = net.enhance.features(first_denoised(net, image[window]), statistics, repeat)
+        for window, inner, _ in windows:
+            features = net.enhance.features(denoised[window], statistics, repeat)
             convolved = net.enhance.conv[0](features)[inner].double()
             total = total + convolved.sum((0, 2, 3))
             squares = squares + convolved.square().sum((0, 2, 3))

@@ -1,7 +1,8 @@
 """The improved zero-shot mode: the published fit, read out with the statistics it was fitted with.
 
 Still zero-shot: one image, no training data, no reference at run time. The networks, the loss and
-the optimiser are the published ones (SPEC.md); two things change in how the fit is read out:
+the optimiser are the published ones (SPEC.md); what changes is how the fit is read out (1, 2) and
+its learning rate late in the fit (3):
 
 1. **The image's own normalisation statistics at inference** (``Recipe.inference_statistics =
    "image"``). The enhancer applies one BatchNorm'd block three times. In training each use
@@ -40,7 +41,7 @@ from .losses import (
     total_variation,
 )
 from .networks import ZeroIGNet, pair_downsample
-from .objective import brightness_target, training_forward
+from .objective import brightness_target, faithful_loss, training_forward
 
 __all__ = [
     "ImprovedOptions",
@@ -243,7 +244,6 @@ DEFAULT_LATE_AFTER = 250
 def improved_recipe(name: str = IMPROVED_MODE, options: ImprovedOptions = PUBLISHED_LOSS, **settings):
     """A :class:`recipes.Recipe` for ``options``: image statistics at inference and weight
     averaging unless overridden, Adam settings as published."""
-    from .objective import faithful_loss
     from .recipes import Recipe  # recipes imports this module at its bottom
 
     settings.setdefault("weight_average", DEFAULT_WEIGHT_AVERAGE)

@@ -101,7 +101,9 @@ def score(output: np.ndarray, reference: np.ndarray, match: bool) -> dict:
     }
 
 
-def run_one(mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str) -> dict:
+def run_one(
+    mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None = None
+) -> dict:
     from zeroig_plugin import ZeroIG
     from zeroig_plugin.improved import ablation_recipes
     from zeroig_plugin.recipes import available_modes, register_recipe
@@ -109,7 +111,7 @@ def run_one(mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int]
     variants = ablation_recipes()
     if mode in variants and mode not in available_modes():
         register_recipe(variants[mode])  # ablation variants become modes in this process only
-    model = ZeroIG(mode=mode, device=device)
+    model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop)
     results, done, fit_seconds = {}, 0, 0.0
     for checkpoint in checkpoints:
         start = time.perf_counter()
@@ -200,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=None, help="downscale factor (area average), e.g. 0.25")
     parser.add_argument("--size", type=int, default=None, help="downscale to this long side (ignored with --scale)")
     parser.add_argument("--crop", type=int, default=None, help="then centre-crop to this square side")
+    parser.add_argument(
+        "--fit-crop", type=int, default=None,
+        help="fit every mode on one random native crop of this side per step (e.g. 104 on 200 px LOL "
+        "covers the share of the image that 256 covers at 600x400); inference stays whole-image",
+    )
     parser.add_argument("--images", type=int, default=None, help="at most this many images per dataset")
     parser.add_argument("--names", nargs="+", default=None, help="only these image stems")
     parser.add_argument("--device", default="auto")
@@ -225,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     modes = [DEFAULT_MODE if m == "default" else m for m in dict.fromkeys(args.modes)]
     settings = {
         "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),
-        "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "modes": modes,
+        "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "fit_crop": args.fit_crop,
+        "modes": modes,
     }
     report = {"settings": settings, "results": {}}
     for dataset in args.datasets:
@@ -234,10 +242,11 @@ def main(argv: list[str] | None = None) -> int:
             high = prepare(load(high_path), args.scale, args.size, args.crop)
             for mode in modes:
                 start = time.perf_counter()
-                result = run_one(mode, low, high, checkpoints, dataset != "lol15-dev", args.device)
-                report["results"].setdefault(dataset, {}).setdefault(mode, {})[name] = result
+                result = run_one(mode, low, high, checkpoints, dataset != "lol15-dev", args.device, args.fit_crop)
+                label = f"{mode}, fit crop {args.fit_crop}" if args.fit_crop else mode
+                report["results"].setdefault(dataset, {}).setdefault(label, {})[name] = result
                 final = result["checkpoints"][str(checkpoints[-1])]["denoise"]
-                print(f"{dataset} {name} {low.shape} {mode}: denoise {final['psnr']:.2f} dB / {final['ssim']:.3f} "
+                print(f"{dataset} {name} {low.shape} {label}: denoise {final['psnr']:.2f} dB / {final['ssim']:.3f} "
                       f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
                 write_partial = Path(args.out).with_suffix(".partial.json")
                 write_partial.parent.mkdir(parents=True, exist_ok=True)

@@ -104,14 +104,20 @@ def score(output: np.ndarray, reference: np.ndarray, match: bool) -> dict:
 def run_one(
     mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None = None
 ) -> dict:
+    from dataclasses import replace
+
     from zeroig_plugin import ZeroIG
     from zeroig_plugin.improved import ablation_recipes
-    from zeroig_plugin.recipes import available_modes, register_recipe
+    from zeroig_plugin.recipes import available_modes, get_recipe, register_recipe
 
     variants = ablation_recipes()
     if mode in variants and mode not in available_modes():
         register_recipe(variants[mode])  # ablation variants become modes in this process only
-    model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop)
+    if fit_crop:  # a crop mode keeps its crops per step at the new side; a whole-image mode gets one crop
+        recipe = get_recipe(mode)
+        mode = f"{recipe.name}, fit crop {fit_crop}"
+        register_recipe(replace(recipe, name=mode, crop_size=fit_crop, crops_per_step=recipe.crops_per_step if recipe.crop_size else 1))
+    model = ZeroIG(mode=mode, device=device)
     results, done, fit_seconds = {}, 0, 0.0
     for checkpoint in checkpoints:
         start = time.perf_counter()
@@ -204,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=None, help="then centre-crop to this square side")
     parser.add_argument(
         "--fit-crop", type=int, default=None,
-        help="fit every mode on one random native crop of this side per step (e.g. 104 on 200 px LOL "
-        "covers the share of the image that 256 covers at 600x400); inference stays whole-image",
+        help="fit on random native crops of this side (crop mode keeps its 2 per step, other modes get 1); "
+        "e.g. 85 on 200 px LOL is crop mode's 256 at 600x400; inference stays whole-image",
     )
     parser.add_argument("--images", type=int, default=None, help="at most this many images per dataset")
     parser.add_argument("--names", nargs="+", default=None, help="only these image stems")

@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="600x400,1920x1080", help="WxH list for the per-mode table")
     parser.add_argument("--compare-size", default="128x128", help="size of the published-vs-ours comparison ('' to skip)")
-    parser.add_argument("--modes", default="faithful,crop", help="engine modes to time")
+    parser.add_argument("--modes", default="faithful,crop,improved", help="engine modes to time")
     parser.add_argument("--devices", default="auto", help="cpu, cuda or both (auto: cpu, plus cuda when present)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
     parser.add_argument("--compare-steps", type=int, default=7, help="interleaved rounds in the comparison")

@@ -101,6 +101,7 @@ def test_bf16_networks_run_in_bf16_and_hand_back_float32(dark):
 def test_crop_mode_fits_on_native_crops_and_infers_the_whole_image():
     recipe = get_recipe("crop")
     assert recipe.crop_size and recipe.crops_per_step > 1 and recipe.loss is get_recipe("faithful").loss
+    assert recipe.inference_statistics == "image"
     image = np.random.default_rng(1).uniform(0, 0.2, (40, 52, 3)).astype(np.float32)
     model = ZeroIG(mode="crop", device="cpu")
     model.recipe = replace(recipe, crop_size=16, crops_per_step=3)  # small crops for a tiny test image

@@ -101,22 +101,28 @@ def score(output: np.ndarray, reference: np.ndarray, match: bool) -> dict:
     }
 
 
-def run_one(
-    mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None = None
-) -> dict:
+def register_mode(mode: str, fit_crop: int | None) -> str:
+    """The engine mode name for ``mode``: ablation variants are registered (in this process only),
+    and with ``fit_crop`` a variant fitting on crops of that side (a crop mode keeps its crops per
+    step, a whole-image mode gets one crop)."""
     from dataclasses import replace
 
-    from zeroig_plugin import ZeroIG
     from zeroig_plugin.improved import ablation_recipes
     from zeroig_plugin.recipes import available_modes, get_recipe, register_recipe
 
     variants = ablation_recipes()
     if mode in variants and mode not in available_modes():
-        register_recipe(variants[mode])  # ablation variants become modes in this process only
-    if fit_crop:  # a crop mode keeps its crops per step at the new side; a whole-image mode gets one crop
-        recipe = get_recipe(mode)
-        mode = f"{recipe.name}, fit crop {fit_crop}"
-        register_recipe(replace(recipe, name=mode, crop_size=fit_crop, crops_per_step=recipe.crops_per_step if recipe.crop_size else 1))
+        register_recipe(variants[mode])
+    if not fit_crop:
+        return mode
+    recipe = get_recipe(mode)
+    crops_per_step = recipe.crops_per_step if recipe.crop_size else 1
+    return register_recipe(replace(recipe, name=f"{recipe.name}, fit crop {fit_crop}", crop_size=fit_crop, crops_per_step=crops_per_step)).name
+
+
+def run_one(mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str) -> dict:
+    from zeroig_plugin import ZeroIG
+
     model = ZeroIG(mode=mode, device=device)
     results, done, fit_seconds = {}, 0, 0.0
     for checkpoint in checkpoints:
@@ -235,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoints = sorted({c for c in CHECKPOINTS if c < args.steps} | {args.steps})
-    modes = [DEFAULT_MODE if m == "default" else m for m in dict.fromkeys(args.modes)]
+    modes = [register_mode(DEFAULT_MODE if m == "default" else m, args.fit_crop) for m in dict.fromkeys(args.modes)]
     settings = {
         "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),
         "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "fit_crop": args.fit_crop,
@@ -248,11 +254,10 @@ def main(argv: list[str] | None = None) -> int:
             high = prepare(load(high_path), args.scale, args.size, args.crop)
             for mode in modes:
                 start = time.perf_counter()
-                result = run_one(mode, low, high, checkpoints, dataset != "lol15-dev", args.device, args.fit_crop)
-                label = f"{mode}, fit crop {args.fit_crop}" if args.fit_crop else mode
-                report["results"].setdefault(dataset, {}).setdefault(label, {})[name] = result
+                result = run_one(mode, low, high, checkpoints, dataset != "lol15-dev", args.device)
+                report["results"].setdefault(dataset, {}).setdefault(mode, {})[name] = result
                 final = result["checkpoints"][str(checkpoints[-1])]["denoise"]
-                print(f"{dataset} {name} {low.shape} {label}: denoise {final['psnr']:.2f} dB / {final['ssim']:.3f} "
+                print(f"{dataset} {name} {low.shape} {mode}: denoise {final['psnr']:.2f} dB / {final['ssim']:.3f} "
                       f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
                 write_partial = Path(args.out).with_suffix(".partial.json")
                 write_partial.parent.mkdir(parents=True, exist_ok=True)

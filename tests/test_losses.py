@@ -1,6 +1,8 @@
 """Each loss building block and each faithful loss term against a slow, literal reading of SPEC.md."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -69,6 +71,19 @@ def test_ycbcr_uses_rows_of_the_contiguous_buffer():
     # A non-contiguous view gives what its contiguous copy gives.
     view = random_image(7, 5, batch=2).transpose(2, 3)
     torch.testing.assert_close(losses.published_ycbcr(view), spec.ycbcr(view.contiguous()), **TIGHT)
+
+
+def test_loss_constants_are_cached_per_device_and_traced_without_warnings():
+    taps = losses._blur_taps(torch.float32, torch.device("cpu"))
+    assert losses._blur_taps(torch.float32, torch.device("cpu")) is taps
+    if not hasattr(torch.compiler, "is_compiling"):
+        pytest.skip("torch < 2.3 has no torch.compiler.is_compiling")
+    x = random_image(24, 24)
+    traced = torch.compile(lambda x: losses.gaussian_blur(losses.published_ycbcr(x)), backend="eager", fullgraph=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = traced(x)
+    torch.testing.assert_close(out, losses.gaussian_blur(losses.published_ycbcr(x)), **TIGHT)
 
 
 @pytest.mark.parametrize("size", SIZES)

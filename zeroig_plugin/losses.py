@@ -64,10 +64,23 @@ def local_variance(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d((x - pooled).square(), 5, stride=1, padding=2, count_include_pad=True)
 
 
-@functools.lru_cache(maxsize=None)
+def _device_constant(factory):
+    """Cache ``factory(dtype, device)``: no host-to-device copy inside the training step (CUDA-graph
+    capture forbids it). While ``torch.compile`` traces, the factory is called directly (the
+    compiler folds it into a constant and would warn about tracing through the cache)."""
+    cached = functools.lru_cache(maxsize=None)(factory)
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+
+    @functools.wraps(factory)
+    def constant(dtype: torch.dtype, device: torch.device):
+        return factory(dtype, device) if is_compiling is not None and is_compiling() else cached(dtype, device)
+
+    return constant
+
+
+@_device_constant
 def _blur_taps(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    # K = sqrt(outer(k1, k1)) / sum is separable into sqrt(k1) / sum(sqrt(k1)) twice. Cached per
-    # device: no host-to-device copy inside the training step (CUDA-graph capture forbids it).
+    # K = sqrt(outer(k1, k1)) / sum is separable into sqrt(k1) / sum(sqrt(k1)) twice.
     t = torch.linspace(-1 - 1 / 14, 1 + 1 / 14, 22, dtype=torch.float64)
     cdf = 0.5 * (1 + torch.erf(t / math.sqrt(2.0)))
     root = torch.diff(cdf).sqrt()
@@ -97,7 +110,7 @@ def total_variation(s: torch.Tensor) -> torch.Tensor:
 _YCBCR = ((0.257, -0.148, 0.439), (0.564, -0.291, -0.368), (0.098, 0.439, -0.071))
 
 
-@functools.lru_cache(maxsize=None)
+@_device_constant
 def _ycbcr_constants(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     matrix = torch.tensor(_YCBCR, dtype=dtype, device=device)
     bias = torch.tensor([16 / 255, 128 / 255, 128 / 255], dtype=dtype, device=device)

@@ -101,29 +101,23 @@ def score(output: np.ndarray, reference: np.ndarray, match: bool) -> dict:
     }
 
 
-def register_mode(mode: str, fit_crop: int | None) -> str:
-    """The engine mode name for ``mode``: ablation variants are registered (in this process only),
-    and with ``fit_crop`` a variant fitting on crops of that side (a crop mode keeps its crops per
-    step, a whole-image mode gets one crop)."""
-    from dataclasses import replace
-
+def register_mode(mode: str) -> str:
+    """``mode``, with ablation variants registered as modes (in this process only)."""
     from zeroig_plugin.improved import ablation_recipes
-    from zeroig_plugin.recipes import available_modes, get_recipe, register_recipe
+    from zeroig_plugin.recipes import available_modes, register_recipe
 
     variants = ablation_recipes()
     if mode in variants and mode not in available_modes():
         register_recipe(variants[mode])
-    if not fit_crop:
-        return mode
-    recipe = get_recipe(mode)
-    crops_per_step = recipe.crops_per_step if recipe.crop_size else 1
-    return register_recipe(replace(recipe, name=f"{recipe.name}, fit crop {fit_crop}", crop_size=fit_crop, crops_per_step=crops_per_step)).name
+    return mode
 
 
-def run_one(mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str) -> dict:
+def run_one(
+    mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None
+) -> dict:
     from zeroig_plugin import ZeroIG
 
-    model = ZeroIG(mode=mode, device=device)
+    model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop)
     results, done, fit_seconds = {}, 0, 0.0
     for checkpoint in checkpoints:
         start = time.perf_counter()
@@ -216,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=None, help="then centre-crop to this square side")
     parser.add_argument(
         "--fit-crop", type=int, default=None,
-        help="fit on random native crops of this side (crop mode keeps its 2 per step, other modes get 1); "
+        help="fit on random native crops of this side, as ZeroIG(fit_crop=N) does (two per step); "
         "e.g. 85 on 200 px LOL is crop mode's 256 at 600x400; inference stays whole-image",
     )
     parser.add_argument("--images", type=int, default=None, help="at most this many images per dataset")
@@ -241,11 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoints = sorted({c for c in CHECKPOINTS if c < args.steps} | {args.steps})
-    modes = [register_mode(DEFAULT_MODE if m == "default" else m, args.fit_crop) for m in dict.fromkeys(args.modes)]
+    modes = [register_mode(DEFAULT_MODE if m == "default" else m) for m in dict.fromkeys(args.modes)]
+    labels = {mode: f"{mode}, fit crop {args.fit_crop}" if args.fit_crop else mode for mode in modes}
     settings = {
         "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),
         "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "fit_crop": args.fit_crop,
-        "modes": modes,
+        "modes": list(labels.values()),
     }
     report = {"settings": settings, "results": {}}
     for dataset in args.datasets:
@@ -254,10 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             high = prepare(load(high_path), args.scale, args.size, args.crop)
             for mode in modes:
                 start = time.perf_counter()
-                result = run_one(mode, low, high, checkpoints, dataset != "lol15-dev", args.device)
-                report["results"].setdefault(dataset, {}).setdefault(mode, {})[name] = result
+                result = run_one(mode, low, high, checkpoints, dataset != "lol15-dev", args.device, args.fit_crop)
+                report["results"].setdefault(dataset, {}).setdefault(labels[mode], {})[name] = result
                 final = result["checkpoints"][str(checkpoints[-1])]["denoise"]
-                print(f"{dataset} {name} {low.shape} {mode}: denoise {final['psnr']:.2f} dB / {final['ssim']:.3f} "
+                print(f"{dataset} {name} {low.shape} {labels[mode]}: denoise {final['psnr']:.2f} dB / {final['ssim']:.3f} "
                       f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
                 write_partial = Path(args.out).with_suffix(".partial.json")
                 write_partial.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from zeroig_plugin import CheckpointError, DeviceError, ZeroIG, resolve_device
+from zeroig_plugin.engine import FIT_CROPS_PER_STEP
 from zeroig_plugin.objective import infer
+from zeroig_plugin.recipes import get_recipe
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +131,11 @@ def test_fit_crop_bounds_the_fitted_view_and_infers_the_whole_image():
     original_loss = cropped.recipe.loss
     cropped._loss = lambda net, view: seen.append(tuple(view.shape)) or original_loss(net, view)
     cropped.fit(image, 2)
-    assert seen == [(1, 3, 24, 24)] * 2
+    assert seen == [(FIT_CROPS_PER_STEP, 3, 24, 24)] * 2
     assert cropped.infer(image).denoise.shape == (64, 80, 3)
     assert ZeroIG(mode="faithful", device="cpu").recipe.crop_size is None
+    crop_mode = get_recipe("crop")
+    assert ZeroIG(mode="crop", device="cpu", fit_crop=24).recipe.crops_per_step == crop_mode.crops_per_step
 
 
 def test_a_tensor_input_fits_like_the_same_numpy_array(dark):

@@ -124,7 +124,7 @@ class _StepBar:
               help="auto: exact float32 (channels-last on CUDA); graph: + CUDA graphs; max: + bf16 networks and "
                    "torch.compile (fastest, not bit-exact); off: plain eager. CPU-unavailable parts fall back.")
 @click.option("--fit-crop", type=click.IntRange(min=16), metavar="N",
-              help="Fit on a random NxN native-resolution crop each step (cost and memory stop growing with "
+              help="Fit on random NxN native-resolution crops, two per step (cost and memory stop growing with "
                    "the image); the whole image is still inferred. E.g. 512 for large microscopy planes.")
 @click.option("--tile", type=click.IntRange(min=64), help="Infer in tiles of this size to bound memory (results are identical).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (otherwise an existing output is an error and is kept).")

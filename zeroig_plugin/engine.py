@@ -32,6 +32,9 @@ ProgressCallback = Callable[[int, int, "float | None"], None]
 before that step, given every ``loss_every`` steps and on the last step, else ``None``."""
 
 MIN_FIT_SIDE = 16  # the blur's reflect padding needs 11 pixels; tiny images are edge-padded to this
+# One crop's BatchNorm statistics stray further from the whole image's, which the image readout
+# uses: LOL at 200x133, 85x85 crops, 1000 steps: 18.71 dB with one crop per step, 20.36 with two.
+FIT_CROPS_PER_STEP = 2
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -162,9 +165,10 @@ class ZeroIG:
             (adds whole-step CUDA graphs), ``off``, ``max`` (adds bf16 networks and torch.compile) or an
             :class:`~zeroig_plugin.acceleration.Acceleration`. Unavailable parts fall back to
             eager; ``acceleration_notes`` says which and why.
-        fit_crop: fit on random native-resolution ``fit_crop x fit_crop`` crops (one per step)
-            instead of the recipe's own choice, so a step's cost and memory stop growing with the
-            image; inference still covers the whole image. ``None`` keeps the recipe's setting.
+        fit_crop: fit on random native-resolution ``fit_crop x fit_crop`` crops instead of the
+            recipe's own choice (as many per step as the recipe's crops, else
+            ``FIT_CROPS_PER_STEP``), so a step's cost and memory stop growing with the image;
+            inference still covers the whole image. ``None`` keeps the recipe's setting.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
 
     Example:
@@ -190,7 +194,8 @@ class ZeroIG:
         if fit_crop is not None:
             if fit_crop < MIN_FIT_SIDE:
                 raise ValueError(f"fit_crop must be at least {MIN_FIT_SIDE}")
-            self.recipe = replace(self.recipe, crop_size=fit_crop, crops_per_step=1)
+            crops = self.recipe.crops_per_step if self.recipe.crop_size else FIT_CROPS_PER_STEP
+            self.recipe = replace(self.recipe, crop_size=fit_crop, crops_per_step=crops)
         self.device = resolve_device(device)
         self.acceleration, self.acceleration_notes = resolve_acceleration(acceleration, self.device)
         self.seed = seed

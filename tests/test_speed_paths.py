@@ -98,6 +98,16 @@ def test_bf16_networks_run_in_bf16_and_hand_back_float32(dark):
     np.testing.assert_allclose(model.fit(dark, 2).losses, expected, rtol=0.05)
 
 
+@pytest.mark.parametrize("acceleration, hinted", [("off", False), (Acceleration(network_dtype=torch.bfloat16), True)])
+def test_a_diverged_fit_points_reduced_precision_users_to_exact_float32(dark, acceleration, hinted):
+    model = ZeroIG(mode="faithful", device="cpu", acceleration=acceleration)
+    loss = model._loss
+    model._loss = lambda net, view: loss(net, view) * float("nan")
+    with pytest.raises(FloatingPointError, match="diverged") as raised:
+        model.fit(dark, 1)
+    assert ("acceleration 'auto'" in str(raised.value)) == hinted
+
+
 def test_crop_mode_fits_on_native_crops_and_infers_the_whole_image():
     recipe = get_recipe("crop")
     assert recipe.crop_size and recipe.crops_per_step > 1 and recipe.loss is get_recipe("faithful").loss

@@ -325,7 +325,10 @@ class ZeroIG:
                 progress(step + 1, steps, float(loss) if report else None)
         history = torch.stack(losses).tolist() if losses else []
         if any(not math.isfinite(value) for value in history):
-            raise FloatingPointError("the fit diverged (non-finite loss)")
+            hint = ""
+            if self.acceleration.network_dtype is not None or self.acceleration.compile:
+                hint = "; bf16 networks or torch.compile are on: acceleration 'auto' fits in exact float32"
+            raise FloatingPointError(f"the fit diverged (non-finite loss){hint}")
         return FitReport(history, len(history), cancelled)
 
     def _eager_step(self, view: torch.Tensor) -> torch.Tensor:

@@ -7,9 +7,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from zeroig_plugin import CheckpointError, DeviceError, ZeroIG, resolve_device
 from zeroig_plugin.engine import FIT_CROPS_PER_STEP
+from zeroig_plugin.networks import published_init
 from zeroig_plugin.objective import infer
 from zeroig_plugin.recipes import get_recipe
 
@@ -201,3 +203,53 @@ def test_late_learning_rate_switches_once_after_the_given_steps(dark):
     switched.reset()
     switched.fit(dark, 1)
     assert switched.optimizer.param_groups[0]["lr"] == 3e-4, "a reset starts the schedule again"
+
+
+def _scripted_scores(monkeypatch, scores):
+    """Replace the selection score by ``scores`` in turn; returns the weights each call scored."""
+    from zeroig_plugin import engine
+
+    scored, remaining = [], iter(scores)
+
+    def score(net, image):
+        scored.append({key: value.clone() for key, value in net.state_dict().items()})
+        return torch.tensor(next(remaining))
+
+    monkeypatch.setattr(engine, "pair_consistency", score)
+    return scored
+
+
+def test_selection_infers_with_the_best_scoring_weights_seen_on_the_image(dark, monkeypatch):
+    model = ZeroIG(device="cpu")
+    model.recipe = replace(model.recipe, select_after=2, select_every=2)
+    scored = _scripted_scores(monkeypatch, [3.0, 1.0, 2.0, 4.0])
+    model.fit(dark, 4)  # scored after steps 2 and 4
+    model.fit(dark, 3)  # after step 6, and its last step (7) once more
+    assert len(scored) == 4
+    kept = model.state_dict()
+    assert all(torch.equal(kept[key], scored[1][key]) for key in kept)
+    assert not all(torch.equal(kept[key], scored[3][key]) for key in kept)
+
+    _scripted_scores(monkeypatch, [5.0])
+    model.fit(np.ascontiguousarray(dark[::-1]), 1)  # another image: its scores start afresh
+    assert model._best.score == 5.0
+
+
+def test_selection_is_off_for_crop_fits_and_the_published_mode(dark, monkeypatch):
+    scored = _scripted_scores(monkeypatch, [1.0] * 10)
+    cropped = ZeroIG(device="cpu", fit_crop=16)
+    cropped.recipe = replace(cropped.recipe, select_after=1, select_every=1)
+    cropped.fit(dark, 3)
+    ZeroIG(mode="faithful", device="cpu").fit(dark, 3)
+    assert scored == []
+
+
+def test_pair_consistency_is_the_image_part_of_the_published_pair_term():
+    from zeroig_plugin.objective import pair_consistency, training_forward
+
+    net = published_init(5).train()
+    image = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(1)) * 0.3
+    with torch.no_grad():
+        f = training_forward(net, image)
+    expected = F.mse_loss(f.r3[:, :3], f.target_from_h12[:, :3]) + F.mse_loss(f.r4[:, :3], f.target_from_h11[:, :3])
+    torch.testing.assert_close(pair_consistency(net.eval(), image), expected, rtol=1e-5, atol=1e-7)

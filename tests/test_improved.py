@@ -93,6 +93,8 @@ def test_every_change_is_a_real_change():
     assert variants["faithful+image-statistics"].weight_average is None
     assert variants["faithful+image-statistics"].late_learning_rate is None
     assert variants["improved-late-rate"].late_learning_rate is None
+    assert variants["improved-selection"].select_after is None and get_recipe(IMPROVED_MODE).select_after
+    assert variants["faithful+image-statistics"].select_after is None
     assert variants["faithful+ema"].inference_statistics == "running"
     assert variants["improved+gamma"].loss is not get_recipe(IMPROVED_MODE).loss
 

@@ -22,7 +22,7 @@ from .acceleration import Acceleration, AutocastNetworks, resolve_acceleration
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .errors import DeviceError, InputError
 from .networks import Statistics, ZeroIGNet, published_init
-from .objective import Outputs, first_denoised, image_statistics, infer
+from .objective import Outputs, first_denoised, image_statistics, infer, pair_consistency
 from .recipes import Recipe, get_recipe
 
 __all__ = ["ZeroIG", "FitReport", "ImageOutputs", "resolve_device", "describe_device", "ProgressCallback"]
@@ -151,6 +151,20 @@ class _WeightAverage:
                 mine.copy_(theirs)
 
 
+@dataclass
+class _BestWeights:
+    """The best-scoring inference weights seen on one image (``key``), and their score."""
+
+    key: tuple
+    score: float
+    net: ZeroIGNet
+
+
+def _image_key(image: torch.Tensor) -> tuple:
+    """A cheap fingerprint telling one fitted image from another (one host read per ``fit``)."""
+    return (tuple(image.shape), float(image[..., ::7, ::7].double().sum()))
+
+
 class ZeroIG:
     """Zero-shot ZERO-IG enhancement: fit to one image (or frame after frame) and infer.
 
@@ -217,6 +231,7 @@ class ZeroIG:
             if self.recipe.weight_average
             else None
         )
+        self._best: _BestWeights | None = None
         self._crop_generator = torch.Generator().manual_seed(seed)
         self._loss = self.recipe.loss
         self._loss_compiled = False
@@ -255,6 +270,7 @@ class ZeroIG:
         self.optimizer = self._new_optimizer()
         if self._average is not None:
             self._average = _WeightAverage(copy.deepcopy(self.net).requires_grad_(False), self.recipe.weight_average)
+        self._best = None
         self.steps_done = 0
 
     def optimizer_state_dict(self) -> dict:
@@ -270,7 +286,28 @@ class ZeroIG:
         save_state_dict(self._inference_net(), path)
 
     def _inference_net(self) -> ZeroIGNet:
+        if self._best is not None:
+            return self._best.net
+        return self._current_net()
+
+    def _current_net(self) -> ZeroIGNet:
+        """The weights the fit would infer with now: the average if there is one, else the live ones."""
         return self._average.net if self._average is not None and self._average.updates else self.net
+
+    def _selects(self) -> bool:
+        return self.recipe.select_after is not None and self.recipe.crop_size is None
+
+    def _consider(self, image: torch.Tensor, key: tuple) -> None:
+        """Score the current weights on ``image``; keep them if they beat the best seen on it."""
+        current = self._current_net()
+        score = float(pair_consistency(current, image))
+        if self._best is not None and score >= self._best.score:
+            return
+        if self._best is None:
+            self._best = _BestWeights(key, score, copy.deepcopy(current).requires_grad_(False))
+        else:
+            self._best.score = score
+            self._best.net.load_state_dict(current.state_dict())
 
     def _training_view(self, image: torch.Tensor) -> torch.Tensor:
         crop = self.recipe.crop_size
@@ -307,6 +344,11 @@ class ZeroIG:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.net.train()
+        selecting = self._selects() and steps > 0
+        key = _image_key(tensor) if selecting else None
+        if selecting and self._best is not None and self._best.key != key:
+            self._best = None  # a different image: its scores are not comparable
+        scored_last = False
         losses: list[torch.Tensor] = []
         cancelled = False
         for step in range(steps):
@@ -320,9 +362,16 @@ class ZeroIG:
                 self._average.update(self.net)
             losses.append(loss)
             self.steps_done += 1
+            scored_last = selecting and self.steps_done >= self.recipe.select_after and self.steps_done % self.recipe.select_every == 0
+            if scored_last:
+                self._consider(tensor, key)
             if progress is not None:
                 report = (step + 1) % max(1, loss_every) == 0 or step + 1 == steps
                 progress(step + 1, steps, float(loss) if report else None)
+        # The final weights too, unless this call was a short chunk of a longer fit (napari fits in
+        # chunks of about 0.1 s): scoring each chunk's end would cost a forward per chunk.
+        if self._best is not None and len(losses) >= self.recipe.select_every and not scored_last:
+            self._consider(tensor, key)
         history = torch.stack(losses).tolist() if losses else []
         if any(not math.isfinite(value) for value in history):
             hint = ""

@@ -20,7 +20,7 @@ from .losses import (
 )
 from .networks import Statistics, ZeroIGNet, pair_downsample
 
-__all__ = ["Outputs", "Forward", "infer", "first_denoised", "image_statistics", "training_forward", "faithful_loss", "faithful_loss_terms", "brightness_target"]
+__all__ = ["Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "training_forward", "faithful_loss", "faithful_loss_terms", "brightness_target"]
 
 EPS = 1e-4
 
@@ -57,6 +57,26 @@ def infer(net: ZeroIGNet, image: torch.Tensor, statistics: Statistics | None = N
     stacked = torch.cat([h2, s2], 1)
     h3 = torch.clamp(stacked - net.denoise_2(stacked), EPS, 1)[:, :3]
     return Outputs(h2, h3)
+
+
+@torch.no_grad()
+def pair_consistency(net: ZeroIGNet, image: torch.Tensor) -> torch.Tensor:
+    """A self-supervised score of the second denoiser on ``image`` ``(B, 3, H, W)``; lower is better.
+
+    The image channels of the published ``pair_second`` term (SPEC.md): each pair-downsampled half
+    of the enhanced image, denoised by N2, against the other half (Noise2Noise: with noise
+    independent between neighbouring pixels, its expectation is the denoiser's error plus a
+    constant). The enhancer normalises with the image's own statistics, as in the fit.
+    Returns a scalar tensor.
+    """
+    l2 = first_denoised(net, image)
+    s2 = net.enhance(l2, net.enhance.image_statistics(l2))
+    l11, l12 = pair_downsample(image + EPS)
+    s21, s22 = pair_downsample(s2)
+    h11, h12 = torch.clamp(l11 / s21, EPS, 1), torch.clamp(l12 / s22, EPS, 1)
+    stacked = torch.cat([torch.cat([h11, s21], 1), torch.cat([h12, s22], 1)])
+    r3, r4 = torch.clamp(stacked - net.denoise_2(stacked), EPS, 1)[:, :3].chunk(2)
+    return F.mse_loss(r3, h12) + F.mse_loss(r4, h11)
 
 
 def brightness_target(l2: torch.Tensor) -> torch.Tensor:

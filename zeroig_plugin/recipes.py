@@ -23,7 +23,12 @@ class Recipe:
     running averages, as published) or ``"image"`` (the image's own, as in the fit's forward).
 
     ``late_learning_rate`` replaces ``learning_rate`` once the fit has run ``late_after`` steps
-    since its start or last reset (one switch, so a captured CUDA graph is re-captured once)."""
+    since its start or last reset (one switch, so a captured CUDA graph is re-captured once).
+
+    With ``select_after``, a whole-image fit scores its inference weights by
+    :func:`objective.pair_consistency` every ``select_every`` steps from that step on (and at the
+    end of a ``fit`` call that ran at least ``select_every`` steps), and infers with the
+    best-scoring weights seen on that image: a self-supervised guard against the fit drifting late."""
 
     name: str
     loss: Callable[[ZeroIGNet, torch.Tensor], torch.Tensor]
@@ -37,6 +42,8 @@ class Recipe:
     crop_size: int | None = None
     crops_per_step: int = 1
     inference_statistics: str = "running"
+    select_after: int | None = None
+    select_every: int = 50
 
     def learning_rate_at(self, step: int) -> float:
         """The learning rate for the step after ``step`` steps."""

@@ -235,6 +235,15 @@ def test_selection_infers_with_the_best_scoring_weights_seen_on_the_image(dark, 
     assert model._best.score == 5.0
 
 
+def test_selection_never_keeps_weights_whose_score_is_not_finite(dark, monkeypatch):
+    model = ZeroIG(device="cpu")
+    model.recipe = replace(model.recipe, select_after=1, select_every=1)
+    scored = _scripted_scores(monkeypatch, [2.0, float("nan")])
+    model.fit(dark, 2)
+    kept = model.state_dict()
+    assert model._best.score == 2.0 and all(torch.equal(kept[key], scored[0][key]) for key in kept)
+
+
 def test_selection_is_off_for_crop_fits_and_the_published_mode(dark, monkeypatch):
     scored = _scripted_scores(monkeypatch, [1.0] * 10)
     cropped = ZeroIG(device="cpu", fit_crop=16)

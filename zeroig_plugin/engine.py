@@ -297,11 +297,15 @@ class ZeroIG:
     def _selects(self) -> bool:
         return self.recipe.select_after is not None and self.recipe.crop_size is None
 
+    def _selection_due(self) -> bool:
+        done, recipe = self.steps_done, self.recipe
+        return done >= recipe.select_after and done % recipe.select_every == 0
+
     def _consider(self, image: torch.Tensor, key: tuple) -> None:
         """Score the current weights on ``image``; keep them if they beat the best seen on it."""
         current = self._current_net()
         score = float(pair_consistency(current, image))
-        if self._best is not None and score >= self._best.score:
+        if not math.isfinite(score) or (self._best is not None and score >= self._best.score):
             return
         if self._best is None:
             self._best = _BestWeights(key, score, copy.deepcopy(current).requires_grad_(False))
@@ -362,7 +366,7 @@ class ZeroIG:
                 self._average.update(self.net)
             losses.append(loss)
             self.steps_done += 1
-            scored_last = selecting and self.steps_done >= self.recipe.select_after and self.steps_done % self.recipe.select_every == 0
+            scored_last = selecting and self._selection_due()
             if scored_last:
                 self._consider(tensor, key)
             if progress is not None:

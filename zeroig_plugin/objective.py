@@ -71,12 +71,25 @@ def pair_consistency(net: ZeroIGNet, image: torch.Tensor) -> torch.Tensor:
     """
     l2 = first_denoised(net, image)
     s2 = net.enhance(l2, net.enhance.image_statistics(l2))
-    l11, l12 = pair_downsample(image + EPS)
-    s21, s22 = pair_downsample(s2)
-    h11, h12 = torch.clamp(l11 / s21, EPS, 1), torch.clamp(l12 / s22, EPS, 1)
-    stacked = torch.cat([torch.cat([h11, s21], 1), torch.cat([h12, s22], 1)])
-    r3, r4 = torch.clamp(stacked - net.denoise_2(stacked), EPS, 1)[:, :3].chunk(2)
+    stacked = _enhanced_halves(*pair_downsample(image + EPS), s2)
+    h11, h12 = stacked[:, :3].chunk(2)
+    r3, r4 = _second_denoised(net, stacked)[:, :3].chunk(2)
     return F.mse_loss(r3, h12) + F.mse_loss(r4, h11)
+
+
+def _enhanced_halves(l11: torch.Tensor, l12: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """The pair-downsampled halves ``l11, l12`` ``(B, 3, h, w)`` of the input, enhanced by the
+    matching halves of ``s2``, each beside its illumination: ``[H11, s21]`` then ``[H12, s22]``
+    on the batch axis, ``(2B, 6, h, w)``."""
+    s21, s22 = pair_downsample(s2)
+    h11 = torch.clamp(l11 / s21, EPS, 1)
+    h12 = torch.clamp(l12 / s22, EPS, 1)
+    return torch.cat([torch.cat([h11, s21], 1), torch.cat([h12, s22], 1)])
+
+
+def _second_denoised(net: ZeroIGNet, stacked: torch.Tensor) -> torch.Tensor:
+    """N2's residual removed from ``stacked`` ``(B, 6, h, w)`` (its gradient flows through N2 only)."""
+    return torch.clamp(stacked.detach() - net.denoise_2(stacked), EPS, 1)
 
 
 def brightness_target(l2: torch.Tensor) -> torch.Tensor:
@@ -117,18 +130,11 @@ def training_forward(net: ZeroIGNet, image: torch.Tensor) -> Forward:
     l2 = torch.clamp(j - net.denoise_1(j), EPS, 1)
 
     s2 = net.enhance(l2.detach())
-    s21, s22 = pair_downsample(s2)
     h2 = torch.clamp(j / s2, EPS, 1)
-    h11 = torch.clamp(l11 / s21, EPS, 1)
-    h12 = torch.clamp(l12 / s22, EPS, 1)
-
-    def second_denoiser(stacked: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(stacked.detach() - net.denoise_2(stacked), EPS, 1)
-
-    stacked_halves = torch.cat([torch.cat([h11, s21], 1), torch.cat([h12, s22], 1)])
-    r3, r4 = second_denoiser(stacked_halves).chunk(2)
+    stacked_halves = _enhanced_halves(l11, l12, s2)
+    r3, r4 = _second_denoised(net, stacked_halves).chunk(2)
     target_from_h11, target_from_h12 = stacked_halves.detach().chunk(2)
-    r5 = second_denoiser(torch.cat([h2, s2], 1))
+    r5 = _second_denoised(net, torch.cat([h2, s2], 1))
     return Forward(image, p1, p2, l2, s2, r3, r4, target_from_h11, target_from_h12, h2, r5[:, :3], r5[:, 3:])
 
 

@@ -39,6 +39,22 @@ def test_local_variance_matches_unfolded_windows(size):
     torch.testing.assert_close(losses.local_variance(x), spec.local_variance(x), **TIGHT)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_shifted_box_mean_and_its_gradient_match_average_pooling(channels_last):
+    x = random_image(13, 18, batch=2).double()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    ours = losses.valid_box_mean(x, 5)
+    pooled = torch.nn.functional.avg_pool2d(x, 5, stride=1)
+    torch.testing.assert_close(ours, pooled, **TIGHT)
+    upstream = torch.randn_like(pooled)
+    (grad_ours,) = torch.autograd.grad(ours, x, upstream)
+    (grad_pooled,) = torch.autograd.grad(pooled, x, upstream)
+    torch.testing.assert_close(grad_ours, grad_pooled, **TIGHT)
+    assert torch.autograd.gradcheck(lambda t: losses.valid_box_mean(t, 3), (x.detach()[:1, :1, :7, :8].requires_grad_(True),))
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_texture_mask_matches_thresholded_ratio(size):
     a = random_image(*size, seed=1)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-__all__ = ["Acceleration", "resolve_acceleration", "compile_unavailable_reason", "cuda_graph_unavailable_reason"]
+__all__ = ["Acceleration", "AutocastNetworks", "resolve_acceleration", "compile_unavailable_reason", "cuda_graph_unavailable_reason"]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Loss building blocks of ZERO-IG, as published (quirks included; see SPEC.md).
 
-Every function takes and returns NCHW float tensors. Local statistics use pooling rather than
-materialised 5x5 patches; each is checked against a direct reading of the spec in the tests.
+Every function takes and returns NCHW float tensors. Local statistics use box means (pooling on
+CUDA, sums of shifted views on CPU) rather than materialised 5x5 patches; each is checked against a
+direct reading of the spec in the tests.
 """
 from __future__ import annotations
 

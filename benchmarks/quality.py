@@ -211,7 +211,8 @@ def _seed_summary(modes: dict, names: list[str]) -> list[str]:
             cells.append(f"{np.mean(finals):.2f} ({min(finals):.2f} to {max(finals):.2f})" if finals else "-")
             if finals:
                 means.append(np.mean(finals))
-        lines.append(f"| {mode} | {len(runs)} | " + " | ".join(cells) + f" | {np.mean(means):.2f} |")
+        mean = f"{np.mean(means):.2f}" if len(means) == len(names) else "-"
+        lines.append(f"| {mode} | {len(runs)} | " + " | ".join(cells) + f" | {mean} |")
     return [*lines, ""]
 
 
@@ -219,7 +220,8 @@ def merge(paths: list[str]) -> dict:
     merged: dict = {"settings": [], "results": {}}
     for path in paths:
         part = json.loads(Path(path).read_text())
-        merged["settings"].append(part["settings"])
+        settings = part["settings"]
+        merged["settings"].extend(settings if isinstance(settings, list) else [settings])  # merged files merge again
         for dataset, modes in part["results"].items():
             for mode, images in modes.items():
                 merged["results"].setdefault(dataset, {}).setdefault(mode, {}).update(images)

@@ -278,6 +278,7 @@ def ablation_recipes() -> dict:
         "faithful+ema": (PUBLISHED_LOSS, {"inference_statistics": "running", "late_learning_rate": None, "select_after": None}),
         "improved-late-rate": (PUBLISHED_LOSS, {"late_learning_rate": None}),
         "improved-selection": (PUBLISHED_LOSS, {"select_after": None}),
+        "improved-average": (PUBLISHED_LOSS, {"weight_average": None}),
         "improved+gamma": (replace(PUBLISHED_LOSS, exposure="gamma"), {}),
         "improved+quirks": (replace(PUBLISHED_LOSS, fix_quirks=True), {}),
         "improved+gamma+quirks": (replace(PUBLISHED_LOSS, exposure="gamma", fix_quirks=True), {}),

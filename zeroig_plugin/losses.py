@@ -63,7 +63,7 @@ class _ShiftedBoxMean(torch.autograd.Function):
 
 
 def valid_box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean of every ``size x size`` window inside ``x`` (no padding):
+    """Mean of every ``size x size`` window (``size >= 2``) inside ``x`` (no padding):
     ``(B, C, H, W) -> (B, C, H - size + 1, W - size + 1)``."""
     if x.device.type == "cpu":
         # avg_pool2d's CPU kernel is 9x (NCHW) to 27x (channels-last) slower than shifted sums

@@ -29,6 +29,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+from speed import _floor_step_runner, published_loop_step  # this script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ZEROIG_SHARED", REPO.parent / "shared"))
@@ -50,24 +51,6 @@ def import_published(path: Path):
     import model
 
     return model
-
-
-def published_stepper(network, image):
-    """``train.py``'s step: loss, backward, clip, Adam, and the host read of the loss."""
-    import torch
-
-    optimizer = torch.optim.Adam(network.parameters(), lr=3e-4, betas=(0.9, 0.999), weight_decay=3e-4)
-    network.train()
-
-    def step() -> float:
-        optimizer.zero_grad()
-        loss = network._loss(image)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 5)
-        optimizer.step()
-        return loss.item()
-
-    return step
 
 
 def seeded_published_network(model, seed: int = 2):
@@ -92,7 +75,7 @@ def parity_checks(model, image, image_hwc) -> dict:
     expected = json.loads((SHARED / "reference" / "fit_losses.json").read_text())["losses"][:10]
     published = model.Network()
     published.load_state_dict(torch.load(state_path, weights_only=True))
-    step = published_stepper(published, image)
+    step = published_loop_step(published, lambda: published._loss(image))
     published_losses = [step() for _ in range(10)]
     ours_losses = ZeroIG(mode="faithful", device="cpu", weights=str(state_path), acceleration="off").fit(image_hwc, 10).losses
     worst = lambda losses: max(abs(a - b) / abs(b) for a, b in zip(losses, expected))  # noqa: E731
@@ -124,8 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     sys.path.insert(0, str(REPO))
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from speed import _floor_step_runner
 
     from zeroig_plugin import ZeroIG
 
@@ -138,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     checks = parity_checks(model, image, image_hwc)
     print(json.dumps(checks, indent=1), flush=True)
 
+    published = seeded_published_network(model)
     exact = ZeroIG(mode="faithful", device="cpu", acceleration="off")
     fastest = ZeroIG(mode="faithful", device="cpu", acceleration="max")
     contestants = {
-        "published ZERO-IG": published_stepper(seeded_published_network(model), image),
+        "published ZERO-IG": published_loop_step(published, lambda: published._loss(image)),
         "ours, faithful, exact float32 (acceleration off, the CPU default)": lambda: exact.fit(image_hwc, 1, loss_every=1),
         "ours, faithful, acceleration max (bf16 networks, channels-last)": lambda: fastest.fit(image_hwc, 1, loss_every=1),
         "floor: the three networks' forward + backward only, float32": _floor_step_runner("cpu", image.clone(), "off"),

@@ -27,8 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(dict.fromkeys(args.seeds))
     runs = {}
     for mode in modes:
+        label = f"{mode}, fit crop {args.fit_crop}" if args.fit_crop else mode
         for seed in seeds:
-            label = f"{mode}, fit crop {args.fit_crop}" if args.fit_crop else mode
             runs[label + (f", seed {seed}" if len(seeds) > 1 else "")] = (mode, seed)
     settings = {
         "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),

@@ -41,26 +41,33 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _published_step_runner(device: str, image):
-    """The stand-in for the published loop: literal loss, Adam, clip, ``loss.item()`` per step."""
+def published_loop_step(network, loss_of):
+    """``train.py``'s step on ``network``: ``loss_of()``, backward, clip 5, Adam, and the host read
+    of the loss, which the step returns."""
     import torch
 
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-4, betas=(0.9, 0.999), weight_decay=3e-4)
+    network.train()
+
+    def step() -> float:
+        optimizer.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 5)
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def _published_step_runner(device: str, image):
+    """The stand-in for the published loop: the literal SPEC reading of the loss in ``train.py``'s step."""
     sys.path.insert(0, str(REPO / "tests"))
     import spec_reference
     from zeroig_plugin.networks import published_init
 
-    net = published_init(2).to(device).train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-4, betas=(0.9, 0.999), weight_decay=3e-4)
-
-    def step() -> None:
-        optimizer.zero_grad()
-        loss = spec_reference.total_loss(net, image)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5)
-        optimizer.step()
-        loss.item()
-
-    return step
+    net = published_init(2).to(device)
+    return published_loop_step(net, lambda: spec_reference.total_loss(net, image))
 
 
 def _floor_step_runner(device: str, image, acceleration: str = "off"):

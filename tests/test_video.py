@@ -348,6 +348,18 @@ def test_settings_are_checked():
         WarmStartSettings(weight_smoothing=1.0)
     with pytest.raises(ValueError):
         WarmStartSettings(output="both")
+    with pytest.raises(ValueError, match="ensemble"):
+        WarmStartSettings(ensemble=3)
+
+
+def test_cli_defaults_mirror_the_settings_defaults():
+    from video import cli
+    from video.enhancer import DEFAULTS
+
+    assert (cli.DEFAULT_FIRST_ITERS, cli.DEFAULT_ITERS_PER_FRAME, cli.DEFAULT_FIT_SIZE, cli.DEFAULT_SCENE_CUT,
+            cli.DEFAULT_WEIGHT_SMOOTHING, cli.DEFAULT_TEMPORAL_STRENGTH, cli.DEFAULT_ENSEMBLE) == (
+        DEFAULTS.first_iters, DEFAULTS.iters_per_frame, DEFAULTS.fit_size, DEFAULTS.scene_cut_threshold,
+        DEFAULTS.weight_smoothing, DEFAULTS.temporal_strength, DEFAULTS.ensemble)
 
 
 def test_iter_enhanced_frames_yields_every_frame_with_its_time(clip):
@@ -398,15 +410,20 @@ def test_shared_fall_clip_audio_and_timestamps_survive_the_io(shared_data_dir, t
     assert audio_payloads(output) == audio_payloads(source)  # a whole-input close keeps all the audio
 
 
-def test_frames_are_normalised_with_the_statistics_of_the_fitted_copy():
-    settings = WarmStartSettings(first_iters=3, iters_per_frame=1, fit_size=24, weight_smoothing=0.0, temporal_strength=0.0)
+@pytest.mark.parametrize("ensemble", [1, 8])
+def test_frames_are_normalised_with_the_statistics_of_the_fitted_copy(ensemble):
+    settings = WarmStartSettings(
+        first_iters=3, iters_per_frame=1, fit_size=24, weight_smoothing=0.0, temporal_strength=0.0, ensemble=ensemble
+    )
     enhancer = tiny_enhancer(settings)
     assert enhancer.model.recipe.inference_statistics == "image"  # the default mode reads out that way
     rng = np.random.default_rng(5)
     frame = (rng.random((48, 64, 3)) * 0.15).astype(np.float32)
     out = enhancer.enhance(frame)
     fitted = enhancer.fit_view(torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0))
-    borrowed = enhancer.model.infer(frame, statistics_from=fitted).denoise
-    own = enhancer.model.infer(frame).denoise
+    borrowed = enhancer.model.infer(frame, statistics_from=fitted, ensemble=ensemble).denoise
+    own = enhancer.model.infer(frame, ensemble=ensemble).denoise
     assert np.abs(out - borrowed).max() < 1e-5
     assert np.abs(out - own).max() > 1e-4
+    other_ensemble = enhancer.model.infer(frame, statistics_from=fitted, ensemble=8 if ensemble == 1 else 1).denoise
+    assert np.abs(out - other_ensemble).max() > 1e-4

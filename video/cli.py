@@ -14,6 +14,7 @@ DEFAULT_FIT_SIZE = 128
 DEFAULT_SCENE_CUT = 1.3
 DEFAULT_WEIGHT_SMOOTHING = 0.9
 DEFAULT_TEMPORAL_STRENGTH = 0.8
+DEFAULT_ENSEMBLE = 1
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -88,12 +89,16 @@ class _Interrupted(click.ClickException):
     help="Motion-compensated temporal filter on the output (3DNR): weight of the previous frame where "
     "nothing moved; 0 switches it off.",
 )
+@click.option(
+    "--ensemble", type=click.Choice(["1", "2", "4", "8"]), default=str(DEFAULT_ENSEMBLE), show_default=True,
+    help="Average each frame's inference over this many flips and transposes (N times the inference cost).",
+)
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="libx264 quality (lower is better).")
 @click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="libx264 speed preset.")
 @click.option("--seed", type=int, default=2, show_default=True, help="Seed of the initial weights.")
 def video_command(
     input_path, output_path, device, mode, output_kind, weights, max_frames, overwrite,
-    first_iters, iters_per_frame, fit_size, scene_cut, weight_smoothing, temporal_strength, crf, preset, seed,
+    first_iters, iters_per_frame, fit_size, scene_cut, weight_smoothing, temporal_strength, ensemble, crf, preset, seed,
 ):
     """Enhance a low-light video, frame by frame, each fit warm-started from the previous frame.
 
@@ -120,7 +125,7 @@ def video_command(
         settings = WarmStartSettings(
             first_iters=first_iters, iters_per_frame=iters_per_frame, fit_size=fit_size,
             scene_cut_threshold=scene_cut or None, weight_smoothing=weight_smoothing, output=output_kind,
-            temporal_strength=temporal_strength,
+            temporal_strength=temporal_strength, ensemble=int(ensemble),
         )
         enhancer = WarmStartEnhancer(settings, mode=mode, device=device, seed=seed, weights=weights)
         temporal = f"temporal filter {temporal_strength:g}" if temporal_strength else "no temporal filter"

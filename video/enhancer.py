@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from zeroig_plugin import InputError, ZeroIG
+from zeroig_plugin import ENSEMBLE_SIZES, InputError, ZeroIG
 
 from .scenecut import SceneCutDetector
 from .temporal import TemporalFilter
@@ -56,6 +56,10 @@ class WarmStartSettings:
         temporal_strength: weight of the previous filtered frame in the temporal filter on the
             output (:class:`video.temporal.TemporalFilter`) where nothing moved, in ``[0, 1)``;
             0 switches the filter off. Restarted at the first frame and every cut.
+        ensemble: inference passes per frame averaged over flips and transposes (1, 2, 4 or 8;
+            see ``ZeroIG.infer``): N times the per-frame inference cost. 1 by default, where the
+            image front ends use the mode's 8: a frame's budget is small, and the temporal filter
+            averages across frames already.
     """
 
     first_iters: int = 100
@@ -66,6 +70,7 @@ class WarmStartSettings:
     output: str = "denoise"
     tile: int | None = None
     temporal_strength: float = 0.8
+    ensemble: int = 1
 
     def __post_init__(self):
         if self.first_iters < 0 or self.iters_per_frame < 0 or self.fit_size < 0:
@@ -74,6 +79,8 @@ class WarmStartSettings:
             raise ValueError("weight_smoothing must be in [0, 1)")
         if not 0 <= self.temporal_strength < 1:
             raise ValueError("temporal_strength must be in [0, 1)")
+        if self.ensemble not in ENSEMBLE_SIZES:
+            raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES}, not {self.ensemble!r}")
         if self.output not in ("enhance", "denoise"):
             raise ValueError(f"output must be 'enhance' or 'denoise', not {self.output!r}")
 
@@ -173,7 +180,8 @@ class WarmStartEnhancer:
         # Normalisation statistics from the view the fit saw: what it optimised, and no extra
         # full-frame pass (they only matter for modes that read out with image statistics).
         outputs = self._inference_model(restart=fresh).infer_tensor(
-            frame, tile=self.settings.tile, statistics_from=fit_view.permute(2, 0, 1).unsqueeze(0)
+            frame, tile=self.settings.tile, statistics_from=fit_view.permute(2, 0, 1).unsqueeze(0),
+            ensemble=self.settings.ensemble,
         )
         self.last_report = FrameReport(
             self.frames_done, steps, is_cut, statistic, report.losses[-1] if report and report.losses else None

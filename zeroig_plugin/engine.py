@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .acceleration import Acceleration, AutocastNetworks, resolve_acceleration
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
+from .ensemble import check_ensemble_size, dihedral, self_ensemble
 from .errors import DeviceError, InputError
 from .networks import Statistics, ZeroIGNet, published_init
 from .objective import Outputs, first_denoised, image_statistics, infer, pair_consistency
@@ -448,22 +449,37 @@ class ZeroIG:
         self.acceleration = replace(self.acceleration, **{option: False})
 
     @torch.no_grad()
-    def infer_tensor(self, image: torch.Tensor, tile: int | None = None, statistics_from: torch.Tensor | None = None) -> Outputs:
+    def infer_tensor(
+        self,
+        image: torch.Tensor,
+        tile: int | None = None,
+        statistics_from: torch.Tensor | None = None,
+        ensemble: int | None = None,
+    ) -> Outputs:
         """Inference on ``(1, 3, H, W)`` on this device, tiled when ``tile`` is set.
 
         Tiles overlap by the networks' receptive field, so tiled output equals whole-image output.
         Recipes with ``inference_statistics="image"`` normalise the enhancer with the statistics of
         ``statistics_from`` (``(1, 3, h, w)``, e.g. the downscaled copy a video frame was fitted
-        on), by default of ``image`` itself.
+        on), by default of ``image`` itself. ``ensemble`` (1, 2, 4 or 8; default: the recipe's)
+        averages that many flipped and transposed passes (:func:`ensemble.self_ensemble`), each
+        normalised with the statistics of its own view of ``statistics_from``.
         """
+        size = self.recipe.inference_ensemble if ensemble is None else ensemble
         net = self._inference_net().eval()
-        try:
+        source = image if statistics_from is None else statistics_from
+
+        def run(view: int) -> Outputs:
+            viewed = dihedral(image, view)
             statistics = None
             if self.recipe.inference_statistics == "image":
-                source = image if statistics_from is None else statistics_from
-                statistics = _tiled_image_statistics(net, source, tile) if tile else image_statistics(net, source)
-            run = functools.partial(infer, net, statistics=statistics)
-            return _tiled(run, image, tile) if tile else run(image)
+                viewed_source = dihedral(source, view)
+                statistics = _tiled_image_statistics(net, viewed_source, tile) if tile else image_statistics(net, viewed_source)
+            single = functools.partial(infer, net, statistics=statistics)
+            return _tiled(single, viewed, tile) if tile else single(viewed)
+
+        try:
+            return self_ensemble(run, size)
         finally:
             self.net.train()
 
@@ -472,18 +488,22 @@ class ZeroIG:
         image: np.ndarray | torch.Tensor,
         tile: int | None = None,
         statistics_from: np.ndarray | torch.Tensor | None = None,
+        ensemble: int | None = None,
     ) -> ImageOutputs:
         """``enhance`` and ``denoise`` for ``image``, as arrays laid out like ``image``.
 
         ``tile`` bounds memory for large images: inference runs on ``tile x tile`` pieces whose
         results are exact (each piece carries a margin wider than the receptive field).
-        ``statistics_from``: see :meth:`infer_tensor` (laid out like ``image``).
+        ``statistics_from`` and ``ensemble``: see :meth:`infer_tensor` (``statistics_from`` laid
+        out like ``image``). The improved modes average 8 views by default, the published one
+        makes one pass.
         """
+        check_ensemble_size(self.recipe.inference_ensemble if ensemble is None else ensemble)
         tensor, layout = _to_tensor(image, self.device)
         if tile is None and tensor.shape[-1] * tensor.shape[-2] > 4096 * 4096:
             tile = 2048
         source = None if statistics_from is None else _to_tensor(statistics_from, self.device)[0]
-        outputs = self.infer_tensor(tensor, tile, source)
+        outputs = self.infer_tensor(tensor, tile, source, ensemble)
         return ImageOutputs(_to_array(outputs.enhance, layout), _to_array(outputs.denoise, layout))
 
 

@@ -1,7 +1,7 @@
 """The improved zero-shot mode: the published fit, read out with the statistics it was fitted with.
 
 Still zero-shot: one image, no training data, no reference at run time. The networks, the loss and
-the optimiser are the published ones (SPEC.md); what changes is how the fit is read out (1, 2, 4)
+the optimiser are the published ones (SPEC.md); what changes is how the fit is read out (1, 2, 4, 5)
 and its learning rate late in the fit (3):
 
 1. **The image's own normalisation statistics at inference** (``Recipe.inference_statistics =
@@ -23,6 +23,10 @@ and its learning rate late in the fit (3):
    loss's own Noise2Noise term (N2 on one pair-downsampled half against the other), and the
    best-scoring ones are used for inference. On the W2S microscopy crops it followed the PSNR
    step for step; on LOL, where exposure dominates, it is neutral (docs/quality.md).
+5. **Geometric self-ensemble at inference** (``inference_ensemble`` 8): the outputs for the 8
+   flips and transposes of the image, mapped back and averaged (:mod:`ensemble`). The networks
+   are not equivariant to those, so the views' errors partly cancel; each view is normalised with
+   its own statistics. Inference only: the fit and the selection are unchanged.
 
 :class:`ImprovedOptions` also offers changes to the *loss* that were measured and not adopted
 (a shared gamma-style exposure target, Rec.601/YCbCr quirk fixes, a chroma-consistency term,
@@ -245,6 +249,7 @@ def make_loss(options: ImprovedOptions = ImprovedOptions()):
 DEFAULT_WEIGHT_AVERAGE = 0.995
 DEFAULT_LATE_LEARNING_RATE = 1e-4
 DEFAULT_LATE_AFTER = 250
+DEFAULT_ENSEMBLE = 8
 
 
 def improved_recipe(name: str = IMPROVED_MODE, options: ImprovedOptions = PUBLISHED_LOSS, **settings):
@@ -257,11 +262,12 @@ def improved_recipe(name: str = IMPROVED_MODE, options: ImprovedOptions = PUBLIS
     settings.setdefault("late_learning_rate", DEFAULT_LATE_LEARNING_RATE)
     settings.setdefault("late_after", DEFAULT_LATE_AFTER)
     settings.setdefault("select_after", DEFAULT_LATE_AFTER)
+    settings.setdefault("inference_ensemble", DEFAULT_ENSEMBLE)
     description = (
         "the published fit, read out with the image's own normalisation statistics (as in training) "
         "and averaged weights, learning rate lowered to 1e-4 after 250 steps, best weights by a "
-        "self-supervised Noise2Noise score: no colour casts or late collapse from the published "
-        "eval-mode readout (docs/quality.md)"
+        "self-supervised Noise2Noise score, outputs averaged over 8 flips and transposes: no colour "
+        "casts or late collapse from the published eval-mode readout (docs/quality.md)"
     )
     loss = faithful_loss if options == PUBLISHED_LOSS else make_loss(options)
     return Recipe(name, loss, settings.pop("description", description), **settings)
@@ -279,6 +285,7 @@ def ablation_recipes() -> dict:
         "improved-late-rate": (PUBLISHED_LOSS, {"late_learning_rate": None}),
         "improved-selection": (PUBLISHED_LOSS, {"select_after": None}),
         "improved-average": (PUBLISHED_LOSS, {"weight_average": None}),
+        "improved-ensemble": (PUBLISHED_LOSS, {"inference_ensemble": 1}),
         "improved+gamma": (replace(PUBLISHED_LOSS, exposure="gamma"), {}),
         "improved+quirks": (replace(PUBLISHED_LOSS, fix_quirks=True), {}),
         "improved+gamma+quirks": (replace(PUBLISHED_LOSS, exposure="gamma", fix_quirks=True), {}),

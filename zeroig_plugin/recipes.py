@@ -28,7 +28,10 @@ class Recipe:
     With ``select_after``, a whole-image fit scores its inference weights by
     :func:`objective.pair_consistency` every ``select_every`` steps from that step on (and at the
     end of a ``fit`` call that ran at least ``select_every`` steps), and infers with the
-    best-scoring weights seen on that image: a self-supervised guard against the fit drifting late."""
+    best-scoring weights seen on that image: a self-supervised guard against the fit drifting late.
+
+    ``inference_ensemble`` (1, 2, 4 or 8) averages inference over that many flips and transposes
+    of the image (:mod:`ensemble`); 1 is the published single pass."""
 
     name: str
     loss: Callable[[ZeroIGNet, torch.Tensor], torch.Tensor]
@@ -44,6 +47,7 @@ class Recipe:
     inference_statistics: str = "running"
     select_after: int | None = None
     select_every: int = 50
+    inference_ensemble: int = 1
 
     def learning_rate_at(self, step: int) -> float:
         """The learning rate for the step after ``step`` steps."""

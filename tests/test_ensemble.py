@@ -1,0 +1,94 @@
+"""Geometric self-ensemble at inference: the views, their inverses, and the engine's averaging."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from zeroig_plugin import ZeroIG, ZeroIGError
+from zeroig_plugin.cli import cli
+from zeroig_plugin.ensemble import dihedral, self_ensemble, undo_dihedral
+from zeroig_plugin.objective import Outputs, image_statistics, infer
+from zeroig_plugin.recipes import get_recipe
+
+
+@pytest.fixture(scope="module")
+def dark() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return (rng.random((18, 26, 3)) * 0.15).astype(np.float32)
+
+
+def test_the_views_are_the_eight_symmetries_and_undo_inverts_each():
+    x = torch.rand(1, 3, 5, 7)
+    views = [dihedral(x, view) for view in range(8)]
+    assert [tuple(v.shape[-2:]) for v in views] == [(5, 7)] * 4 + [(7, 5)] * 4
+    assert len({v.numpy().tobytes() for v in views}) == 8, "eight different symmetries"
+    for view, viewed in enumerate(views):
+        assert torch.equal(undo_dihedral(viewed, view), x)
+    assert torch.equal(views[1], x.flip(-1)) and torch.equal(views[2], x.flip(-2))
+
+
+@pytest.mark.parametrize("size", [1, 2, 4, 8])
+def test_an_equivariant_computation_is_unchanged_by_the_ensemble(size):
+    x = torch.rand(1, 3, 6, 9)
+    averaged = self_ensemble(lambda view: Outputs(dihedral(x, view) * 2, dihedral(x, view).square()), size)
+    assert torch.allclose(averaged.enhance, x * 2) and torch.allclose(averaged.denoise, x.square())
+
+
+def test_ensemble_sizes_other_than_1_2_4_8_are_refused(dark):
+    with pytest.raises(ZeroIGError, match="ensemble size must be one of 1, 2, 4, 8"):
+        self_ensemble(lambda view: None, 3)
+    with pytest.raises(ZeroIGError, match="got 3"):
+        ZeroIG(device="cpu").infer(dark, ensemble=3)
+
+
+def test_the_published_mode_makes_one_pass_and_the_improved_modes_average_eight():
+    assert get_recipe("faithful").inference_ensemble == 1
+    assert get_recipe("improved").inference_ensemble == get_recipe("crop").inference_ensemble == 8
+
+
+def test_the_engine_averages_each_view_inferred_with_its_own_statistics(dark):
+    model = ZeroIG(mode="improved", device="cpu")
+    model.fit(dark, 2)
+    image = torch.from_numpy(dark).permute(2, 0, 1)[None]
+    net = model._inference_net().eval()
+    with torch.no_grad():
+        views = [infer(net, dihedral(image, v), image_statistics(net, dihedral(image, v))) for v in range(8)]
+    model.net.train()
+    expected = torch.stack([undo_dihedral(o.denoise, v) for v, o in enumerate(views)]).mean(0)[0].permute(1, 2, 0)
+    averaged, single = model.infer(dark), model.infer(dark, ensemble=1)
+    assert np.abs(averaged.denoise - expected.numpy()).max() < 1e-6
+    assert np.abs(single.denoise - views[0].denoise[0].permute(1, 2, 0).numpy()).max() < 1e-6
+    assert np.abs(averaged.denoise - single.denoise).max() > 1e-4, "the views differ: the networks are not equivariant"
+
+
+def test_the_ensemble_is_exact_when_tiled_and_with_borrowed_statistics():
+    rng = np.random.default_rng(1)
+    image = (rng.random((70, 90, 3)) * 0.2).astype(np.float32)
+    model = ZeroIG(mode="improved", device="cpu")
+    model.fit(image, 2)
+    whole, tiled = model.infer(image), model.infer(image, tile=32)
+    assert np.abs(whole.denoise - tiled.denoise).max() < 1e-5
+    assert np.abs(whole.enhance - tiled.enhance).max() < 1e-5
+    assert np.array_equal(model.infer(image, statistics_from=image).denoise, whole.denoise)
+
+
+def test_the_cli_ensemble_option_reaches_the_inference(tmp_path):
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 50, (20, 24, 3)).astype(np.uint8)).save(tmp_path / "x.png")
+    weights = tmp_path / "w.pt"
+    ZeroIG(device="cpu").save(weights)
+
+    def enhance(*args):
+        out = tmp_path / "-".join(args or ("default",))
+        result = CliRunner().invoke(cli, ["enhance", str(tmp_path / "x.png"), "-o", str(out), "--weights", str(weights),
+                                          "--iters", "0", "--device", "cpu", "--output", "denoise", *args])
+        assert result.exit_code == 0, result.output
+        return np.asarray(Image.open(out / "x_denoise.png"))
+
+    default, one, eight = enhance(), enhance("--ensemble", "1"), enhance("--ensemble", "8")
+    assert np.array_equal(default, eight) and not np.array_equal(one, eight)
+    bad = CliRunner().invoke(cli, ["enhance", str(tmp_path / "x.png"), "-o", str(tmp_path), "--ensemble", "3"])
+    assert bad.exit_code == 2 and "--ensemble" in bad.output

@@ -7,7 +7,6 @@ the object holds, so calling it frame after frame is a warm start; ``infer`` giv
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import os
 import warnings
@@ -463,23 +462,27 @@ class ZeroIG:
         ``statistics_from`` (``(1, 3, h, w)``, e.g. the downscaled copy a video frame was fitted
         on), by default of ``image`` itself. ``ensemble`` (1, 2, 4 or 8; default: the recipe's)
         averages that many flipped and transposed passes (:func:`ensemble.self_ensemble`), each
-        normalised with the statistics of its own view of ``statistics_from``.
+        normalised with the statistics of its own view of ``statistics_from``; when tiled, tile
+        by tile (exact, and memory stays bounded by the tile).
         """
-        size = self.recipe.inference_ensemble if ensemble is None else ensemble
+        size = check_ensemble_size(self.recipe.inference_ensemble if ensemble is None else ensemble)
         net = self._inference_net().eval()
         source = image if statistics_from is None else statistics_from
 
-        def run(view: int) -> Outputs:
-            viewed = dihedral(image, view)
-            statistics = None
-            if self.recipe.inference_statistics == "image":
-                viewed_source = dihedral(source, view)
-                statistics = _tiled_image_statistics(net, viewed_source, tile) if tile else image_statistics(net, viewed_source)
-            single = functools.partial(infer, net, statistics=statistics)
-            return _tiled(single, viewed, tile) if tile else single(viewed)
+        def view_statistics(view: int) -> Statistics | None:
+            if self.recipe.inference_statistics != "image":
+                return None
+            viewed = dihedral(source, view)
+            return _tiled_image_statistics(net, viewed, tile) if tile else image_statistics(net, viewed)
 
         try:
-            return self_ensemble(run, size)
+            statistics = [view_statistics(view) for view in range(size)]
+
+            def run(piece: torch.Tensor) -> Outputs:
+                # Per piece: a tile's margin covers the receptive field under every view too.
+                return self_ensemble(lambda view: infer(net, dihedral(piece, view), statistics[view]), size)
+
+            return _tiled(run, image, tile) if tile else run(image)
         finally:
             self.net.train()
 
@@ -498,7 +501,6 @@ class ZeroIG:
         out like ``image``). The improved modes average 8 views by default, the published one
         makes one pass.
         """
-        check_ensemble_size(self.recipe.inference_ensemble if ensemble is None else ensemble)
         tensor, layout = _to_tensor(image, self.device)
         if tile is None and tensor.shape[-1] * tensor.shape[-2] > 4096 * 4096:
             tile = 2048

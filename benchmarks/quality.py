@@ -18,6 +18,7 @@ Writes ``<out>.json`` and ``<out>.md``.
     python benchmarks/quality.py --scale 0.25 --steps 1000 --modes faithful improved
     python benchmarks/quality.py --datasets microscopy-dev --crop 128 --steps 500
     python benchmarks/quality.py --datasets microscopy-dev --crop 64 --seeds 2 3 4 --modes faithful improved
+    python benchmarks/quality.py --datasets lol15-dev --size 96 --steps 1000 --modes improved --ensembles 1 8
     python benchmarks/quality.py --merge a.json b.json --out results/all   # one table from several runs
 
 Ablation variants from ``zeroig_plugin.improved.ablation_recipes`` are accepted as modes too.
@@ -120,23 +121,28 @@ def register_mode(mode: str) -> str:
 
 def run_one(
     mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None,
-    seed: int = 2,
+    seed: int = 2, ensembles: tuple[int | None, ...] = (None,),
 ) -> dict:
+    """One fit, scored at each checkpoint with each inference ensemble size (``None``: the
+    mode's); a result per ensemble size."""
     from zeroig_plugin import ZeroIG
 
     model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop, seed=seed)
-    results, done, fit_seconds = {}, 0, 0.0
+    results: dict = {ensemble: {} for ensemble in ensembles}
+    done, fit_seconds = 0, 0.0
     for checkpoint in checkpoints:
         start = time.perf_counter()
         model.fit(low, checkpoint - done)
         fit_seconds += time.perf_counter() - start
         done = checkpoint
-        outputs = model.infer(low)
-        results[str(checkpoint)] = {
-            "enhance": score(outputs.enhance, high, match),
-            "denoise": score(outputs.denoise, high, match),
-        }
-    return {"checkpoints": results, "seconds_per_step": fit_seconds / max(1, done), "reference_brightness": float(high.mean() * 255)}
+        for ensemble in ensembles:
+            outputs = model.infer(low, ensemble=ensemble)
+            results[ensemble][str(checkpoint)] = {
+                "enhance": score(outputs.enhance, high, match),
+                "denoise": score(outputs.denoise, high, match),
+            }
+    common = {"seconds_per_step": fit_seconds / max(1, done), "reference_brightness": float(high.mean() * 255)}
+    return {ensemble: {"checkpoints": scored, **common} for ensemble, scored in results.items()}
 
 
 def pairs(dataset: str, limit: int | None, names: list[str] | None) -> list[tuple[str, Path, Path]]:
@@ -254,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=None, help="at most this many images per dataset")
     parser.add_argument("--names", nargs="+", default=None, help="only these image stems")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2], help="fit each mode once per seed (default: 2, the published)")
+    parser.add_argument(
+        "--ensembles", nargs="+", type=int, choices=(1, 2, 4, 8), default=None,
+        help="score each fit with each of these inference ensemble sizes (same fit, several readouts; "
+        "default: the mode's own)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality"))
@@ -276,28 +287,31 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = sorted({c for c in CHECKPOINTS if c < args.steps} | {args.steps})
     modes = [register_mode(DEFAULT_MODE if m == "default" else m) for m in dict.fromkeys(args.modes)]
     seeds = list(dict.fromkeys(args.seeds))
-    runs = {}
-    for mode in modes:
-        label = f"{mode}, fit crop {args.fit_crop}" if args.fit_crop else mode
-        for seed in seeds:
-            runs[label + (f", seed {seed}" if len(seeds) > 1 else "")] = (mode, seed)
+    ensembles = tuple(dict.fromkeys(args.ensembles)) if args.ensembles else (None,)
+
+    def label(mode: str, seed: int, ensemble: int | None) -> str:
+        parts = [mode] + [f"fit crop {args.fit_crop}"] * bool(args.fit_crop) + [f"ensemble {ensemble}"] * bool(ensemble)
+        return ", ".join(parts + [f"seed {seed}"] * (len(seeds) > 1))
+
+    runs = [(mode, seed) for mode in modes for seed in seeds]
     settings = {
         "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),
         "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "fit_crop": args.fit_crop,
-        "modes": list(runs), "seeds": seeds,
+        "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
     }
     report = {"settings": settings, "results": {}}
     for dataset in args.datasets:
         for name, low_path, high_path in pairs(dataset, args.images, args.names):
             low = prepare(load(low_path), args.scale, args.size, args.crop)
             high = prepare(load(high_path), args.scale, args.size, args.crop)
-            for label, (mode, seed) in runs.items():
+            for mode, seed in runs:
                 start = time.perf_counter()
-                result = run_one(mode, low, high, checkpoints, dataset != "lol15-dev", args.device, args.fit_crop, seed)
-                report["results"].setdefault(dataset, {}).setdefault(label, {})[name] = result
-                final = result["checkpoints"][str(checkpoints[-1])]["denoise"]
-                print(f"{dataset} {name} {low.shape} {label}: denoise {final['psnr']:.2f} dB / {final['ssim']:.3f} "
-                      f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+                scored = run_one(mode, low, high, checkpoints, dataset != "lol15-dev", args.device, args.fit_crop, seed, ensembles)
+                for ensemble, result in scored.items():
+                    report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble), {})[name] = result
+                    final = result["checkpoints"][str(checkpoints[-1])]["denoise"]
+                    print(f"{dataset} {name} {low.shape} {label(mode, seed, ensemble)}: denoise {final['psnr']:.2f} dB / "
+                          f"{final['ssim']:.3f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
                 write_partial = Path(args.out).with_suffix(".partial.json")
                 write_partial.parent.mkdir(parents=True, exist_ok=True)
                 write_partial.write_text(json.dumps(report, indent=1))

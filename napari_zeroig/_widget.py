@@ -21,6 +21,7 @@ from napari.utils.notifications import notification_manager, show_error, show_in
 from zeroig_plugin import ZeroIGError, available_modes, describe_device
 
 from .processing import (
+    ENSEMBLE_CHOICES,
     OUTPUT_CHOICES,
     SCALING_CHOICES,
     Progress,
@@ -71,7 +72,7 @@ class ZeroIGWidget(Container):
     """Dock widget: image layer, steps, device, mode, output, checkpoint, stack and channel axes.
 
     Its fields are reachable by name for scripts, e.g. ``widget["steps"].value = 500``:
-    image, steps, later_steps, device, runs_on, mode, output, scaling, checkpoint, stack_axis,
+    image, steps, later_steps, device, runs_on, mode, output, scaling, ensemble, checkpoint, stack_axis,
     channel_axis, run, cancel, status.
     """
 
@@ -95,6 +96,11 @@ class ZeroIGWidget(Container):
             tooltip="auto: integers by their dtype's range, floats by their 0.1-99.9 percentiles; "
             "percentiles: percentiles for every dtype (e.g. CT in int16)",
         )
+        self._ensemble = ComboBox(
+            name="ensemble", choices=ENSEMBLE_CHOICES,
+            tooltip="inference passes averaged over flips and transposes of each plane (geometric self-ensemble: "
+            "a little less noise for that many passes); mode's: 8 for the improved modes, 1 for faithful",
+        )
         self._checkpoint = FileEdit(name="checkpoint", mode="r", filter="*.pt *.pth *.ckpt", nullable=True)
         self._stack_axis = ComboBox(
             name="stack_axis", choices=self._axis_choices,
@@ -110,7 +116,7 @@ class ZeroIGWidget(Container):
         super().__init__(
             widgets=[
                 self._layer, self._steps, self._later_steps, self._device, self._device_name, self._mode,
-                self._output, self._scaling, self._checkpoint, self._stack_axis, self._channel_axis,
+                self._output, self._scaling, self._ensemble, self._checkpoint, self._stack_axis, self._channel_axis,
                 self._run_button, self._cancel_button, self._status,
             ]
         )
@@ -181,6 +187,7 @@ class ZeroIGWidget(Container):
             output=self._output.value,
             scaling=self._scaling.value,
             checkpoint=self._checkpoint.value,
+            ensemble=None if self._ensemble.value == ENSEMBLE_CHOICES[0] else int(self._ensemble.value),
         )
 
     def run(self) -> None:

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from zeroig_plugin import InputError, ZeroIG, load_state_dict
+from zeroig_plugin import ENSEMBLE_SIZES, InputError, ZeroIG, load_state_dict
 
 __all__ = [
     "IntensityScale",
@@ -35,6 +35,7 @@ __all__ = [
     "enhance_stack",
     "OUTPUT_CHOICES",
     "SCALING_CHOICES",
+    "ENSEMBLE_CHOICES",
     "LOW_PERCENTILE",
     "HIGH_PERCENTILE",
 ]
@@ -48,6 +49,7 @@ INFERENCE_TILE = 1024
 REPORT_INTERVAL_S = 0.1  # fit about this long between progress reports (one step at least)
 OUTPUT_CHOICES = ("enhance", "denoise", "both")
 SCALING_CHOICES = ("auto", "percentiles")
+ENSEMBLE_CHOICES = ("mode's", *map(str, ENSEMBLE_SIZES))  # inference passes averaged over flips and transposes
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,10 @@ class StackLayout:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """What the user chose: steps for the first and each later plane, engine and outputs."""
+    """What the user chose: steps for the first and each later plane, engine and outputs.
+
+    ``ensemble``: inference passes averaged over flips and transposes of each plane (1, 2, 4 or
+    8; ``None``: the mode's, 8 for the improved modes)."""
 
     steps: int = 300
     later_steps: int = 50
@@ -166,6 +171,7 @@ class RunSettings:
     output: str = "both"
     scaling: str = "auto"
     checkpoint: str | os.PathLike | None = None
+    ensemble: int | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.later_steps < 0:
@@ -174,6 +180,8 @@ class RunSettings:
             raise InputError(f"output must be one of {', '.join(OUTPUT_CHOICES)}, got {self.output!r}")
         if self.scaling not in SCALING_CHOICES:
             raise InputError(f"scaling must be one of {', '.join(SCALING_CHOICES)}, got {self.scaling!r}")
+        if self.ensemble is not None and self.ensemble not in ENSEMBLE_SIZES:
+            raise InputError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {self.ensemble!r}")
 
     def model_factory(self) -> Callable[[bool], ZeroIG]:
         """A maker of fresh models, given whether the planes are large (then each fitting step
@@ -251,7 +259,7 @@ def enhance_stack(
                 chunk = max(1, int(REPORT_INTERVAL_S / seconds_per_step))
             if should_cancel():
                 return None
-            result = model.infer(unit, tile=INFERENCE_TILE if large else None)
+            result = model.infer(unit, tile=INFERENCE_TILE if large else None, ensemble=settings.ensemble)
             for target, values in ((enhanced, result.enhance), (denoised, result.denoise)):
                 if target is not None:
                     restored = scale.from_unit(values)

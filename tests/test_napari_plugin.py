@@ -108,6 +108,13 @@ def test_channel_axis_is_guessed_from_its_label(viewer):
     assert widget["channel_axis"].value == 0 and widget["stack_axis"].value == 1
 
 
+def test_the_ensemble_choice_reaches_the_run_settings(viewer):
+    widget = docked_widget(viewer)
+    assert widget.settings().ensemble is None  # the mode's
+    widget["ensemble"].value = "2"
+    assert widget.settings().ensemble == 2
+
+
 def test_cancel_stops_the_run_and_the_viewer_stays_usable(viewer, qtbot):
     layer = viewer.add_image(np.full((32, 32), 20, np.uint8), name="dark")
     widget = docked_widget(viewer)

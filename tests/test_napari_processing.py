@@ -159,7 +159,7 @@ def test_large_planes_are_inferred_in_tiles_with_the_same_result(monkeypatch):
     monkeypatch.setattr(processing, "LARGE_PLANE_PIXELS", 32 * 32)
     monkeypatch.setattr(processing, "INFERENCE_TILE", 16)
     original_infer = ZeroIG.infer
-    monkeypatch.setattr(ZeroIG, "infer", lambda model, unit, tile=None: tiles.append(tile) or original_infer(model, unit, tile))
+    monkeypatch.setattr(ZeroIG, "infer", lambda model, unit, tile=None, ensemble=None: tiles.append(tile) or original_infer(model, unit, tile))
     _, tiled = run_to_end(enhance_stack(image, layout, inference_only))
     assert tiles == [16]
     np.testing.assert_array_equal(tiled.enhanced, whole.enhanced)
@@ -182,3 +182,22 @@ def test_large_planes_are_fitted_on_crops(monkeypatch):
     _, outputs = run_to_end(enhance_stack(image, StackLayout(image.shape, rgb=False), settings))
     assert created == [None, 24]
     assert outputs.denoised.shape == image.shape and outputs.denoised.dtype == np.uint16
+
+
+def test_the_ensemble_setting_reaches_the_inference(monkeypatch):
+    image = np.random.default_rng(6).integers(0, 80, (24, 24, 3)).astype(np.uint8)
+    layout = StackLayout(image.shape, rgb=True)
+    sizes = []
+    original_infer = ZeroIG.infer
+
+    def spy(model, unit, tile=None, ensemble=None):
+        sizes.append(ensemble)
+        return original_infer(model, unit, tile, ensemble=ensemble)
+
+    monkeypatch.setattr(ZeroIG, "infer", spy)
+    _, two = run_to_end(enhance_stack(image, layout, RunSettings(steps=0, device="cpu", ensemble=2)))
+    _, default = run_to_end(enhance_stack(image, layout, RunSettings(steps=0, device="cpu")))
+    assert sizes == [2, None]
+    assert not np.array_equal(two.denoised, default.denoised)
+    with pytest.raises(InputError, match="ensemble"):
+        RunSettings(ensemble=3)

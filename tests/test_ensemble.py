@@ -92,3 +92,14 @@ def test_the_cli_ensemble_option_reaches_the_inference(tmp_path):
     assert np.array_equal(default, eight) and not np.array_equal(one, eight)
     bad = CliRunner().invoke(cli, ["enhance", str(tmp_path / "x.png"), "-o", str(tmp_path), "--ensemble", "3"])
     assert bad.exit_code == 2 and "--ensemble" in bad.output
+
+
+def test_inference_reports_progress_per_pass_over_views_and_tiles():
+    image = (np.random.default_rng(2).random((70, 90, 3)) * 0.2).astype(np.float32)
+    model = ZeroIG(mode="improved", device="cpu")
+    calls = []
+    model.infer(image, tile=32, ensemble=2, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(done, 18) for done in range(1, 19)]  # 3 x 3 tiles, 2 views each
+    calls.clear()
+    model.infer(image, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(done, 8) for done in range(1, 9)]

@@ -88,14 +88,15 @@ def _write_text_atomically(path: Path, text: str) -> None:
 
 
 class _StepBar:
-    """tqdm over fitting steps, showing the loss when the engine reports it."""
+    """tqdm over fitting steps (or inference passes), showing the loss when the engine reports it."""
 
-    def __init__(self, total: int, label: str):
+    def __init__(self, total: int | None, label: str, unit: str = "step"):
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, desc=label, unit="step", dynamic_ncols=True, leave=False, disable=None)
+        self._bar = tqdm(total=total, desc=label, unit=unit, dynamic_ncols=True, leave=False, disable=None)
 
-    def __call__(self, done: int, total: int, loss: float | None) -> None:
+    def __call__(self, done: int, total: int, loss: float | None = None) -> None:
+        self._bar.total = total
         self._bar.update(done - self._bar.n)
         if loss is not None:
             self._bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
@@ -225,7 +226,11 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                         losses = model.fit(image.pixels, iters, progress=bar, loss_every=10).losses
                     finally:
                         bar.close()
-                results = model.infer(image.pixels, tile=tile, ensemble=ensemble and int(ensemble))._asdict()
+                bar = _StepBar(None, f"{path.name} inference", unit="pass")
+                try:
+                    results = model.infer(image.pixels, tile=tile, ensemble=ensemble and int(ensemble), progress=bar)._asdict()
+                finally:
+                    bar.close()
                 for kind, target in targets.items():
                     write_image(target, results[kind], bits=image.bits, alpha=image.alpha)
                 loss_path, weights_path = extras

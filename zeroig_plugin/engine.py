@@ -454,6 +454,7 @@ class ZeroIG:
         tile: int | None = None,
         statistics_from: torch.Tensor | None = None,
         ensemble: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Outputs:
         """Inference on ``(1, 3, H, W)`` on this device, tiled when ``tile`` is set.
 
@@ -463,7 +464,8 @@ class ZeroIG:
         on), by default of ``image`` itself. ``ensemble`` (1, 2, 4 or 8; default: the recipe's)
         averages that many flipped and transposed passes (:func:`ensemble.self_ensemble`), each
         normalised with the statistics of its own view of ``statistics_from``; when tiled, tile
-        by tile (exact, and memory stays bounded by the tile).
+        by tile (exact, and memory stays bounded by the tile). ``progress(done, total)`` is called
+        after each pass (one view of the image, or of a tile).
         """
         size = check_ensemble_size(self.recipe.inference_ensemble if ensemble is None else ensemble)
         net = self._inference_net().eval()
@@ -475,12 +477,23 @@ class ZeroIG:
             viewed = dihedral(source, view)
             return _tiled_image_statistics(net, viewed, tile) if tile else image_statistics(net, viewed)
 
+        pieces = sum(1 for _ in _tile_windows(*image.shape[-2:], tile)) if tile else 1
+        passes_done = 0
+
+        def one_pass(piece: torch.Tensor, view: int) -> Outputs:
+            nonlocal passes_done
+            outputs = infer(net, dihedral(piece, view), statistics[view])
+            passes_done += 1
+            if progress is not None:
+                progress(passes_done, size * pieces)
+            return outputs
+
         try:
             statistics = [view_statistics(view) for view in range(size)]
 
             def run(piece: torch.Tensor) -> Outputs:
                 # Per piece: a tile's margin covers the receptive field under every view too.
-                return self_ensemble(lambda view: infer(net, dihedral(piece, view), statistics[view]), size)
+                return self_ensemble(lambda view: one_pass(piece, view), size)
 
             return _tiled(run, image, tile) if tile else run(image)
         finally:
@@ -492,20 +505,21 @@ class ZeroIG:
         tile: int | None = None,
         statistics_from: np.ndarray | torch.Tensor | None = None,
         ensemble: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> ImageOutputs:
         """``enhance`` and ``denoise`` for ``image``, as arrays laid out like ``image``.
 
         ``tile`` bounds memory for large images: inference runs on ``tile x tile`` pieces whose
         results are exact (each piece carries a margin wider than the receptive field).
-        ``statistics_from`` and ``ensemble``: see :meth:`infer_tensor` (``statistics_from`` laid
-        out like ``image``). The improved modes average 8 views by default, the published one
+        ``statistics_from``, ``ensemble`` and ``progress``: see :meth:`infer_tensor`
+        (``statistics_from`` laid out like ``image``). The improved modes average 8 views by default, the published one
         makes one pass.
         """
         tensor, layout = _to_tensor(image, self.device)
         if tile is None and tensor.shape[-1] * tensor.shape[-2] > 4096 * 4096:
             tile = 2048
         source = None if statistics_from is None else _to_tensor(statistics_from, self.device)[0]
-        outputs = self.infer_tensor(tensor, tile, source, ensemble)
+        outputs = self.infer_tensor(tensor, tile, source, ensemble, progress)
         return ImageOutputs(_to_array(outputs.enhance, layout), _to_array(outputs.denoise, layout))
 
 

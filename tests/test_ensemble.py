@@ -99,7 +99,11 @@ def test_inference_reports_progress_per_pass_over_views_and_tiles():
     model = ZeroIG(mode="improved", device="cpu")
     calls = []
     model.infer(image, tile=32, ensemble=2, progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(done, 18) for done in range(1, 19)]  # 3 x 3 tiles, 2 views each
+    # 3 x 3 tiles and 2 views: each view's statistics (9 tile passes each), then 18 tile passes
+    assert calls == [(9, 36), (18, 36)] + [(done, 36) for done in range(19, 37)]
     calls.clear()
     model.infer(image, progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(done, 8) for done in range(1, 9)]
+    assert calls == [(done, 16) for done in range(1, 17)]
+    calls.clear()
+    ZeroIG(mode="faithful", device="cpu").infer(image, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1)]  # one view, the running statistics: one pass

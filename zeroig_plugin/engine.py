@@ -465,27 +465,33 @@ class ZeroIG:
         averages that many flipped and transposed passes (:func:`ensemble.self_ensemble`), each
         normalised with the statistics of its own view of ``statistics_from``; when tiled, tile
         by tile (exact, and memory stays bounded by the tile). ``progress(done, total)`` is called
-        after each pass (one view of the image, or of a tile).
+        as the work goes, in passes over one tile (or the whole image) in one view: one per piece
+        inferred, and as many as there are pieces per view whose statistics are gathered.
         """
         size = check_ensemble_size(self.recipe.inference_ensemble if ensemble is None else ensemble)
         net = self._inference_net().eval()
         source = image if statistics_from is None else statistics_from
+        by_image = self.recipe.inference_statistics == "image"
+        pieces = sum(1 for _ in _tile_windows(*image.shape[-2:], tile)) if tile else 1
+        total, done = size * pieces * (2 if by_image else 1), 0
+
+        def advance(passes: int) -> None:
+            nonlocal done
+            done += passes
+            if progress is not None:
+                progress(done, total)
 
         def view_statistics(view: int) -> Statistics | None:
-            if self.recipe.inference_statistics != "image":
+            if not by_image:
                 return None
             viewed = dihedral(source, view)
-            return _tiled_image_statistics(net, viewed, tile) if tile else image_statistics(net, viewed)
-
-        pieces = sum(1 for _ in _tile_windows(*image.shape[-2:], tile)) if tile else 1
-        passes_done = 0
+            gathered = _tiled_image_statistics(net, viewed, tile) if tile else image_statistics(net, viewed)
+            advance(pieces)
+            return gathered
 
         def one_pass(piece: torch.Tensor, view: int) -> Outputs:
-            nonlocal passes_done
             outputs = infer(net, dihedral(piece, view), statistics[view])
-            passes_done += 1
-            if progress is not None:
-                progress(passes_done, size * pieces)
+            advance(1)
             return outputs
 
         try:

@@ -91,6 +91,7 @@ register_recipe(
         crop_size=256,
         crops_per_step=2,
         description="the improved fit on two random 256x256 native-resolution crops per step (fit cost "
-        "independent of image size), whole-image inference with the image's own statistics",
+        "independent of image size), whole-image inference with the image's own statistics, averaged over 8 "
+        "flips and transposes",
     )
 )

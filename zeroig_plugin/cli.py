@@ -131,8 +131,7 @@ class _StepBar:
 @click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]),
               help="Average the inference over this many flips and transposes of the image (geometric "
                    "self-ensemble: +0.1-0.3 dB on the LOL photos measured; N inference passes, small next to "
-                   "the fit). "
-                   "Default: the mode's, 8 for the improved modes, 1 for faithful.")
+                   "the fit). Default: the mode's, 8 for the improved modes, 1 for faithful.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (otherwise an existing output is an error and is kept).")
 def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, output, loss_log, acceleration,
             fit_crop, tile, ensemble, overwrite) -> None:

@@ -1,9 +1,9 @@
 """The ZERO-IG dock widget: pick a layer and settings, fit in a worker thread, add result layers.
 
 The fitting runs in a :func:`napari.qt.threading.thread_worker` generator that yields progress
-every few steps (about ten times a second), so the viewer stays responsive, a napari progress bar
-advances with the steps and planes, and Cancel takes effect before the next step. Errors become
-napari notifications.
+every few steps and inference passes (about ten times a second), so the viewer stays responsive,
+a napari progress bar advances with the steps, passes and planes, and Cancel takes effect before
+the next step or pass. Errors become napari notifications.
 """
 from __future__ import annotations
 
@@ -203,11 +203,12 @@ class ZeroIGWidget(Container):
                 raise ZeroIGError(f"{layer.name}: multiscale (pyramid) layers are not supported")
             layout = StackLayout(tuple(layer.data.shape), layer.rgb, self._stack_axis.value, self._channel_axis.value)
             settings = self.settings()
+            total = settings.progress_total(layout)
         except ZeroIGError as error:
             show_error(f"ZERO-IG: {error}")
             return
         self._cancel_requested.clear()
-        self._progress_bar = progress(total=settings.progress_total(layout), desc=f"ZERO-IG {layer.name}")
+        self._progress_bar = progress(total=total, desc=f"ZERO-IG {layer.name}")
         worker = enhance_in_thread(layer.data, layout, settings, self._cancel_requested.is_set)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(partial(self._add_outputs, layer))
@@ -229,9 +230,13 @@ class ZeroIGWidget(Container):
         self._cancel_button.enabled = running
 
     def _on_progress(self, tick: Progress) -> None:
-        text = f"plane {tick.plane}/{tick.planes}, step {tick.step}/{tick.steps}"
-        if tick.loss is not None:
-            text += f", loss {tick.loss:.4g}"
+        text = f"plane {tick.plane}/{tick.planes}, "
+        if tick.inference_pass is not None:
+            text += f"inference pass {tick.inference_pass}/{tick.inference_passes}"
+        else:
+            text += f"step {tick.step}/{tick.steps}"
+            if tick.loss is not None:
+                text += f", loss {tick.loss:.4g}"
         self._status.value = text
         bar = self._progress_bar  # napari's bar processes Qt events, which may finish the run meanwhile
         if bar is not None:

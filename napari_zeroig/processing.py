@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from zeroig_plugin import ENSEMBLE_SIZES, InputError, ZeroIG, load_state_dict
+from zeroig_plugin import ENSEMBLE_SIZES, InputError, ZeroIG, inference_passes, load_state_dict
 
 __all__ = [
     "IntensityScale",
@@ -191,14 +191,22 @@ class RunSettings:
             mode=self.mode, device=self.device, weights=weights, fit_crop=LARGE_PLANE_FIT_CROP if large else None
         )
 
+    def inference_passes(self, layout: StackLayout) -> int:
+        """Inference passes per plane of ``layout``: views times tiles, statistics passes included."""
+        height, width = (layout.shape[axis] for axis in layout.plane_axes)
+        tile = INFERENCE_TILE if height * width > LARGE_PLANE_PIXELS else None
+        return inference_passes(self.mode, height, width, tile, self.ensemble)
+
     def progress_total(self, layout: StackLayout) -> int:
-        """Units of progress in a run on ``layout``: one per fitting step, one per plane's inference."""
+        """Units of progress in a run on ``layout``: one per fitting step and per inference pass."""
         later_planes = layout.planes_per_channel - 1
-        return layout.channels * (self.steps + 1 + later_planes * (self.later_steps + 1))
+        fitting = self.steps + later_planes * self.later_steps
+        return layout.channels * (fitting + layout.planes_per_channel * self.inference_passes(layout))
 
 
 class Progress(NamedTuple):
-    """A progress report: ``done`` of ``total`` units (steps and inferences), where the run is."""
+    """A progress report: ``done`` of ``total`` units (steps and inference passes), where the run
+    is; ``inference_pass`` is ``None`` while the plane is being fitted."""
 
     done: int
     total: int
@@ -207,6 +215,8 @@ class Progress(NamedTuple):
     step: int
     steps: int
     loss: float | None
+    inference_pass: int | None = None
+    inference_passes: int | None = None
 
 
 class StackOutputs(NamedTuple):
@@ -228,8 +238,9 @@ def enhance_stack(
     every later plane, continuing from the previous plane's weights and Adam state, for
     ``settings.later_steps``. Steps run in chunks of about ``REPORT_INTERVAL_S`` (the first of
     each plane is one step), each followed by a report, so fast devices are not held up by a
-    report per step; ``should_cancel`` is still checked before every step and every inference.
-    Returns the outputs, or ``None`` when cancelled. ``data`` is only read.
+    report per step; the inference of each plane reports its passes (views and tiles) at most
+    that often, and after its last. ``should_cancel`` is checked before every step and every
+    inference pass. Returns the outputs, or ``None`` when cancelled. ``data`` is only read.
     """
     new_model = settings.model_factory()
     scales = _channel_scales(data, layout, settings.scaling)
@@ -257,15 +268,26 @@ def enhance_stack(
                 yield Progress(done, total, plane, planes, step, plane_steps, report.losses[-1])
                 seconds_per_step = (time.perf_counter() - started) / report.steps_done
                 chunk = max(1, int(REPORT_INTERVAL_S / seconds_per_step))
-            if should_cancel():
-                return None
-            result = model.infer(unit, tile=INFERENCE_TILE if large else None, ensemble=settings.ensemble)
+            passes = model.infer_in_passes(unit, tile=INFERENCE_TILE if large else None, ensemble=settings.ensemble)
+            reported = time.perf_counter()
+            while True:
+                if should_cancel():
+                    passes.close()
+                    return None
+                try:
+                    passes_done, plane_passes = next(passes)
+                except StopIteration as finished:
+                    result = finished.value
+                    break
+                if passes_done < plane_passes and time.perf_counter() - reported < REPORT_INTERVAL_S:
+                    continue
+                yield Progress(done + passes_done, total, plane, planes, plane_steps, plane_steps, None, passes_done, plane_passes)
+                reported = time.perf_counter()
+            done += plane_passes
             for target, values in ((enhanced, result.enhance), (denoised, result.denoise)):
                 if target is not None:
                     restored = scale.from_unit(values)
                     target[index] = restored if alpha is None else np.concatenate([restored, alpha], axis=-1)
-            done += 1
-            yield Progress(done, total, plane, planes, plane_steps, plane_steps, None)
     return StackOutputs(enhanced, denoised)
 
 

@@ -7,9 +7,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from zeroig_plugin import ZeroIG, ZeroIGError
+from zeroig_plugin import ZeroIG, ZeroIGError, inference_passes
 from zeroig_plugin.cli import cli
-from zeroig_plugin.ensemble import dihedral, self_ensemble, undo_dihedral
+from zeroig_plugin.ensemble import EnsembleMean, check_ensemble_size, dihedral, undo_dihedral
 from zeroig_plugin.objective import Outputs, image_statistics, infer
 from zeroig_plugin.recipes import get_recipe
 
@@ -33,13 +33,16 @@ def test_the_views_are_the_eight_symmetries_and_undo_inverts_each():
 @pytest.mark.parametrize("size", [1, 2, 4, 8])
 def test_an_equivariant_computation_is_unchanged_by_the_ensemble(size):
     x = torch.rand(1, 3, 6, 9)
-    averaged = self_ensemble(lambda view: Outputs(dihedral(x, view) * 2, dihedral(x, view).square()), size)
+    mean = EnsembleMean()
+    for view in range(size):
+        mean.add(Outputs(dihedral(x, view) * 2, dihedral(x, view).square()), view)
+    averaged = mean.result()
     assert torch.allclose(averaged.enhance, x * 2) and torch.allclose(averaged.denoise, x.square())
 
 
 def test_ensemble_sizes_other_than_1_2_4_8_are_refused(dark):
     with pytest.raises(ZeroIGError, match="ensemble size must be one of 1, 2, 4, 8"):
-        self_ensemble(lambda view: None, 3)
+        check_ensemble_size(3)
     with pytest.raises(ZeroIGError, match="got 3"):
         ZeroIG(device="cpu").infer(dark, ensemble=3)
 
@@ -107,3 +110,21 @@ def test_inference_reports_progress_per_pass_over_views_and_tiles():
     calls.clear()
     ZeroIG(mode="faithful", device="cpu").infer(image, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 1)]  # one view, the running statistics: one pass
+
+
+def test_the_pass_count_is_known_before_the_model_and_a_closed_inference_leaves_it_usable():
+    image = (np.random.default_rng(4).random((70, 90, 3)) * 0.2).astype(np.float32)
+    model = ZeroIG(mode="improved", device="cpu")
+    ticks = []
+    model.infer(image, tile=32, ensemble=4, progress=lambda done, total: ticks.append(total))
+    assert set(ticks) == {inference_passes("improved", 70, 90, tile=32, ensemble=4)} == {4 * 9 * 2}
+    assert inference_passes("faithful", 70, 90) == 1 and inference_passes("default", 70, 90) == 16
+    assert inference_passes("faithful", 5000, 4000) == 3 * 2, "huge images are tiled by 2048 when no tile is given"
+
+    passes = model.infer_in_passes(image)
+    next(passes)
+    assert not model.net.training
+    passes.close()
+    assert model.net.training
+    report = model.fit(image, 1)
+    assert report.steps_done == 1 and np.isfinite(model.infer(image).denoise).all()

@@ -91,13 +91,17 @@ def test_stack_run_goes_plane_by_plane(viewer, qtbot):
     widget = docked_widget(viewer)
     widget.select_layer(layer)
     assert widget["stack_axis"].value == 0 and widget["channel_axis"].value is None
-    ticks = []
-    run_and_wait(qtbot, widget, layer, output="denoise", on_progress=ticks.append)
+    ticks, shown = [], []
+    run_and_wait(qtbot, widget, layer, output="denoise", ensemble="2",
+                 on_progress=lambda tick: ticks.append(tick) or shown.append(widget["status"].value))
     denoised = viewer.layers["timelapse denoised"]
     assert denoised.data.shape == stack.shape and denoised.data.dtype == np.uint16
     np.testing.assert_array_equal(denoised.scale, (5, 1, 1))
-    assert [(tick.plane, tick.step) for tick in ticks] == [(1, 1), (1, 1), (2, 1), (2, 1), (3, 1), (3, 1)]
-    assert ticks[-1].done == ticks[-1].total == 6
+    # per plane: its fitting step, then its inference (2 views, each with a statistics pass)
+    assert [tick.plane for tick in ticks] == sorted(tick.plane for tick in ticks) and ticks[-1].plane == 3
+    assert ticks[0].step == 1 and shown[0].startswith("plane 1/3, step 1/1")
+    assert shown[-1] == "plane 3/3, inference pass 4/4"
+    assert ticks[-1].done == ticks[-1].total == 3 * (1 + 4)
 
 
 def test_channel_axis_is_guessed_from_its_label(viewer):

@@ -101,7 +101,8 @@ def test_gray_uint16_plane_keeps_shape_dtype_and_input(model_spy):
     original = image.copy()
     layout = StackLayout(image.shape, rgb=False)
     ticks, outputs = run_to_end(enhance_stack(image, layout, TINY))
-    assert [tick.done for tick in ticks] == [1, 2] and ticks[-1].total == TINY.progress_total(layout)
+    # one fitting step, then the default mode's 8 views, each with its statistics pass
+    assert ticks[0].done == 1 and ticks[-1].done == ticks[-1].total == TINY.progress_total(layout) == 1 + 16
     assert outputs.enhanced.shape == outputs.denoised.shape == image.shape
     assert outputs.enhanced.dtype == outputs.denoised.dtype == np.uint16
     np.testing.assert_array_equal(image, original)
@@ -123,7 +124,7 @@ def test_stack_planes_are_warm_started_and_channels_fitted_apart(model_spy):
     ticks, outputs = run_to_end(enhance_stack(stack, layout, settings))
     assert len(model_spy) == 2  # one model per channel, carried from plane to plane
     assert [model.steps_done for model in model_spy] == [2 + 1 + 1] * 2
-    assert ticks[-1].done == ticks[-1].total == settings.progress_total(layout) == 2 * (3 + 2 + 2)
+    assert ticks[-1].done == ticks[-1].total == settings.progress_total(layout) == 2 * (2 + 1 + 1 + 3 * 16)
     assert ticks[-1].plane == ticks[-1].planes == 6
     assert outputs.denoised.dtype == np.float32 and outputs.denoised.shape == stack.shape
     for channel in range(2):  # floats map back into each channel's own range
@@ -142,12 +143,28 @@ def test_cancel_stops_before_the_next_step(model_spy):
     assert first.done == model_spy[0].steps_done == 1  # the first report comes after one step
 
 
+def test_inference_reports_each_pass_and_cancel_stops_before_the_next(model_spy, monkeypatch):
+    monkeypatch.setattr(processing, "REPORT_INTERVAL_S", 0.0)  # every pass looks slow
+    image = np.random.default_rng(7).integers(0, 60, (24, 24)).astype(np.uint8)
+    layout, settings = StackLayout(image.shape, False), RunSettings(steps=1, device="cpu", ensemble=2)
+    ticks, outputs = run_to_end(enhance_stack(image, layout, settings))
+    passes = [(tick.inference_pass, tick.inference_passes, tick.done) for tick in ticks[1:]]
+    assert ticks[0].inference_pass is None and passes == [(n, 4, 1 + n) for n in range(1, 5)] and outputs is not None
+
+    cancel = threading.Event()
+    run = enhance_stack(image, layout, settings, cancel.is_set)
+    assert next(run).inference_pass is None
+    assert next(run).inference_pass == 1
+    cancel.set()
+    assert run_to_end(run) == ([], None)
+
+
 def test_reports_come_in_chunks_of_steps_on_fast_devices(model_spy, monkeypatch):
     monkeypatch.setattr(processing, "REPORT_INTERVAL_S", 1e9)  # every step looks fast
     image = np.zeros((16, 16), np.uint8)
     settings = RunSettings(steps=5, device="cpu", output="enhance")
     ticks, _ = run_to_end(enhance_stack(image, StackLayout(image.shape, False), settings))
-    assert [(tick.step, tick.done) for tick in ticks] == [(1, 1), (5, 5), (5, 6)]
+    assert [(tick.step, tick.done) for tick in ticks] == [(1, 1), (5, 5), (5, 5 + 16)]
     assert model_spy[0].steps_done == 5
 
 
@@ -158,10 +175,13 @@ def test_large_planes_are_inferred_in_tiles_with_the_same_result(monkeypatch):
     tiles = []
     monkeypatch.setattr(processing, "LARGE_PLANE_PIXELS", 32 * 32)
     monkeypatch.setattr(processing, "INFERENCE_TILE", 16)
-    original_infer = ZeroIG.infer
-    monkeypatch.setattr(ZeroIG, "infer", lambda model, unit, tile=None, ensemble=None: tiles.append(tile) or original_infer(model, unit, tile))
-    _, tiled = run_to_end(enhance_stack(image, layout, inference_only))
+    original_infer = ZeroIG.infer_in_passes
+    monkeypatch.setattr(
+        ZeroIG, "infer_in_passes", lambda model, unit, tile=None, ensemble=None: tiles.append(tile) or original_infer(model, unit, tile)
+    )
+    ticks, tiled = run_to_end(enhance_stack(image, layout, inference_only))
     assert tiles == [16]
+    assert ticks[-1].done == ticks[-1].total == inference_only.inference_passes(layout) == 8 * 3 * 3 * 2
     np.testing.assert_array_equal(tiled.enhanced, whole.enhanced)
     np.testing.assert_array_equal(tiled.denoised, whole.denoised)
 
@@ -188,13 +208,13 @@ def test_the_ensemble_setting_reaches_the_inference(monkeypatch):
     image = np.random.default_rng(6).integers(0, 80, (24, 24, 3)).astype(np.uint8)
     layout = StackLayout(image.shape, rgb=True)
     sizes = []
-    original_infer = ZeroIG.infer
+    original_infer = ZeroIG.infer_in_passes
 
     def spy(model, unit, tile=None, ensemble=None):
         sizes.append(ensemble)
         return original_infer(model, unit, tile, ensemble=ensemble)
 
-    monkeypatch.setattr(ZeroIG, "infer", spy)
+    monkeypatch.setattr(ZeroIG, "infer_in_passes", spy)
     _, two = run_to_end(enhance_stack(image, layout, RunSettings(steps=0, device="cpu", ensemble=2)))
     _, default = run_to_end(enhance_stack(image, layout, RunSettings(steps=0, device="cpu")))
     assert sizes == [2, None]

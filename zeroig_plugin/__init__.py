@@ -20,6 +20,7 @@ _EXPORTS = {
     "FitReport": "engine",
     "ImageOutputs": "engine",
     "describe_device": "engine",
+    "inference_passes": "engine",
     "ENSEMBLE_SIZES": "ensemble",
     "resolve_device": "engine",
     "load_state_dict": "checkpoint",

@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable, NamedTuple
+from typing import Callable, Generator, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -19,13 +19,17 @@ import torch.nn.functional as F
 
 from .acceleration import Acceleration, AutocastNetworks, resolve_acceleration
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
-from .ensemble import check_ensemble_size, dihedral, self_ensemble
+from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
 from .networks import Statistics, ZeroIGNet, published_init
 from .objective import Outputs, first_denoised, image_statistics, infer, pair_consistency
 from .recipes import Recipe, get_recipe
 
-__all__ = ["ZeroIG", "FitReport", "ImageOutputs", "resolve_device", "describe_device", "ProgressCallback"]
+__all__ = [
+    "ZeroIG", "FitReport", "ImageOutputs", "resolve_device", "describe_device", "inference_passes", "ProgressCallback",
+]
+
+T = TypeVar("T")
 
 ProgressCallback = Callable[[int, int, "float | None"], None]
 """Called after each step with ``(steps_done, steps_total, loss)``; ``loss`` is the loss computed
@@ -447,7 +451,6 @@ class ZeroIG:
         self.acceleration_notes.append(note)
         self.acceleration = replace(self.acceleration, **{option: False})
 
-    @torch.no_grad()
     def infer_tensor(
         self,
         image: torch.Tensor,
@@ -458,50 +461,61 @@ class ZeroIG:
     ) -> Outputs:
         """Inference on ``(1, 3, H, W)`` on this device, tiled when ``tile`` is set.
 
-        Tiles overlap by the networks' receptive field, so tiled output equals whole-image output.
+        Tiles overlap by the networks' receptive field, so tiled output equals whole-image output;
+        images over ``AUTO_TILE_PIXELS`` are tiled by ``AUTO_TILE`` when no ``tile`` is given.
         Recipes with ``inference_statistics="image"`` normalise the enhancer with the statistics of
         ``statistics_from`` (``(1, 3, h, w)``, e.g. the downscaled copy a video frame was fitted
         on), by default of ``image`` itself. ``ensemble`` (1, 2, 4 or 8; default: the recipe's)
-        averages that many flipped and transposed passes (:func:`ensemble.self_ensemble`), each
-        normalised with the statistics of its own view of ``statistics_from``; when tiled, tile
-        by tile (exact, and memory stays bounded by the tile). ``progress(done, total)`` is called
-        as the work goes, in passes over one tile (or the whole image) in one view: one per piece
-        inferred, and as many as there are pieces per view whose statistics are gathered.
+        averages that many flipped and transposed passes (:mod:`ensemble`), each normalised with
+        the statistics of its own view of ``statistics_from``; when tiled, tile by tile (exact, and
+        memory stays bounded by the tile). ``progress(done, total)`` is called after each pass:
+        see :meth:`infer_tensor_in_passes`.
         """
+        return _run_to_end(self.infer_tensor_in_passes(image, tile, statistics_from, ensemble), progress)
+
+    @torch.no_grad()
+    def infer_tensor_in_passes(
+        self,
+        image: torch.Tensor,
+        tile: int | None = None,
+        statistics_from: torch.Tensor | None = None,
+        ensemble: int | None = None,
+    ) -> Generator[tuple[int, int], None, Outputs]:
+        """:meth:`infer_tensor` one pass at a time: a generator that yields ``(done, total)`` after
+        each pass and returns the :class:`~zeroig_plugin.objective.Outputs`.
+
+        A pass is one tile (or the whole image) in one view: one per piece inferred, and, for
+        recipes that read out with the image's statistics, as many per view as there are pieces
+        whose statistics are gathered (:func:`inference_passes`). Stopping early (``close()``, or
+        dropping the generator) abandons the inference; the model stays usable.
+        """
+        height, width = image.shape[-2:]
+        tile = _automatic_tile(height, width, tile)
         size = check_ensemble_size(self.recipe.inference_ensemble if ensemble is None else ensemble)
         net = self._inference_net().eval()
         source = image if statistics_from is None else statistics_from
         by_image = self.recipe.inference_statistics == "image"
-        pieces = sum(1 for _ in _tile_windows(*image.shape[-2:], tile)) if tile else 1
-        total, done = size * pieces * (2 if by_image else 1), 0
-
-        def advance(passes: int) -> None:
-            nonlocal done
-            done += passes
-            if progress is not None:
-                progress(done, total)
-
-        def view_statistics(view: int) -> Statistics | None:
-            if not by_image:
-                return None
-            viewed = dihedral(source, view)
-            gathered = _tiled_image_statistics(net, viewed, tile) if tile else image_statistics(net, viewed)
-            advance(pieces)
-            return gathered
-
-        def one_pass(piece: torch.Tensor, view: int) -> Outputs:
-            outputs = infer(net, dihedral(piece, view), statistics[view])
-            advance(1)
-            return outputs
-
+        windows = list(_tile_windows(height, width, tile))
+        statistics_passes = sum(1 for _ in _tile_windows(*source.shape[-2:], tile)) if by_image else 0
+        total, done = size * (len(windows) + statistics_passes), 0
         try:
-            statistics = [view_statistics(view) for view in range(size)]
-
-            def run(piece: torch.Tensor) -> Outputs:
-                # Per piece: a tile's margin covers the receptive field under every view too.
-                return self_ensemble(lambda view: one_pass(piece, view), size)
-
-            return _tiled(run, image, tile) if tile else run(image)
+            statistics: list[Statistics | None] = [None] * size
+            for view in range(size) if by_image else ():
+                viewed = dihedral(source, view)
+                statistics[view] = _tiled_image_statistics(net, viewed, tile) if tile else image_statistics(net, viewed)
+                done += statistics_passes
+                yield done, total
+            enhance, denoise = torch.empty_like(image), torch.empty_like(image)
+            for window, inner, target in windows:
+                # A tile's margin covers the receptive field under every view too.
+                piece, mean = image[window], EnsembleMean()
+                for view in range(size):
+                    mean.add(infer(net, dihedral(piece, view), statistics[view]), view)
+                    done += 1
+                    yield done, total
+                outputs = mean.result()
+                enhance[target], denoise[target] = outputs.enhance[inner], outputs.denoise[inner]
+            return Outputs(enhance, denoise)
         finally:
             self.net.train()
 
@@ -518,15 +532,61 @@ class ZeroIG:
         ``tile`` bounds memory for large images: inference runs on ``tile x tile`` pieces whose
         results are exact (each piece carries a margin wider than the receptive field).
         ``statistics_from``, ``ensemble`` and ``progress``: see :meth:`infer_tensor`
-        (``statistics_from`` laid out like ``image``). The improved modes average 8 views by default, the published one
-        makes one pass.
+        (``statistics_from`` laid out like ``image``). The improved modes average 8 views by
+        default, the published one makes one pass.
+        """
+        return _run_to_end(self.infer_in_passes(image, tile, statistics_from, ensemble), progress)
+
+    def infer_in_passes(
+        self,
+        image: np.ndarray | torch.Tensor,
+        tile: int | None = None,
+        statistics_from: np.ndarray | torch.Tensor | None = None,
+        ensemble: int | None = None,
+    ) -> Generator[tuple[int, int], None, ImageOutputs]:
+        """:meth:`infer` one pass at a time, for callers that report progress or cancel between
+        passes themselves (the napari widget): yields ``(done, total)`` after each pass (see
+        :meth:`infer_tensor_in_passes`) and returns the :class:`ImageOutputs`.
+
+        Example:
+            >>> passes = model.infer_in_passes(image)
+            >>> for done, total in passes:
+            ...     if cancelled():
+            ...         passes.close()  # stops here; no outputs
+            ...         break
         """
         tensor, layout = _to_tensor(image, self.device)
-        if tile is None and tensor.shape[-1] * tensor.shape[-2] > 4096 * 4096:
-            tile = 2048
         source = None if statistics_from is None else _to_tensor(statistics_from, self.device)[0]
-        outputs = self.infer_tensor(tensor, tile, source, ensemble, progress)
+        outputs = yield from self.infer_tensor_in_passes(tensor, tile, source, ensemble)
         return ImageOutputs(_to_array(outputs.enhance, layout), _to_array(outputs.denoise, layout))
+
+
+def inference_passes(mode: str, height: int, width: int, tile: int | None = None, ensemble: int | None = None) -> int:
+    """The ``total`` that :meth:`ZeroIG.infer` reports for a ``height x width`` image in ``mode``
+    (statistics from the image itself), e.g. to size a progress bar before the model exists."""
+    recipe = get_recipe(mode)
+    size = check_ensemble_size(recipe.inference_ensemble if ensemble is None else ensemble)
+    pieces = sum(1 for _ in _tile_windows(height, width, _automatic_tile(height, width, tile)))
+    return size * pieces * (2 if recipe.inference_statistics == "image" else 1)
+
+
+def _run_to_end(passes: Generator[tuple[int, int], None, T], progress: Callable[[int, int], None] | None) -> T:
+    """Drive a generator of ``(done, total)`` ticks to its end, calling ``progress`` on each."""
+    while True:
+        try:
+            tick = next(passes)
+        except StopIteration as finished:
+            return finished.value
+        if progress is not None:
+            progress(*tick)
+
+
+AUTO_TILE_PIXELS = 4096 * 4096
+AUTO_TILE = 2048
+
+
+def _automatic_tile(height: int, width: int, tile: int | None) -> int | None:
+    return AUTO_TILE if tile is None and height * width > AUTO_TILE_PIXELS else tile
 
 
 GRAPH_WARMUP_STEPS = 3  # eager steps (real ones) before capture: cuDNN autotuning, Adam state, compile
@@ -571,11 +631,15 @@ class _GraphedStep:
 RECEPTIVE_MARGIN = 16  # N1 (2 px) + enhancer (5 px) + N2 (2 px) radius, rounded up
 
 
-def _tile_windows(height: int, width: int, tile: int):
+def _tile_windows(height: int, width: int, tile: int | None):
     """``(window, inner, target)`` slices covering ``height x width`` in ``tile`` squares: the window
     read (the tile plus a receptive-field margin), the tile's part of the window's output, and
-    where that part goes in the whole image."""
+    where that part goes in the whole image. One window, the whole image, when ``tile`` is ``None``."""
     every = (slice(None), slice(None))
+    if tile is None:
+        whole = (*every, slice(None), slice(None))
+        yield whole, whole, whole
+        return
     for top in range(0, height, tile):
         for left in range(0, width, tile):
             y0, x0 = max(0, top - RECEPTIVE_MARGIN), max(0, left - RECEPTIVE_MARGIN)
@@ -586,16 +650,6 @@ def _tile_windows(height: int, width: int, tile: int):
                 (*every, slice(top - y0, top - y0 + rows), slice(left - x0, left - x0 + columns)),
                 (*every, slice(top, top + rows), slice(left, left + columns)),
             )
-
-
-def _tiled(run: Callable[[torch.Tensor], Outputs], image: torch.Tensor, tile: int) -> Outputs:
-    enhance = torch.empty_like(image)
-    denoise = torch.empty_like(image)
-    for window, inner, target in _tile_windows(*image.shape[-2:], tile):
-        piece = run(image[window])
-        enhance[target] = piece.enhance[inner]
-        denoise[target] = piece.denoise[inner]
-    return Outputs(enhance, denoise)
 
 
 def _tiled_image_statistics(net: ZeroIGNet, image: torch.Tensor, tile: int) -> Statistics:

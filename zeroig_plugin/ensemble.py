@@ -9,14 +9,12 @@ flip, 4 = adds the up-down flip and both (rows stay rows: safe for sensors with 
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from .errors import ZeroIGError
 from .objective import Outputs
 
-__all__ = ["ENSEMBLE_SIZES", "dihedral", "undo_dihedral", "check_ensemble_size", "self_ensemble"]
+__all__ = ["ENSEMBLE_SIZES", "dihedral", "undo_dihedral", "check_ensemble_size", "EnsembleMean"]
 
 ENSEMBLE_SIZES = (1, 2, 4, 8)
 
@@ -44,17 +42,30 @@ def check_ensemble_size(size: int) -> int:
     return size
 
 
-def self_ensemble(run: Callable[[int], Outputs], size: int) -> Outputs:
-    """The mean over views ``0 .. size-1`` of ``run(view)``, each mapped back by :func:`undo_dihedral`.
+class EnsembleMean:
+    """The running mean of outputs inferred under several views, each mapped back by
+    :func:`undo_dihedral` first.
 
-    ``run(view)`` infers on the inputs under :func:`dihedral` ``view`` (it transforms them itself,
-    so that it can transform more than one, e.g. the image and the view its statistics come from).
+    Example:
+        >>> mean = EnsembleMean()
+        >>> for view in range(size):
+        ...     mean.add(infer(net, dihedral(image, view)), view)
+        >>> averaged = mean.result()
     """
-    if check_ensemble_size(size) == 1:
-        return run(0)
-    enhance = denoise = 0.0
-    for view in range(size):
-        outputs = run(view)
-        enhance = enhance + undo_dihedral(outputs.enhance, view)
-        denoise = denoise + undo_dihedral(outputs.denoise, view)
-    return Outputs(enhance / size, denoise / size)
+
+    def __init__(self) -> None:
+        self._enhance: torch.Tensor | float = 0.0
+        self._denoise: torch.Tensor | float = 0.0
+        self._views = 0
+
+    def add(self, outputs: Outputs, view: int) -> None:
+        """Add ``outputs`` ``(..., H', W')`` inferred under :func:`dihedral` ``view``."""
+        self._enhance = self._enhance + undo_dihedral(outputs.enhance, view)
+        self._denoise = self._denoise + undo_dihedral(outputs.denoise, view)
+        self._views += 1
+
+    def result(self) -> Outputs:
+        """The mean of the outputs added, ``(..., H, W)``."""
+        if not self._views:
+            raise ValueError("no outputs added")
+        return Outputs(self._enhance / self._views, self._denoise / self._views)

@@ -7,6 +7,11 @@ Data (read from ``../shared/data`` or ``$ZEROIG_SHARED/data``; skipped with a me
   output against the reference's.
 - ``microscopy-dev``: gray fluorescence, low-SNR vs an average of many exposures; outputs are
   intensity-matched first (least-squares gain and offset of the output onto the reference).
+- ``skimage-synthetic``: held-out photos, never looked at while the improved mode was designed:
+  the natural-light photos bundled with scikit-image (``SYNTHETIC_PHOTOS``; 'coffee' is the demo's,
+  so it is left out), resized first, then darkened at that size by the demo's sensor model
+  (:func:`zeroig_plugin.demo.simulate_low_light`: 10 % exposure, Poisson shot and Gaussian read
+  noise, seeded per photo); scored like ``lol15-dev``. Needs no shared data.
 
 Each mode is fitted once per image and seed (the published init, seed 2 unless ``--seeds``) and
 scored at 250 / 500 / 1000 / 2000 steps (those up to ``--steps``, plus ``--steps`` itself). A
@@ -19,6 +24,7 @@ Writes ``<out>.json`` and ``<out>.md``.
     python benchmarks/quality.py --datasets microscopy-dev --crop 128 --steps 500
     python benchmarks/quality.py --datasets microscopy-dev --crop 64 --seeds 2 3 4 --modes faithful improved
     python benchmarks/quality.py --datasets lol15-dev --size 96 --steps 1000 --modes improved --ensembles 1 8
+    python benchmarks/quality.py --datasets skimage-synthetic --size 160 --steps 1000 --modes faithful improved
     python benchmarks/quality.py --merge a.json b.json --out results/all   # one table from several runs
 
 Ablation variants from ``zeroig_plugin.improved.ablation_recipes`` are accepted as modes too.
@@ -39,7 +45,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ZEROIG_SHARED", REPO.parent / "shared"))
 CHECKPOINTS = (250, 500, 1000, 2000)
-DATASETS = ("lol15-dev", "microscopy-dev")
+DATASETS = ("lol15-dev", "microscopy-dev", "skimage-synthetic")
+INTENSITY_MATCHED = {"microscopy-dev"}
+SYNTHETIC_PHOTOS = ("astronaut", "chelsea", "rocket", "immunohistochemistry")
 SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
 
 
@@ -145,13 +153,26 @@ def run_one(
     return {ensemble: {"checkpoints": scored, **common} for ensemble, scored in results.items()}
 
 
-def pairs(dataset: str, limit: int | None, names: list[str] | None) -> list[tuple[str, Path, Path]]:
+def pairs(dataset: str, limit: int | None, names: list[str] | None, resize) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, low, high)`` per image of ``dataset``, each passed through ``resize`` (synthetic
+    pairs are darkened after it, so their noise is at the size fitted)."""
+    if dataset == "skimage-synthetic":
+        from skimage import data
+
+        from zeroig_plugin.demo import simulate_low_light
+
+        found = []
+        for seed, name in enumerate(SYNTHETIC_PHOTOS):
+            if not names or name in names:
+                high = resize(getattr(data, name)().astype(np.float32) / 255)
+                found.append((name, simulate_low_light(high, seed=seed), high))
+        return found[:limit] if limit else found
     root = SHARED / "data" / dataset
     found = []
     for low in sorted((root / "low").iterdir()):
         high = root / "high" / low.name
         if low.suffix.lower() in SUFFIXES and high.is_file() and (not names or low.stem in names):
-            found.append((low.stem, low, high))
+            found.append((low.stem, resize(load(low)), resize(load(high))))
     return found[:limit] if limit else found
 
 
@@ -159,7 +180,7 @@ def table(report: dict) -> str:
     """Markdown: one row per dataset, mode and checkpoint, means over images, then per-image finals."""
     lines = []
     for dataset, modes in report["results"].items():
-        match = dataset != "lol15-dev"
+        match = dataset in INTENSITY_MATCHED
         lines += [
             f"### {dataset}" + (" (outputs intensity-matched to the reference)" if match else ""),
             "",
@@ -274,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         write(merge(args.merge), args.out)
         return 0
-    if not (SHARED / "data").is_dir():
-        print(f"skipped: shared data not found at {SHARED / 'data'} (set ZEROIG_SHARED to the shared/ folder)")
-        return 0
+    datasets = [d for d in args.datasets if d == "skimage-synthetic" or (SHARED / "data" / d).is_dir()]
+    for missing in sorted(set(args.datasets) - set(datasets)):
+        print(f"skipped {missing}: not found in {SHARED / 'data'} (set ZEROIG_SHARED to the shared/ folder)")
     import torch
 
     from zeroig_plugin import describe_device
@@ -300,13 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
     }
     report = {"settings": settings, "results": {}}
-    for dataset in args.datasets:
-        for name, low_path, high_path in pairs(dataset, args.images, args.names):
-            low = prepare(load(low_path), args.scale, args.size, args.crop)
-            high = prepare(load(high_path), args.scale, args.size, args.crop)
+    resize = lambda array: prepare(array, args.scale, args.size, args.crop)  # noqa: E731
+    for dataset in datasets:
+        for name, low, high in pairs(dataset, args.images, args.names, resize):
             for mode, seed in runs:
                 start = time.perf_counter()
-                scored = run_one(mode, low, high, checkpoints, dataset != "lol15-dev", args.device, args.fit_crop, seed, ensembles)
+                scored = run_one(mode, low, high, checkpoints, dataset in INTENSITY_MATCHED, args.device, args.fit_crop, seed, ensembles)
                 for ensemble, result in scored.items():
                     report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble), {})[name] = result
                     final = result["checkpoints"][str(checkpoints[-1])]["denoise"]

@@ -2,7 +2,8 @@
 
 Data (read from ``../shared/data`` or ``$ZEROIG_SHARED/data``; skipped with a message if absent):
 - ``lol15-dev``: real low/normal-light photo pairs; outputs are compared with the normal-light
-  image as they are (PSNR, SSIM with ``channel_axis`` and ``data_range=1``), plus the colour cast
+  image as they are (PSNR, SSIM with ``channel_axis`` and ``data_range=1``) and, for PSNR, also
+  scaled to the reference's mean gray level (:func:`at_reference_mean`), plus the colour cast
   (mean |per-channel mean - their average|, 8-bit levels) and the mean brightness (8-bit) of the
   output against the reference's.
 - ``microscopy-dev``: gray fluorescence, low-SNR vs an average of many exposures; outputs are
@@ -103,17 +104,32 @@ def colour_cast(image: np.ndarray) -> float:
     return float(np.abs(means - means.mean()).mean())
 
 
+def at_reference_mean(output: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``output`` scaled so that its mean gray level is the reference's, clipped to ``[0, 1]``
+    (the "GT mean" protocol of low-light papers: exposure, which one dark image leaves open, set
+    aside, so that what is left is restoration)."""
+    from skimage.color import rgb2gray
+
+    gray = (lambda x: rgb2gray(x) if x.ndim == 3 else x)  # noqa: E731
+    return np.clip(output * (gray(reference).mean() / max(gray(output).mean(), 1e-6)), 0, 1).astype(np.float32)
+
+
 def score(output: np.ndarray, reference: np.ndarray, match: bool) -> dict:
+    """PSNR and SSIM against ``reference`` (after :func:`intensity_match` when ``match``, else as
+    the output is, and also at the reference's mean: ``psnr_at_mean``), colour cast, brightness."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     compared = intensity_match(output, reference) if match else output
     channel_axis = -1 if compared.ndim == 3 else None
-    return {
+    scores = {
         "psnr": float(peak_signal_noise_ratio(reference, compared, data_range=1)),
         "ssim": float(structural_similarity(reference, compared, channel_axis=channel_axis, data_range=1)),
         "cast": colour_cast(output),
         "brightness": float(output.mean() * 255),
     }
+    if not match:
+        scores["psnr_at_mean"] = float(peak_signal_noise_ratio(reference, at_reference_mean(output, reference), data_range=1))
+    return scores
 
 
 def register_mode(mode: str) -> str:
@@ -184,8 +200,9 @@ def table(report: dict) -> str:
         lines += [
             f"### {dataset}" + (" (outputs intensity-matched to the reference)" if match else ""),
             "",
-            "| mode | steps | enhance PSNR | enhance SSIM | denoise PSNR | denoise SSIM | colour cast (8-bit) | brightness (8-bit) / ref | best-to-final drop (dB) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| mode | steps | enhance PSNR | enhance SSIM | denoise PSNR | denoise SSIM | denoise PSNR at the reference's mean "
+            "| colour cast (8-bit) | brightness (8-bit) / ref | best-to-final drop (dB) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for mode, images in modes.items():
             steps = list(next(iter(images.values()))["checkpoints"])
@@ -195,11 +212,12 @@ def table(report: dict) -> str:
                 for r in images.values()
             ]
             for step in steps:
-                get = lambda part, key: np.mean([r["checkpoints"][step][part][key] for r in images.values()])  # noqa: E731
+                get = lambda part, key: np.mean([r["checkpoints"][step][part].get(key, np.nan) for r in images.values()])  # noqa: E731
+                at_mean = "-" if match or np.isnan(get("denoise", "psnr_at_mean")) else f"{get('denoise', 'psnr_at_mean'):.2f}"
                 drop = f"{np.mean(drops):.2f} (max {max(drops):.2f})" if step == steps[-1] else ""
                 lines.append(
                     f"| {mode} | {step} | {get('enhance', 'psnr'):.2f} | {get('enhance', 'ssim'):.3f} | "
-                    f"{get('denoise', 'psnr'):.2f} | {get('denoise', 'ssim'):.3f} | {get('denoise', 'cast'):.1f} | "
+                    f"{get('denoise', 'psnr'):.2f} | {get('denoise', 'ssim'):.3f} | {at_mean} | {get('denoise', 'cast'):.1f} | "
                     f"{get('denoise', 'brightness'):.0f} / {reference:.0f} | {drop} |"
                 )
         lines += ["", "Per image, denoise PSNR / SSIM at the last checkpoint:", ""]

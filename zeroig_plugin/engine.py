@@ -491,13 +491,13 @@ class ZeroIG:
         """
         height, width = image.shape[-2:]
         tile = _automatic_tile(height, width, tile)
-        size = check_ensemble_size(self.recipe.inference_ensemble if ensemble is None else ensemble)
+        size = _ensemble_size(self.recipe, ensemble)
         net = self._inference_net().eval()
         source = image if statistics_from is None else statistics_from
         by_image = self.recipe.inference_statistics == "image"
         windows = list(_tile_windows(height, width, tile))
-        statistics_passes = sum(1 for _ in _tile_windows(*source.shape[-2:], tile)) if by_image else 0
-        total, done = size * (len(windows) + statistics_passes), 0
+        statistics_passes = _pieces(*source.shape[-2:], tile)
+        total, done = _pass_total(self.recipe, size, len(windows), statistics_passes), 0
         try:
             statistics: list[Statistics | None] = [None] * size
             for view in range(size) if by_image else ():
@@ -565,9 +565,22 @@ def inference_passes(mode: str, height: int, width: int, tile: int | None = None
     """The ``total`` that :meth:`ZeroIG.infer` reports for a ``height x width`` image in ``mode``
     (statistics from the image itself), e.g. to size a progress bar before the model exists."""
     recipe = get_recipe(mode)
-    size = check_ensemble_size(recipe.inference_ensemble if ensemble is None else ensemble)
-    pieces = sum(1 for _ in _tile_windows(height, width, _automatic_tile(height, width, tile)))
-    return size * pieces * (2 if recipe.inference_statistics == "image" else 1)
+    pieces = _pieces(height, width, _automatic_tile(height, width, tile))
+    return _pass_total(recipe, _ensemble_size(recipe, ensemble), pieces, pieces)
+
+
+def _ensemble_size(recipe: Recipe, ensemble: int | None) -> int:
+    return check_ensemble_size(recipe.inference_ensemble if ensemble is None else ensemble)
+
+
+def _pieces(height: int, width: int, tile: int | None) -> int:
+    return sum(1 for _ in _tile_windows(height, width, tile))
+
+
+def _pass_total(recipe: Recipe, size: int, pieces: int, statistics_pieces: int) -> int:
+    """Passes of one inference: each view infers every piece and, for the image readout, first
+    gathers its statistics over the pieces of the view they come from."""
+    return size * (pieces + (statistics_pieces if recipe.inference_statistics == "image" else 0))
 
 
 def _run_to_end(passes: Generator[tuple[int, int], None, T], progress: Callable[[int, int], None] | None) -> T:

@@ -13,12 +13,12 @@ from functools import partial
 import napari.layers
 import napari.viewer
 import torch
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import notification_manager, show_error, show_info
 
-from zeroig_plugin import ZeroIGError, available_modes, describe_device
+from zeroig_plugin import MAX_BRIGHTNESS, PUBLISHED_BRIGHTNESS, ZeroIGError, available_modes, describe_device
 
 from .processing import (
     ENSEMBLE_CHOICES,
@@ -72,8 +72,8 @@ class ZeroIGWidget(Container):
     """Dock widget: image layer, steps, device, mode, output, checkpoint, stack and channel axes.
 
     Its fields are reachable by name for scripts, e.g. ``widget["steps"].value = 500``:
-    image, steps, later_steps, device, runs_on, mode, output, scaling, ensemble, checkpoint, stack_axis,
-    channel_axis, run, cancel, status.
+    image, steps, later_steps, device, runs_on, mode, output, scaling, ensemble, brightness, checkpoint,
+    stack_axis, channel_axis, run, cancel, status.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -101,6 +101,11 @@ class ZeroIGWidget(Container):
             tooltip="inference passes averaged over flips and transposes of each plane (geometric self-ensemble: "
             "a little less noise for that many passes); mode's: 8 for the improved modes, 1 for faithful",
         )
+        self._brightness = FloatSpinBox(
+            name="brightness", value=PUBLISHED_BRIGHTNESS, min=0.05, max=MAX_BRIGHTNESS, step=0.05,
+            tooltip="mean level (of the scaled range) the fit aims the enhanced planes at; 0.5 (mid-grey) is the "
+            "published rule: lower it for sparse, mostly dark samples that should stay dark",
+        )
         self._checkpoint = FileEdit(name="checkpoint", mode="r", filter="*.pt *.pth *.ckpt", nullable=True)
         self._stack_axis = ComboBox(
             name="stack_axis", choices=self._axis_choices,
@@ -116,8 +121,8 @@ class ZeroIGWidget(Container):
         super().__init__(
             widgets=[
                 self._layer, self._steps, self._later_steps, self._device, self._device_name, self._mode,
-                self._output, self._scaling, self._ensemble, self._checkpoint, self._stack_axis, self._channel_axis,
-                self._run_button, self._cancel_button, self._status,
+                self._output, self._scaling, self._ensemble, self._brightness, self._checkpoint, self._stack_axis,
+                self._channel_axis, self._run_button, self._cancel_button, self._status,
             ]
         )
         self._cancel_requested = threading.Event()
@@ -188,6 +193,7 @@ class ZeroIGWidget(Container):
             scaling=self._scaling.value,
             checkpoint=self._checkpoint.value,
             ensemble=None if self._ensemble.value == ENSEMBLE_CHOICES[0] else int(self._ensemble.value),
+            brightness=self._brightness.value,
         )
 
     def run(self) -> None:

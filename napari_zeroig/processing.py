@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from zeroig_plugin import ENSEMBLE_SIZES, InputError, ZeroIG, inference_passes, load_state_dict
+from zeroig_plugin import ENSEMBLE_SIZES, MAX_BRIGHTNESS, InputError, ZeroIG, inference_passes, load_state_dict
 
 __all__ = [
     "IntensityScale",
@@ -162,7 +162,9 @@ class RunSettings:
     """What the user chose: steps for the first and each later plane, engine and outputs.
 
     ``ensemble``: inference passes averaged over flips and transposes of each plane (1, 2, 4 or
-    8; ``None``: the mode's, 8 for the improved modes)."""
+    8; ``None``: the mode's, 8 for the improved modes). ``brightness``: the mean level, in
+    ``(0, 0.8]`` of the scaled range, the fit aims the enhanced planes at (``None``: the published
+    0.5)."""
 
     steps: int = 300
     later_steps: int = 50
@@ -172,6 +174,7 @@ class RunSettings:
     scaling: str = "auto"
     checkpoint: str | os.PathLike | None = None
     ensemble: int | None = None
+    brightness: float | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.later_steps < 0:
@@ -182,13 +185,16 @@ class RunSettings:
             raise InputError(f"scaling must be one of {', '.join(SCALING_CHOICES)}, got {self.scaling!r}")
         if self.ensemble is not None and self.ensemble not in ENSEMBLE_SIZES:
             raise InputError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {self.ensemble!r}")
+        if self.brightness is not None and not 0 < self.brightness <= MAX_BRIGHTNESS:
+            raise InputError(f"brightness must be in (0, {MAX_BRIGHTNESS}], got {self.brightness!r}")
 
     def model_factory(self) -> Callable[[bool], ZeroIG]:
         """A maker of fresh models, given whether the planes are large (then each fitting step
         sees a random crop, so memory stays bounded); the checkpoint is read once, here."""
         weights = load_state_dict(self.checkpoint) if self.checkpoint else None
         return lambda large: ZeroIG(
-            mode=self.mode, device=self.device, weights=weights, fit_crop=LARGE_PLANE_FIT_CROP if large else None
+            mode=self.mode, device=self.device, weights=weights, fit_crop=LARGE_PLANE_FIT_CROP if large else None,
+            brightness=self.brightness,
         )
 
     def inference_passes(self, layout: StackLayout) -> int:

@@ -1,9 +1,10 @@
-"""Shared test fixtures: where ../shared is, and skips with a reason when it is absent."""
+"""Shared test fixtures: where ../shared is (skips with a reason when it is absent), a dark scene."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,3 +36,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def dark_scene_rgb8() -> np.ndarray:
+    """A gray, smoothly textured scene at 6 % exposure with a little noise, ``(32, 32, 3)`` uint8:
+    structured enough that the fit's exposure rule, not the noise, sets the output's level."""
+    yy, xx = np.mgrid[0:32, 0:32] / 32
+    scene = 0.5 + 0.3 * np.sin(6 * xx) * np.cos(4 * yy) + 0.15 * (xx > 0.5)
+    noisy = scene * 0.06 + np.random.default_rng(3).normal(0, 0.005, scene.shape)
+    return np.repeat((np.clip(noisy, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, -1)

@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from zeroig_plugin import ZeroIG
 from zeroig_plugin.cli import cli
 
 STEPS = "2"
@@ -188,3 +189,25 @@ def test_fit_crop_fits_on_crops_and_writes_the_whole_image(tmp_path):
     whole = run(str(tmp_path / "x.png"), "-o", str(tmp_path / "whole"), "--loss-log", str(tmp_path / "w.json"))
     assert whole.exit_code == 0
     assert json.loads((tmp_path / "l.json").read_text())[0] != json.loads((tmp_path / "w.json").read_text())[0]
+
+
+def test_brightness_option_reaches_the_fit_and_is_checked(tmp_path):
+    from zeroig_plugin import MAX_BRIGHTNESS, cli as cli_module
+
+    assert cli_module.MAX_BRIGHTNESS == MAX_BRIGHTNESS
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    logs = {}
+    for brightness in (None, "0.25"):
+        log = tmp_path / f"{brightness}.json"
+        extra = ["--brightness", brightness] if brightness else []
+        result = run(str(tmp_path / "x.png"), "-o", str(tmp_path / str(brightness)), "--loss-log", str(log), *extra)
+        assert result.exit_code == 0, result.output
+        logs[brightness] = json.loads(log.read_text())
+    assert logs[None][0] != logs["0.25"][0]  # the exposure terms aim elsewhere from the first step
+    too_bright = run(str(tmp_path / "x.png"), "-o", str(tmp_path / "b"), "--brightness", "0.9")
+    assert too_bright.exit_code == 2 and "--brightness" in too_bright.output
+    weights = tmp_path / "w.pt"
+    ZeroIG(device="cpu").save(weights)
+    nothing_fitted = CliRunner().invoke(cli, ["enhance", str(tmp_path / "x.png"), "-o", str(tmp_path / "c"), "--iters", "0",
+                                              "--weights", str(weights), "--brightness", "0.3"])
+    assert nothing_fitted.exit_code == 2 and "--brightness" in nothing_fitted.output

@@ -131,7 +131,7 @@ def test_fit_crop_bounds_the_fitted_view_and_infers_the_whole_image():
     seen = []
     cropped = ZeroIG(mode="faithful", device="cpu", fit_crop=24)
     original_loss = cropped.recipe.loss
-    cropped._loss = lambda net, view: seen.append(tuple(view.shape)) or original_loss(net, view)
+    cropped._loss = lambda net, view, brightness: seen.append(tuple(view.shape)) or original_loss(net, view, brightness)
     cropped.fit(image, 2)
     assert seen == [(FIT_CROPS_PER_STEP, 3, 24, 24)] * 2
     assert cropped.infer(image).denoise.shape == (64, 80, 3)

@@ -24,7 +24,7 @@ from zeroig_plugin.improved import (
 )
 from zeroig_plugin.losses import texture_mask
 from zeroig_plugin.networks import published_init
-from zeroig_plugin.objective import brightness_target, faithful_loss_terms
+from zeroig_plugin.objective import MAX_BRIGHTNESS, PUBLISHED_BRIGHTNESS, brightness_target, faithful_loss_terms
 from zeroig_plugin.recipes import DEFAULT_MODE, available_modes, get_recipe
 
 PUBLISHED = ImprovedOptions(exposure="published", chroma_weight=0.0, fix_quirks=False)
@@ -198,3 +198,29 @@ def test_improved_brightens_a_dark_image_towards_mid_grey():
     out = model.infer(image)
     assert out.denoise.shape == image.shape
     assert out.denoise.mean() > 5 * image.mean()
+
+
+def test_brightness_scales_the_published_exposure_factor():
+    ld = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4)) * 0.1
+    assert torch.equal(brightness_target(ld), brightness_target(ld, PUBLISHED_BRIGHTNESS))
+    assert torch.allclose(brightness_target(ld, 0.25) * 2, brightness_target(ld, 0.5))
+    assert float(brightness_target(torch.full_like(ld, 0.6), 0.3)) == 1.0  # never darkens
+    net, image = published_init(2), ld * 2
+    default, lower = faithful_loss_terms(net, image), faithful_loss_terms(net, image, 0.25)
+    changed = {name for name in default if not torch.equal(default[name], lower[name])}
+    assert changed == {"illumination", "exposure"}
+
+
+@pytest.mark.parametrize("brightness", [0.25, 0.7])
+def test_the_output_mean_follows_the_brightness_asked_for(brightness):
+    image = _dark_scene(size=24, level=0.04)
+    model = ZeroIG(device="cpu", brightness=brightness)
+    assert model.recipe.brightness == brightness and get_recipe("default").brightness == PUBLISHED_BRIGHTNESS
+    model.fit(image, steps=100)
+    assert float(model.infer(image).denoise.mean()) == pytest.approx(brightness, abs=0.07)
+
+
+@pytest.mark.parametrize("brightness", [0.0, -0.1, MAX_BRIGHTNESS + 0.01])
+def test_brightness_out_of_range_is_refused(brightness):
+    with pytest.raises(ValueError, match="brightness"):
+        ZeroIG(device="cpu", brightness=brightness)

@@ -11,6 +11,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_zeroig._widget import PLUGIN_NAME, WIDGET_NAME, ZeroIGWidget  # noqa: E402
+from zeroig_plugin import PUBLISHED_BRIGHTNESS  # noqa: E402
 
 pytestmark = pytest.mark.napari
 RUN_TIMEOUT_MS = 120_000
@@ -170,3 +171,10 @@ def test_sample_data_opens(viewer, key, dtype, rgb):
     viewer.open_sample(PLUGIN_NAME, key)
     layer = viewer.layers[-1]
     assert layer.data.dtype == dtype and layer.rgb == rgb and layer.data.shape[:2] == (256, 256)
+
+
+def test_the_brightness_choice_reaches_the_run_settings(viewer):
+    widget = docked_widget(viewer)
+    assert widget.settings().brightness == PUBLISHED_BRIGHTNESS
+    widget["brightness"].value = 0.3
+    assert widget.settings().brightness == pytest.approx(0.3)

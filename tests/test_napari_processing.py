@@ -221,3 +221,17 @@ def test_the_ensemble_setting_reaches_the_inference(monkeypatch):
     assert not np.array_equal(two.denoised, default.denoised)
     with pytest.raises(InputError, match="ensemble"):
         RunSettings(ensemble=3)
+
+
+def test_the_brightness_setting_reaches_the_fit(dark_scene_rgb8):
+    assert RunSettings(brightness=0.3, device="cpu").model_factory()(False).recipe.brightness == 0.3
+    with pytest.raises(InputError, match="brightness"):
+        RunSettings(brightness=0.9)
+    plane = dark_scene_rgb8[..., 0]
+    layout = StackLayout(plane.shape, rgb=False)
+    means = {}
+    for brightness in (0.25, 0.7):
+        settings = RunSettings(steps=100, device="cpu", output="denoise", ensemble=1, brightness=brightness)
+        _, outputs = run_to_end(enhance_stack(plane, layout, settings))
+        means[brightness] = outputs.denoised.mean() / 255
+    assert means[0.25] == pytest.approx(0.25, abs=0.1) and means[0.7] == pytest.approx(0.7, abs=0.1)

@@ -65,8 +65,8 @@ def test_failed_compile_falls_back_to_the_exact_eager_step(dark, monkeypatch):
     expected = plain.fit(dark, 2).losses
 
     def broken_compile(loss, **_):
-        def compiled(net, image):
-            loss(net, image)  # runs (updating BatchNorm statistics) and then fails, like a late compile error
+        def compiled(net, image, brightness):
+            loss(net, image, brightness)  # runs (updating BatchNorm statistics) and then fails, like a late compile error
             raise RuntimeError("no compiler")
 
         return compiled
@@ -102,7 +102,7 @@ def test_bf16_networks_run_in_bf16_and_hand_back_float32(dark):
 def test_a_diverged_fit_points_reduced_precision_users_to_exact_float32(dark, acceleration, hinted):
     model = ZeroIG(mode="faithful", device="cpu", acceleration=acceleration)
     loss = model._loss
-    model._loss = lambda net, view: loss(net, view) * float("nan")
+    model._loss = lambda net, view, brightness: loss(net, view, brightness) * float("nan")
     with pytest.raises(FloatingPointError, match="diverged") as raised:
         model.fit(dark, 1)
     assert ("acceleration 'auto'" in str(raised.value)) == hinted

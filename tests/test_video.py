@@ -19,7 +19,7 @@ from video.enhancer import WarmStartEnhancer, WarmStartSettings
 from video.pipeline import VideoInterrupted, enhance_video, iter_enhanced_frames
 from video.source import decode_frames, probe
 from video.threads import BackgroundConsumer, prefetch
-from zeroig_plugin import InputError, OutputError
+from zeroig_plugin import MAX_BRIGHTNESS, InputError, OutputError
 
 TINY = WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=32)
 NO_FIT = WarmStartSettings(first_iters=0, iters_per_frame=0)  # for tests about I/O, not fitting
@@ -343,6 +343,25 @@ def test_scene_cut_returns_to_the_given_checkpoint_not_the_seeded_init():
     assert not np.array_equal(first, seeded)
 
 
+def test_brightness_reaches_the_frame_fits(clip, tmp_path, monkeypatch, dark_scene_rgb8):
+    settings = WarmStartSettings(first_iters=80, iters_per_frame=1, fit_size=32, temporal_strength=0)
+    means = {b: WarmStartEnhancer(settings, device="cpu", brightness=b).enhance(dark_scene_rgb8).mean() / 255 for b in (0.25, 0.7)}
+    assert means[0.25] == pytest.approx(0.25, abs=0.07) and means[0.7] > means[0.25] + 0.2
+    chosen = []
+    real_init = WarmStartEnhancer.__init__
+
+    def recording_init(self, settings, **options):
+        chosen.append(options["brightness"])
+        real_init(self, settings, **options)
+
+    monkeypatch.setattr(WarmStartEnhancer, "__init__", recording_init)
+    result = run_cli(clip, tmp_path / "b.mp4", "--device", "cpu", "--first-iters", "0", "--iters-per-frame", "0",
+                     "--max-frames", "1", "--brightness", "0.3")
+    assert result.exit_code == 0, result.output
+    assert chosen == [0.3]
+    assert run_cli(clip, tmp_path / "c.mp4", "--brightness", "0").exit_code == 2
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError):
         WarmStartSettings(weight_smoothing=1.0)
@@ -360,6 +379,7 @@ def test_cli_defaults_mirror_the_settings_defaults():
             cli.DEFAULT_WEIGHT_SMOOTHING, cli.DEFAULT_TEMPORAL_STRENGTH, cli.DEFAULT_ENSEMBLE) == (
         DEFAULTS.first_iters, DEFAULTS.iters_per_frame, DEFAULTS.fit_size, DEFAULTS.scene_cut_threshold,
         DEFAULTS.weight_smoothing, DEFAULTS.temporal_strength, DEFAULTS.ensemble)
+    assert cli.MAX_BRIGHTNESS == MAX_BRIGHTNESS
 
 
 def test_iter_enhanced_frames_yields_every_frame_with_its_time(clip):

@@ -15,6 +15,7 @@ DEFAULT_SCENE_CUT = 1.3
 DEFAULT_WEIGHT_SMOOTHING = 0.9
 DEFAULT_TEMPORAL_STRENGTH = 0.8
 DEFAULT_ENSEMBLE = 1
+MAX_BRIGHTNESS = 0.8  # zeroig_plugin.MAX_BRIGHTNESS
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -93,12 +94,18 @@ class _Interrupted(click.ClickException):
     "--ensemble", type=click.Choice(["1", "2", "4", "8"]), default=str(DEFAULT_ENSEMBLE), show_default=True,
     help="Average each frame's inference over this many flips and transposes (N times the inference cost).",
 )
+@click.option(
+    "--brightness", type=click.FloatRange(0, MAX_BRIGHTNESS, min_open=True), metavar="B",
+    help="Mean luminance (0-0.8) each frame's fit aims the output at. Default: 0.5, mid-grey, the published "
+    "rule; lower it (e.g. 0.25) to keep a night scene dark.",
+)
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="libx264 quality (lower is better).")
 @click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="libx264 speed preset.")
 @click.option("--seed", type=int, default=2, show_default=True, help="Seed of the initial weights.")
 def video_command(
     input_path, output_path, device, mode, output_kind, weights, max_frames, overwrite,
-    first_iters, iters_per_frame, fit_size, scene_cut, weight_smoothing, temporal_strength, ensemble, crf, preset, seed,
+    first_iters, iters_per_frame, fit_size, scene_cut, weight_smoothing, temporal_strength, ensemble, brightness, crf,
+    preset, seed,
 ):
     """Enhance a low-light video, frame by frame, each fit warm-started from the previous frame.
 
@@ -127,7 +134,7 @@ def video_command(
             scene_cut_threshold=scene_cut or None, weight_smoothing=weight_smoothing, output=output_kind,
             temporal_strength=temporal_strength, ensemble=int(ensemble),
         )
-        enhancer = WarmStartEnhancer(settings, mode=mode, device=device, seed=seed, weights=weights)
+        enhancer = WarmStartEnhancer(settings, mode=mode, device=device, seed=seed, weights=weights, brightness=brightness)
         temporal = f"temporal filter {temporal_strength:g}" if temporal_strength else "no temporal filter"
         warn(f"on {describe_device(enhancer.device)}, fitting at {fit_size or 'native'} px, output {output_kind}, {temporal}")
         with tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr) as bar:

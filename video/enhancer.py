@@ -104,7 +104,8 @@ class WarmStartEnhancer:
 
     Args:
         settings: fit budget and output choice (:class:`WarmStartSettings`).
-        mode, device, seed: passed to :class:`zeroig_plugin.ZeroIG`.
+        mode, device, seed, brightness: passed to :class:`zeroig_plugin.ZeroIG` (``brightness``:
+            the mean luminance each frame's fit aims at; ``None`` is the published 0.5).
         weights: a checkpoint path or state dict to start from (and to return to on a scene cut).
 
     Example (inside an OpenCV capture loop)::
@@ -125,11 +126,12 @@ class WarmStartEnhancer:
         device: str = "auto",
         seed: int = 2,
         weights: str | os.PathLike | dict | None = None,
+        brightness: float | None = None,
     ):
         self.settings = settings
-        self.model = ZeroIG(mode=mode, device=device, seed=seed, weights=weights)
+        self.model = ZeroIG(mode=mode, device=device, seed=seed, weights=weights, brightness=brightness)
         self._smoothed = (
-            ZeroIG(mode=mode, device=self.model.device, seed=seed, weights=self.model.state_dict())
+            ZeroIG(mode=mode, device=self.model.device, seed=seed, weights=self.model.state_dict(), brightness=brightness)
             if settings.weight_smoothing
             else None
         )

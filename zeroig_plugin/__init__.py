@@ -22,6 +22,8 @@ _EXPORTS = {
     "describe_device": "engine",
     "inference_passes": "engine",
     "ENSEMBLE_SIZES": "ensemble",
+    "PUBLISHED_BRIGHTNESS": "objective",
+    "MAX_BRIGHTNESS": "objective",
     "resolve_device": "engine",
     "load_state_dict": "checkpoint",
     "save_state_dict": "checkpoint",

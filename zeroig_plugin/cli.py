@@ -18,6 +18,12 @@ import click
 LAZY_COMMANDS = {"video": ("video.cli", "video_command")}
 OUTPUT_KINDS = ("enhance", "denoise")
 LARGE_FOR_CPU = 1024 * 1024  # pixels; above this a whole-image CPU step takes tens of seconds (BENCHMARKS.md)
+MAX_BRIGHTNESS = 0.8  # objective.MAX_BRIGHTNESS, literal so that --help needs no torch (a test keeps them equal)
+BRIGHTNESS_HELP = (
+    "Mean luminance (0-0.8) the fit aims the enhanced image at. Default: 0.5, mid-grey, the published "
+    "rule. One dark image cannot tell a night scene from a dim room: lower it (e.g. 0.25) for scenes "
+    "that should stay dark, raise it for more light."
+)
 
 
 class _LazyGroup(click.Group):
@@ -132,9 +138,10 @@ class _StepBar:
               help="Average the inference over this many flips and transposes of the image (geometric "
                    "self-ensemble: +0.1-0.3 dB on the LOL photos measured; N inference passes, small next to "
                    "the fit). Default: the mode's, 8 for the improved modes, 1 for faithful.")
+@click.option("--brightness", type=click.FloatRange(0, MAX_BRIGHTNESS, min_open=True), metavar="B", help=BRIGHTNESS_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (otherwise an existing output is an error and is kept).")
 def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, output, loss_log, acceleration,
-            fit_crop, tile, ensemble, overwrite) -> None:
+            fit_crop, tile, ensemble, brightness, overwrite) -> None:
     """Brighten and denoise images: each is fitted on its own, then inferred.
 
     INPUT is an image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
@@ -145,6 +152,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     Examples:
       zeroig enhance dark.png -o out/                     # 2000 steps, the default mode
       zeroig enhance photos/ -o out/ --iters 500 --output denoise
+      zeroig enhance night.png -o out/ --brightness 0.25  # a night scene that should stay dark
       zeroig enhance x.png -o out/ --weights LOL.pt --iters 0   # published checkpoint, inference only
     """
     from .checkpoint import load_state_dict, network_from_state_dict
@@ -154,6 +162,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
 
     if iters == 0 and weights is None:
         raise click.UsageError("--iters 0 means inference only and needs --weights")
+    if iters == 0 and brightness is not None:
+        raise click.UsageError("--brightness is the fit's exposure target; with --iters 0 nothing is fitted")
     try:
         get_recipe(mode)
     except ZeroIGError as error:
@@ -217,7 +227,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                                "fitting on a CPU takes long per step: --fit-crop 512 keeps the step cost fixed", err=True)
                 started = time.perf_counter()
                 model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration,
-                               fit_crop=fit_crop)
+                               fit_crop=fit_crop, brightness=brightness)
                 losses: list[float] = []
                 if iters:
                     bar = _StepBar(iters, path.name)

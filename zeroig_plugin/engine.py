@@ -22,7 +22,7 @@ from .checkpoint import load_state_dict, network_from_state_dict, save_state_dic
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
 from .networks import Statistics, ZeroIGNet, published_init
-from .objective import Outputs, first_denoised, image_statistics, infer, pair_consistency
+from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency
 from .recipes import Recipe, get_recipe
 
 __all__ = [
@@ -187,6 +187,9 @@ class ZeroIG:
             recipe's own choice (as many per step as the recipe's crops, else
             ``FIT_CROPS_PER_STEP``), so a step's cost and memory stop growing with the image;
             inference still covers the whole image. ``None`` keeps the recipe's setting.
+        brightness: the mean luminance, in ``(0, 0.8]``, the fit's exposure rule aims the
+            enhanced image at; ``None`` keeps the recipe's (0.5, mid-grey, as published). One dark
+            image cannot tell a night scene from a dim room: lower it for scenes meant to stay dark.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
 
     Example:
@@ -206,9 +209,14 @@ class ZeroIG:
         optimizer_state: dict | None = None,
         acceleration: str | Acceleration = "auto",
         fit_crop: int | None = None,
+        brightness: float | None = None,
         **widths: int,
     ):
         self.recipe: Recipe = get_recipe(mode)
+        if brightness is not None:
+            if not 0 < brightness <= MAX_BRIGHTNESS:
+                raise ValueError(f"brightness must be in (0, {MAX_BRIGHTNESS}], got {brightness}")
+            self.recipe = replace(self.recipe, brightness=brightness)
         if fit_crop is not None:
             if fit_crop < MIN_FIT_SIDE:
                 raise ValueError(f"fit_crop must be at least {MIN_FIT_SIDE}")
@@ -393,7 +401,7 @@ class ZeroIG:
 
         Nothing here reads a value back to the host, so it can be captured as a CUDA graph.
         """
-        loss = self._loss(self._loss_net, view)
+        loss = self._loss(self._loss_net, view, self.recipe.brightness)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.recipe.gradient_clip)
         self.optimizer.step()

@@ -51,7 +51,7 @@ from .losses import (
     total_variation,
 )
 from .networks import ZeroIGNet, pair_downsample
-from .objective import brightness_target, faithful_loss, training_forward
+from .objective import PUBLISHED_BRIGHTNESS, brightness_target, faithful_loss, training_forward
 
 __all__ = [
     "ImprovedOptions",
@@ -78,9 +78,9 @@ class ImprovedOptions:
     """Changes to the published loss (the defaults are the published loss; all measured in the ablation).
 
     Attributes:
-        exposure: ``"published"`` (the capped ``0.5 / mean`` rule and its per-channel power-law
-            target) or ``"gamma"`` (one shared gamma-style target from image statistics).
-        target_mean: the mean luminance the gamma curve aims the output at (mid-grey).
+        exposure: ``"published"`` (the capped ``brightness / mean`` rule and its per-channel
+            power-law target) or ``"gamma"`` (one shared gamma-style target lifting the mean
+            luminance to ``brightness``).
         chroma_weight: weight of :func:`chroma_consistency` on ``s2`` (0 switches it off).
         fix_quirks: Rec.601 luma in the texture mask and the exposure statistics, and per-pixel
             YCbCr in the smoothness weight.
@@ -90,7 +90,6 @@ class ImprovedOptions:
     """
 
     exposure: str = "published"
-    target_mean: float = 0.5
     chroma_weight: float = 0.0
     fix_quirks: bool = False
     fix_texture_pair: bool = False
@@ -166,14 +165,17 @@ def illuminant_colour(image: torch.Tensor, limit: float = 1.5) -> torch.Tensor:
     return (means / luma(means).clamp_min(1e-6)).clamp(1 / limit, limit)
 
 
-def gamma_targets(ld: torch.Tensor, options: ImprovedOptions = ImprovedOptions()) -> torch.Tensor:
-    """The illumination target of the gamma rule for the N1-denoised image ``ld`` ``(B, 3, H, W)``.
+def gamma_targets(
+    ld: torch.Tensor, options: ImprovedOptions = ImprovedOptions(), brightness: float = PUBLISHED_BRIGHTNESS
+) -> torch.Tensor:
+    """The illumination target of the gamma rule for the N1-denoised image ``ld`` ``(B, 3, H, W)``,
+    aiming its mean luminance at ``brightness``.
 
     One luminance map ``y ** (1 - gamma)`` for all channels (times the gray-world illuminant colour
     when ``options.white_balance``): ``(B, 3, H, W)`` in ``(0, 1]``.
     """
     y = luma(ld) if options.fix_quirks else published_gray(ld)
-    t = illumination_target(y, exposure_gamma(y, options.target_mean)).expand_as(ld)
+    t = illumination_target(y, exposure_gamma(y, brightness)).expand_as(ld)
     if options.white_balance:
         t = (t * illuminant_colour(ld)).clamp(1e-4, 1)
     return t
@@ -184,8 +186,14 @@ def chroma_consistency(s: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(s, s.mean(1, keepdim=True).expand_as(s))
 
 
-def improved_loss_terms(net: ZeroIGNet, image: torch.Tensor, options: ImprovedOptions = ImprovedOptions()) -> dict[str, torch.Tensor]:
+def improved_loss_terms(
+    net: ZeroIGNet,
+    image: torch.Tensor,
+    options: ImprovedOptions = ImprovedOptions(),
+    brightness: float = PUBLISHED_BRIGHTNESS,
+) -> dict[str, torch.Tensor]:
     """Weighted loss terms of the improved mode on ``image`` ``(B, 3, H, W)``; their sum is the loss.
+    ``brightness`` is the mean luminance the exposure rule aims the enhanced image at.
 
     With ``ImprovedOptions(exposure="published", chroma_weight=0, fix_quirks=False)`` (and
     ``fix_texture_pair=False``, the default) the terms
@@ -197,14 +205,14 @@ def improved_loss_terms(net: ZeroIGNet, image: torch.Tensor, options: ImprovedOp
     fix = options.fix_quirks
 
     if options.exposure == "gamma":
-        t = gamma_targets(ld, options)
+        t = gamma_targets(ld, options, brightness)
         illumination = 700 * mse(f.s2, t)
         exposure = 1000 * mse(torch.clamp(ld / f.s2, 1e-9, 1), torch.clamp(ld / t, 1e-9, 1))
     elif options.exposure == "published":
         if fix:
-            k = torch.clamp(0.5 / (luma(ld).mean(dim=(1, 2, 3)) + 1e-9), 1, 25).view(-1, 1, 1, 1)
+            k = torch.clamp(brightness / (luma(ld).mean(dim=(1, 2, 3)) + 1e-9), 1, 25).view(-1, 1, 1, 1)
         else:
-            k = brightness_target(ld)
+            k = brightness_target(ld, brightness)
         ratio = torch.pow(0.7, -k) / k
         illumination = 700 * mse(f.s2, torch.clamp(torch.pow(ld * k, k) * ratio, 1e-9, 1))
         exposure = 1000 * mse(torch.clamp(ld / f.s2, 1e-9, 0.8), torch.clamp(ld * k, 1e-9, 1))
@@ -237,12 +245,14 @@ def improved_loss_terms(net: ZeroIGNet, image: torch.Tensor, options: ImprovedOp
     return terms
 
 
-def _loss(net: ZeroIGNet, image: torch.Tensor, options: ImprovedOptions) -> torch.Tensor:
-    return torch.stack(list(improved_loss_terms(net, image, options).values())).sum()
+def _loss(
+    net: ZeroIGNet, image: torch.Tensor, brightness: float = PUBLISHED_BRIGHTNESS, *, options: ImprovedOptions
+) -> torch.Tensor:
+    return torch.stack(list(improved_loss_terms(net, image, options, brightness).values())).sum()
 
 
 def make_loss(options: ImprovedOptions = ImprovedOptions()):
-    """The total loss ``(net, image) -> scalar`` for ``options``, as a :class:`Recipe` takes it."""
+    """The total loss ``(net, image, brightness) -> scalar`` for ``options``, as a :class:`Recipe` takes it."""
     return functools.partial(_loss, options=options)
 
 

@@ -20,7 +20,10 @@ from .losses import (
 )
 from .networks import Statistics, ZeroIGNet, pair_downsample
 
-__all__ = ["Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "training_forward", "faithful_loss", "faithful_loss_terms", "brightness_target"]
+__all__ = [
+    "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "training_forward",
+    "faithful_loss", "faithful_loss_terms", "brightness_target", "PUBLISHED_BRIGHTNESS", "MAX_BRIGHTNESS",
+]
 
 EPS = 1e-4
 
@@ -92,11 +95,16 @@ def _second_denoised(net: ZeroIGNet, stacked: torch.Tensor) -> torch.Tensor:
     return torch.clamp(stacked.detach() - net.denoise_2(stacked), EPS, 1)
 
 
-def brightness_target(l2: torch.Tensor) -> torch.Tensor:
-    """The published exposure factor ``k = clamp(0.5 / (mean(Y) + 1e-9), 1, 25)``, ``(B, 1, 1, 1)``,
-    with ``Y = 0.299 B + 0.587 G + 0.144 R`` (the published, swapped weights)."""
+PUBLISHED_BRIGHTNESS = 0.5
+MAX_BRIGHTNESS = 0.8  # the exposure term clamps the enhanced image at 0.8
+
+
+def brightness_target(l2: torch.Tensor, brightness: float = PUBLISHED_BRIGHTNESS) -> torch.Tensor:
+    """The published exposure factor ``k = clamp(brightness / (mean(Y) + 1e-9), 1, 25)``,
+    ``(B, 1, 1, 1)``, with ``Y = 0.299 B + 0.587 G + 0.144 R`` (the published, swapped weights).
+    The published ``brightness`` is 0.5: the enhanced image is aimed at mid-grey mean luminance."""
     y = 0.299 * l2[:, 2] + 0.587 * l2[:, 1] + 0.144 * l2[:, 0]
-    return torch.clamp(0.5 / (y.mean(dim=(1, 2)) + 1e-9), 1, 25).view(-1, 1, 1, 1)
+    return torch.clamp(brightness / (y.mean(dim=(1, 2)) + 1e-9), 1, 25).view(-1, 1, 1, 1)
 
 
 class Forward(NamedTuple):
@@ -138,10 +146,13 @@ def training_forward(net: ZeroIGNet, image: torch.Tensor) -> Forward:
     return Forward(image, p1, p2, l2, s2, r3, r4, target_from_h11, target_from_h12, h2, r5[:, :3], r5[:, 3:])
 
 
-def faithful_loss_terms(net: ZeroIGNet, image: torch.Tensor) -> dict[str, torch.Tensor]:
+def faithful_loss_terms(
+    net: ZeroIGNet, image: torch.Tensor, brightness: float = PUBLISHED_BRIGHTNESS
+) -> dict[str, torch.Tensor]:
     """The published training forward on ``image`` ``(B, 3, H, W)`` and its weighted loss terms.
 
-    Returns a dict of scalar tensors whose sum is the published total loss.
+    Returns a dict of scalar tensors whose sum is the published total loss (with the published
+    ``brightness``, 0.5; another value moves the exposure target of :func:`brightness_target`).
     """
     f = training_forward(net, image)
     l2, s2, h2, h3, s3, p1, p2, r3, r4 = f.l2, f.s2, f.h2, f.h3, f.s3, f.p1, f.p2, f.r3, f.r4
@@ -151,7 +162,7 @@ def faithful_loss_terms(net: ZeroIGNet, image: torch.Tensor) -> dict[str, torch.
     mask = texture_mask(h1_half, h2_half)
     h1 = torch.clamp(l2 / s2, 0, 1)
 
-    k = brightness_target(ld)
+    k = brightness_target(ld, brightness)
     ratio = torch.pow(0.7, -k) / k
     mse = F.mse_loss
     a1, a2 = pair_downsample(image + 1e-9)
@@ -174,6 +185,6 @@ def faithful_loss_terms(net: ZeroIGNet, image: torch.Tensor) -> dict[str, torch.
     }
 
 
-def faithful_loss(net: ZeroIGNet, image: torch.Tensor) -> torch.Tensor:
+def faithful_loss(net: ZeroIGNet, image: torch.Tensor, brightness: float = PUBLISHED_BRIGHTNESS) -> torch.Tensor:
     """The published total loss (a scalar) for one training step on ``image`` ``(B, 3, H, W)``."""
-    return torch.stack(list(faithful_loss_terms(net, image).values())).sum()
+    return torch.stack(list(faithful_loss_terms(net, image, brightness).values())).sum()

@@ -11,7 +11,7 @@ import torch
 
 from .errors import ZeroIGError
 from .networks import ZeroIGNet
-from .objective import faithful_loss
+from .objective import PUBLISHED_BRIGHTNESS, faithful_loss
 
 __all__ = ["Recipe", "register_recipe", "get_recipe", "available_modes", "DEFAULT_MODE"]
 
@@ -31,10 +31,13 @@ class Recipe:
     best-scoring weights seen on that image: a self-supervised guard against the fit drifting late.
 
     ``inference_ensemble`` (1, 2, 4 or 8) averages inference over that many flips and transposes
-    of the image (:mod:`ensemble`); 1 is the published single pass."""
+    of the image (:mod:`ensemble`); 1 is the published single pass.
+
+    ``brightness`` is passed to ``loss(net, image, brightness)``: the mean luminance its exposure
+    rule aims the enhanced image at (0.5, mid-grey, as published)."""
 
     name: str
-    loss: Callable[[ZeroIGNet, torch.Tensor], torch.Tensor]
+    loss: Callable[[ZeroIGNet, torch.Tensor, float], torch.Tensor]
     description: str
     learning_rate: float = 3e-4
     late_learning_rate: float | None = None
@@ -48,6 +51,7 @@ class Recipe:
     select_after: int | None = None
     select_every: int = 50
     inference_ensemble: int = 1
+    brightness: float = PUBLISHED_BRIGHTNESS
 
     def learning_rate_at(self, step: int) -> float:
         """The learning rate for the step after ``step`` steps."""

@@ -145,13 +145,13 @@ def register_mode(mode: str) -> str:
 
 def run_one(
     mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None,
-    seed: int = 2, ensembles: tuple[int | None, ...] = (None,),
+    seed: int = 2, ensembles: tuple[int | None, ...] = (None,), brightness: float | None = None,
 ) -> dict:
     """One fit, scored at each checkpoint with each inference ensemble size (``None``: the
     mode's); a result per ensemble size."""
     from zeroig_plugin import ZeroIG
 
-    model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop, seed=seed)
+    model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop, seed=seed, brightness=brightness)
     results: dict = {ensemble: {} for ensemble in ensembles}
     done, fit_seconds = 0, 0.0
     for checkpoint in checkpoints:
@@ -304,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         help="score each fit with each of these inference ensemble sizes (same fit, several readouts; "
         "default: the mode's own)",
     )
+    parser.add_argument(
+        "--brightness", type=float, default=None,
+        help="the exposure rule's target mean luminance, as ZeroIG(brightness=...) (default: the mode's, 0.5)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality"))
@@ -330,13 +334,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def label(mode: str, seed: int, ensemble: int | None) -> str:
         parts = [mode] + [f"fit crop {args.fit_crop}"] * bool(args.fit_crop) + [f"ensemble {ensemble}"] * bool(ensemble)
+        parts += [f"brightness {args.brightness:g}"] * (args.brightness is not None)
         return ", ".join(parts + [f"seed {seed}"] * (len(seeds) > 1))
 
     runs = [(mode, seed) for mode in modes for seed in seeds]
     settings = {
         "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),
         "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "fit_crop": args.fit_crop,
-        "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
+        "brightness": args.brightness, "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
     }
     report = {"settings": settings, "results": {}}
     resize = lambda array: prepare(array, args.scale, args.size, args.crop)  # noqa: E731
@@ -344,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, low, high in pairs(dataset, args.images, args.names, resize):
             for mode, seed in runs:
                 start = time.perf_counter()
-                scored = run_one(mode, low, high, checkpoints, dataset in INTENSITY_MATCHED, args.device, args.fit_crop, seed, ensembles)
+                scored = run_one(mode, low, high, checkpoints, dataset in INTENSITY_MATCHED, args.device, args.fit_crop, seed, ensembles,
+                                 args.brightness)
                 for ensemble, result in scored.items():
                     report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble), {})[name] = result
                     final = result["checkpoints"][str(checkpoints[-1])]["denoise"]

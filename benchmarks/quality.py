@@ -11,8 +11,8 @@ Data (read from ``../shared/data`` or ``$ZEROIG_SHARED/data``; skipped with a me
 - ``skimage-synthetic``: held-out photos, never looked at while the improved mode was designed:
   the natural-light photos bundled with scikit-image (``SYNTHETIC_PHOTOS``; 'coffee' is the demo's,
   so it is left out), resized first, then darkened at that size by the demo's sensor model
-  (:func:`zeroig_plugin.demo.simulate_low_light`: 10 % exposure, Poisson shot and Gaussian read
-  noise, seeded per photo); scored like ``lol15-dev``. Needs no shared data.
+  (:func:`zeroig_plugin.demo.simulate_low_light`: 10 % exposure unless ``--exposure``, Poisson
+  shot and Gaussian read noise, seeded per photo); scored like ``lol15-dev``. Needs no shared data.
 
 Each mode is fitted once per image and seed (the published init, seed 2 unless ``--seeds``) and
 scored at 250 / 500 / 1000 / 2000 steps (those up to ``--steps``, plus ``--steps`` itself). A
@@ -49,6 +49,7 @@ CHECKPOINTS = (250, 500, 1000, 2000)
 DATASETS = ("lol15-dev", "microscopy-dev", "skimage-synthetic")
 INTENSITY_MATCHED = {"microscopy-dev"}
 SYNTHETIC_PHOTOS = ("astronaut", "chelsea", "rocket", "immunohistochemistry")
+SYNTHETIC_EXPOSURE = 0.1  # the demo's
 SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
 
 
@@ -169,9 +170,11 @@ def run_one(
     return {ensemble: {"checkpoints": scored, **common} for ensemble, scored in results.items()}
 
 
-def pairs(dataset: str, limit: int | None, names: list[str] | None, resize) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def pairs(
+    dataset: str, limit: int | None, names: list[str] | None, resize, exposure: float = SYNTHETIC_EXPOSURE
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(name, low, high)`` per image of ``dataset``, each passed through ``resize`` (synthetic
-    pairs are darkened after it, so their noise is at the size fitted)."""
+    pairs are darkened after it, so their noise is at the size fitted, to ``exposure``)."""
     if dataset == "skimage-synthetic":
         from skimage import data
 
@@ -181,7 +184,7 @@ def pairs(dataset: str, limit: int | None, names: list[str] | None, resize) -> l
         for seed, name in enumerate(SYNTHETIC_PHOTOS):
             if not names or name in names:
                 high = resize(getattr(data, name)().astype(np.float32) / 255)
-                found.append((name, simulate_low_light(high, seed=seed), high))
+                found.append((name, simulate_low_light(high, exposure=exposure, seed=seed), high))
         return found[:limit] if limit else found
     root = SHARED / "data" / dataset
     found = []
@@ -305,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         "default: the mode's own)",
     )
     parser.add_argument(
+        "--exposure", type=float, default=SYNTHETIC_EXPOSURE,
+        help="skimage-synthetic: the simulated exposure (default 0.1, the demo's; 0.02 is five times darker)",
+    )
+    parser.add_argument(
         "--brightness", type=float, default=None,
         help="the exposure rule's target mean luminance, as ZeroIG(brightness=...) (default: the mode's, 0.5)",
     )
@@ -334,19 +341,20 @@ def main(argv: list[str] | None = None) -> int:
 
     def label(mode: str, seed: int, ensemble: int | None) -> str:
         parts = [mode] + [f"fit crop {args.fit_crop}"] * bool(args.fit_crop) + [f"ensemble {ensemble}"] * bool(ensemble)
-        parts += [f"brightness {args.brightness:g}"] * (args.brightness is not None)
+        if args.brightness is not None:
+            parts.append(f"brightness {args.brightness:g}")
         return ", ".join(parts + [f"seed {seed}"] * (len(seeds) > 1))
 
     runs = [(mode, seed) for mode in modes for seed in seeds]
     settings = {
         "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),
         "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "fit_crop": args.fit_crop,
-        "brightness": args.brightness, "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
+        "brightness": args.brightness, "synthetic_exposure": args.exposure, "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
     }
     report = {"settings": settings, "results": {}}
     resize = lambda array: prepare(array, args.scale, args.size, args.crop)  # noqa: E731
     for dataset in datasets:
-        for name, low, high in pairs(dataset, args.images, args.names, resize):
+        for name, low, high in pairs(dataset, args.images, args.names, resize, args.exposure):
             for mode, seed in runs:
                 start = time.perf_counter()
                 scored = run_one(mode, low, high, checkpoints, dataset in INTENSITY_MATCHED, args.device, args.fit_crop, seed, ensembles,

@@ -24,7 +24,13 @@ from zeroig_plugin.improved import (
 )
 from zeroig_plugin.losses import texture_mask
 from zeroig_plugin.networks import published_init
-from zeroig_plugin.objective import MAX_BRIGHTNESS, PUBLISHED_BRIGHTNESS, brightness_target, faithful_loss_terms
+from zeroig_plugin.objective import (
+    MAX_BRIGHTNESS,
+    PUBLISHED_BRIGHTNESS,
+    PUBLISHED_MAX_GAIN,
+    brightness_target,
+    faithful_loss_terms,
+)
 from zeroig_plugin.recipes import DEFAULT_MODE, available_modes, get_recipe
 
 PUBLISHED = ImprovedOptions(exposure="published", chroma_weight=0.0, fix_quirks=False)
@@ -89,6 +95,7 @@ def test_every_change_is_a_real_change():
     gamma = improved_loss_terms(net, image, replace(PUBLISHED, exposure="gamma"))
     assert not torch.allclose(gamma["illumination"], base["illumination"])
     assert "chroma" in improved_loss_terms(net, image, replace(PUBLISHED, chroma_weight=1000.0))
+    assert torch.equal(improved_loss_terms(net, image, replace(PUBLISHED, max_gain=100.0))["exposure"], base["exposure"])
     variants = ablation_recipes()
     assert variants["faithful+image-statistics"].weight_average is None
     assert variants["faithful+image-statistics"].late_learning_rate is None
@@ -205,6 +212,9 @@ def test_brightness_scales_the_published_exposure_factor():
     assert torch.equal(brightness_target(ld), brightness_target(ld, PUBLISHED_BRIGHTNESS))
     assert torch.allclose(brightness_target(ld, 0.25) * 2, brightness_target(ld, 0.5))
     assert float(brightness_target(torch.full_like(ld, 0.6), 0.3)) == 1.0  # never darkens
+    very_dark = torch.full_like(ld, 0.01)
+    assert float(brightness_target(very_dark)) == PUBLISHED_MAX_GAIN
+    assert float(brightness_target(very_dark, max_gain=100)) == pytest.approx(0.5 / (0.01 * 1.03), rel=1e-4)  # weights sum to 1.03
     net, image = published_init(2), ld * 2
     default, lower = faithful_loss_terms(net, image), faithful_loss_terms(net, image, 0.25)
     changed = {name for name in default if not torch.equal(default[name], lower[name])}

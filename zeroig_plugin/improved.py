@@ -51,7 +51,7 @@ from .losses import (
     total_variation,
 )
 from .networks import ZeroIGNet, pair_downsample
-from .objective import PUBLISHED_BRIGHTNESS, brightness_target, faithful_loss, training_forward
+from .objective import PUBLISHED_BRIGHTNESS, PUBLISHED_MAX_GAIN, brightness_target, faithful_loss, training_forward
 
 __all__ = [
     "ImprovedOptions",
@@ -81,6 +81,8 @@ class ImprovedOptions:
         exposure: ``"published"`` (the capped ``brightness / mean`` rule and its per-channel
             power-law target) or ``"gamma"`` (one shared gamma-style target lifting the mean
             luminance to ``brightness``).
+        max_gain: the cap on the published rule's gain ``k`` (published: 25, which aims images
+            darker than ``brightness / 25`` mean luminance below ``brightness``).
         chroma_weight: weight of :func:`chroma_consistency` on ``s2`` (0 switches it off).
         fix_quirks: Rec.601 luma in the texture mask and the exposure statistics, and per-pixel
             YCbCr in the smoothness weight.
@@ -90,6 +92,7 @@ class ImprovedOptions:
     """
 
     exposure: str = "published"
+    max_gain: float = PUBLISHED_MAX_GAIN
     chroma_weight: float = 0.0
     fix_quirks: bool = False
     fix_texture_pair: bool = False
@@ -210,9 +213,9 @@ def improved_loss_terms(
         exposure = 1000 * mse(torch.clamp(ld / f.s2, 1e-9, 1), torch.clamp(ld / t, 1e-9, 1))
     elif options.exposure == "published":
         if fix:
-            k = torch.clamp(brightness / (luma(ld).mean(dim=(1, 2, 3)) + 1e-9), 1, 25).view(-1, 1, 1, 1)
+            k = torch.clamp(brightness / (luma(ld).mean(dim=(1, 2, 3)) + 1e-9), 1, options.max_gain).view(-1, 1, 1, 1)
         else:
-            k = brightness_target(ld, brightness)
+            k = brightness_target(ld, brightness, options.max_gain)
         ratio = torch.pow(0.7, -k) / k
         illumination = 700 * mse(f.s2, torch.clamp(torch.pow(ld * k, k) * ratio, 1e-9, 1))
         exposure = 1000 * mse(torch.clamp(ld / f.s2, 1e-9, 0.8), torch.clamp(ld * k, 1e-9, 1))
@@ -303,6 +306,7 @@ def ablation_recipes() -> dict:
         "improved+texture-pair": (replace(PUBLISHED_LOSS, fix_texture_pair=True), {}),
         "improved+gamma+white-balance": (replace(PUBLISHED_LOSS, exposure="gamma", white_balance=True), {}),
         "improved+lr1e-4": (PUBLISHED_LOSS, {"learning_rate": 1e-4}),
+        "improved+gain100": (replace(PUBLISHED_LOSS, max_gain=100.0), {}),
     }
     return {
         name: improved_recipe(name, options, description=f"ablation variant {name}", **settings)

@@ -23,6 +23,7 @@ from .networks import Statistics, ZeroIGNet, pair_downsample
 __all__ = [
     "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "training_forward",
     "faithful_loss", "faithful_loss_terms", "brightness_target", "PUBLISHED_BRIGHTNESS", "MAX_BRIGHTNESS",
+    "PUBLISHED_MAX_GAIN",
 ]
 
 EPS = 1e-4
@@ -96,15 +97,19 @@ def _second_denoised(net: ZeroIGNet, stacked: torch.Tensor) -> torch.Tensor:
 
 
 PUBLISHED_BRIGHTNESS = 0.5
+PUBLISHED_MAX_GAIN = 25.0
 MAX_BRIGHTNESS = 0.8  # the exposure term clamps the enhanced image at 0.8
 
 
-def brightness_target(l2: torch.Tensor, brightness: float = PUBLISHED_BRIGHTNESS) -> torch.Tensor:
-    """The published exposure factor ``k = clamp(brightness / (mean(Y) + 1e-9), 1, 25)``,
+def brightness_target(
+    l2: torch.Tensor, brightness: float = PUBLISHED_BRIGHTNESS, max_gain: float = PUBLISHED_MAX_GAIN
+) -> torch.Tensor:
+    """The published exposure factor ``k = clamp(brightness / (mean(Y) + 1e-9), 1, max_gain)``,
     ``(B, 1, 1, 1)``, with ``Y = 0.299 B + 0.587 G + 0.144 R`` (the published, swapped weights).
-    The published ``brightness`` is 0.5: the enhanced image is aimed at mid-grey mean luminance."""
+    Published: ``brightness`` 0.5 (the enhanced image is aimed at mid-grey mean luminance) and
+    ``max_gain`` 25 (so images darker than 0.02 mean are aimed lower)."""
     y = 0.299 * l2[:, 2] + 0.587 * l2[:, 1] + 0.144 * l2[:, 0]
-    return torch.clamp(brightness / (y.mean(dim=(1, 2)) + 1e-9), 1, 25).view(-1, 1, 1, 1)
+    return torch.clamp(brightness / (y.mean(dim=(1, 2)) + 1e-9), 1, max_gain).view(-1, 1, 1, 1)
 
 
 class Forward(NamedTuple):

@@ -10,9 +10,11 @@ import torch
 from zeroig_plugin import ZeroIG
 from zeroig_plugin.improved import (
     IMPROVED_MODE,
+    MAX_OUTPUT_GAIN,
     ImprovedOptions,
     ablation_recipes,
     chroma_consistency,
+    exposure_gain,
     exposure_gamma,
     gamma_targets,
     illuminant_colour,
@@ -234,3 +236,33 @@ def test_the_output_mean_follows_the_brightness_asked_for(brightness):
 def test_brightness_out_of_range_is_refused(brightness):
     with pytest.raises(ValueError, match="brightness"):
         ZeroIG(device="cpu", brightness=brightness)
+
+
+def test_exposure_gain_reaches_the_level_asked_for_through_the_clip():
+    image = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(5)) * 0.3
+    image[1, :, :10] = 0.9  # a highlight that the gain clips
+    gain = exposure_gain(image, 0.5)
+    levels = luma((image * gain).clamp(0, 1)).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(levels, torch.full_like(levels, 0.5), atol=1e-5, rtol=0)
+    assert float(gain[1]) > 0.5 / float(luma(image[1:]).mean())  # clipped pixels ask for more
+    assert float(exposure_gain(torch.full((1, 3, 8, 8), 0.8), 0.4)) == pytest.approx(0.5, abs=1e-5)  # darkens too
+    assert float(exposure_gain(torch.zeros(1, 3, 8, 8), 0.5)) == pytest.approx(MAX_OUTPUT_GAIN, rel=1e-5)
+
+
+def test_a_fit_aimed_lower_is_brought_to_the_brightness_by_one_gain():
+    recipe = get_recipe(IMPROVED_MODE)
+    assert 0 < recipe.fit_brightness_ratio < 1 and get_recipe("faithful").fit_brightness_ratio is None
+    assert recipe.fit_brightness() == pytest.approx(recipe.fit_brightness_ratio * recipe.brightness)
+    assert ablation_recipes()["improved-post-gain"].fit_brightness_ratio is None
+    assert ZeroIG(device="cpu", exposure_gain=False).recipe.fit_brightness_ratio is None
+    assert ZeroIG(mode="faithful", device="cpu", exposure_gain=True).recipe.fit_brightness_ratio == recipe.fit_brightness_ratio
+    image = _dark_scene(size=24, level=0.04)
+    model = ZeroIG(device="cpu", brightness=0.4)
+    model.fit(image, steps=30)
+    whole, tiled = model.infer(image, ensemble=2), model.infer(image, ensemble=2, tile=16)
+    assert float(luma(torch.from_numpy(whole.denoise).permute(2, 0, 1)[None]).mean()) == pytest.approx(0.4, abs=1e-4)
+    np.testing.assert_allclose(tiled.denoise, whole.denoise, atol=1e-5)
+    unscaled = replace(model.recipe, fit_brightness_ratio=None)
+    model.recipe = unscaled
+    ratio = whole.enhance.mean() / model.infer(image, ensemble=2).enhance.mean()
+    assert ratio > 1.05  # the same fit, read out without the gain, is darker

@@ -351,14 +351,15 @@ def test_brightness_reaches_the_frame_fits(clip, tmp_path, monkeypatch, dark_sce
     real_init = WarmStartEnhancer.__init__
 
     def recording_init(self, settings, **options):
-        chosen.append(options["brightness"])
         real_init(self, settings, **options)
+        chosen.append((self.model.recipe.brightness, self.model.recipe.fit_brightness_ratio is not None))
 
     monkeypatch.setattr(WarmStartEnhancer, "__init__", recording_init)
-    result = run_cli(clip, tmp_path / "b.mp4", "--device", "cpu", "--first-iters", "0", "--iters-per-frame", "0",
-                     "--max-frames", "1", "--brightness", "0.3")
-    assert result.exit_code == 0, result.output
-    assert chosen == [0.3]
+    for extra in ([], ["--exposure-gain"]):
+        result = run_cli(clip, tmp_path / f"b{len(extra)}.mp4", "--device", "cpu", "--first-iters", "0",
+                         "--iters-per-frame", "0", "--max-frames", "1", "--brightness", "0.3", *extra)
+        assert result.exit_code == 0, result.output
+    assert chosen == [(0.3, False), (0.3, True)]  # video fits set the level themselves unless asked
     assert run_cli(clip, tmp_path / "c.mp4", "--brightness", "0").exit_code == 2
 
 

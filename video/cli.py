@@ -99,13 +99,19 @@ class _Interrupted(click.ClickException):
     help="Mean luminance (0-0.8) each frame's fit aims the output at. Default: 0.5, mid-grey, the published "
     "rule; lower it (e.g. 0.25) to keep a night scene dark.",
 )
+@click.option(
+    "--exposure-gain", is_flag=True,
+    help="Fit each frame to 0.7 of --brightness and bring it there by one gain, as the image command does. "
+    "Off by default: a frame's few steps leave the fit short of the level, and the gain would lift the "
+    "remaining noise with it.",
+)
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="libx264 quality (lower is better).")
 @click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="libx264 speed preset.")
 @click.option("--seed", type=int, default=2, show_default=True, help="Seed of the initial weights.")
 def video_command(
     input_path, output_path, device, mode, output_kind, weights, max_frames, overwrite,
-    first_iters, iters_per_frame, fit_size, scene_cut, weight_smoothing, temporal_strength, ensemble, brightness, crf,
-    preset, seed,
+    first_iters, iters_per_frame, fit_size, scene_cut, weight_smoothing, temporal_strength, ensemble, brightness,
+    exposure_gain, crf, preset, seed,
 ):
     """Enhance a low-light video, frame by frame, each fit warm-started from the previous frame.
 
@@ -132,7 +138,7 @@ def video_command(
         settings = WarmStartSettings(
             first_iters=first_iters, iters_per_frame=iters_per_frame, fit_size=fit_size,
             scene_cut_threshold=scene_cut or None, weight_smoothing=weight_smoothing, output=output_kind,
-            temporal_strength=temporal_strength, ensemble=int(ensemble),
+            temporal_strength=temporal_strength, ensemble=int(ensemble), exposure_gain=exposure_gain,
         )
         enhancer = WarmStartEnhancer(settings, mode=mode, device=device, seed=seed, weights=weights, brightness=brightness)
         temporal = f"temporal filter {temporal_strength:g}" if temporal_strength else "no temporal filter"

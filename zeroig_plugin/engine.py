@@ -21,6 +21,8 @@ from .acceleration import Acceleration, AutocastNetworks, resolve_acceleration
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
+from .improved import DEFAULT_FIT_BRIGHTNESS_RATIO
+from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency
 from .recipes import Recipe, get_recipe
@@ -190,6 +192,10 @@ class ZeroIG:
         brightness: the mean luminance, in ``(0, 0.8]``, the fit's exposure rule aims the
             enhanced image at; ``None`` keeps the recipe's (0.5, mid-grey, as published). One dark
             image cannot tell a night scene from a dim room: lower it for scenes meant to stay dark.
+        exposure_gain: whether the fit aims at 0.7 of ``brightness`` and inference brings the
+            outputs to it by one gain (the improved modes' default), or the fit's exposure rule
+            alone sets the level (``False``; the published way, and the video pipeline's, whose
+            few steps per frame leave the fit short of its level); ``None`` keeps the recipe's.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
 
     Example:
@@ -210,6 +216,7 @@ class ZeroIG:
         acceleration: str | Acceleration = "auto",
         fit_crop: int | None = None,
         brightness: float | None = None,
+        exposure_gain: bool | None = None,
         **widths: int,
     ):
         self.recipe: Recipe = get_recipe(mode)
@@ -217,6 +224,9 @@ class ZeroIG:
             if not 0 < brightness <= MAX_BRIGHTNESS:
                 raise ValueError(f"brightness must be in (0, {MAX_BRIGHTNESS}], got {brightness}")
             self.recipe = replace(self.recipe, brightness=brightness)
+        if exposure_gain is not None and exposure_gain != (self.recipe.fit_brightness_ratio is not None):
+            ratio = DEFAULT_FIT_BRIGHTNESS_RATIO if exposure_gain else None
+            self.recipe = replace(self.recipe, fit_brightness_ratio=ratio)
         if fit_crop is not None:
             if fit_crop < MIN_FIT_SIDE:
                 raise ValueError(f"fit_crop must be at least {MIN_FIT_SIDE}")
@@ -401,7 +411,7 @@ class ZeroIG:
 
         Nothing here reads a value back to the host, so it can be captured as a CUDA graph.
         """
-        loss = self._loss(self._loss_net, view, self.recipe.brightness)
+        loss = self._loss(self._loss_net, view, self.recipe.fit_brightness())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.recipe.gradient_clip)
         self.optimizer.step()
@@ -523,6 +533,9 @@ class ZeroIG:
                     yield done, total
                 outputs = mean.result()
                 enhance[target], denoise[target] = outputs.enhance[inner], outputs.denoise[inner]
+            if self.recipe.fit_brightness_ratio is not None:
+                gain = gain_to_brightness(denoise, self.recipe.brightness)
+                enhance, denoise = (enhance * gain).clamp(0, 1), (denoise * gain).clamp(0, 1)
             return Outputs(enhance, denoise)
         finally:
             self.net.train()

@@ -33,8 +33,11 @@ class Recipe:
     ``inference_ensemble`` (1, 2, 4 or 8) averages inference over that many flips and transposes
     of the image (:mod:`ensemble`); 1 is the published single pass.
 
-    ``brightness`` is passed to ``loss(net, image, brightness)``: the mean luminance its exposure
-    rule aims the enhanced image at (0.5, mid-grey, as published)."""
+    ``brightness`` is the mean luminance the outputs are aimed at (0.5, mid-grey, as published).
+    Without ``fit_brightness_ratio`` the fit's exposure rule alone sets it: ``loss(net, image,
+    brightness)``. With it, the fit aims at ``fit_brightness_ratio * brightness``, and inference
+    multiplies both outputs by the one gain that brings the denoised output's mean luminance to
+    ``brightness`` (:func:`improved.exposure_gain`)."""
 
     name: str
     loss: Callable[[ZeroIGNet, torch.Tensor, float], torch.Tensor]
@@ -52,6 +55,11 @@ class Recipe:
     select_every: int = 50
     inference_ensemble: int = 1
     brightness: float = PUBLISHED_BRIGHTNESS
+    fit_brightness_ratio: float | None = None
+
+    def fit_brightness(self) -> float:
+        """The mean luminance the fit's exposure rule aims at."""
+        return self.brightness * (self.fit_brightness_ratio or 1.0)
 
     def learning_rate_at(self, step: int) -> float:
         """The learning rate for the step after ``step`` steps."""

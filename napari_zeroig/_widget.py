@@ -103,8 +103,8 @@ class ZeroIGWidget(Container):
         )
         self._brightness = FloatSpinBox(
             name="brightness", value=PUBLISHED_BRIGHTNESS, min=0.05, max=MAX_BRIGHTNESS, step=0.05,
-            tooltip="mean level (of the scaled range) the fit aims the enhanced planes at; 0.5 (mid-grey) is the "
-            "published rule: lower it for sparse, mostly dark samples that should stay dark",
+            tooltip="mean level (of the scaled range) of the enhanced planes; 0.5 (mid-grey) is the published "
+            "rule's target: lower it for sparse, mostly dark samples that should stay dark",
         )
         self._checkpoint = FileEdit(name="checkpoint", mode="r", filter="*.pt *.pth *.ckpt", nullable=True)
         self._stack_axis = ComboBox(

@@ -163,8 +163,7 @@ class RunSettings:
 
     ``ensemble``: inference passes averaged over flips and transposes of each plane (1, 2, 4 or
     8; ``None``: the mode's, 8 for the improved modes). ``brightness``: the mean level, in
-    ``(0, 0.8]`` of the scaled range, the fit aims the enhanced planes at (``None``: the published
-    0.5)."""
+    ``(0, 0.8]`` of the scaled range, of the enhanced planes (``None``: the published 0.5)."""
 
     steps: int = 300
     later_steps: int = 50

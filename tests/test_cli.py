@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -208,6 +209,11 @@ def test_brightness_option_reaches_the_fit_and_is_checked(tmp_path):
     assert too_bright.exit_code == 2 and "--brightness" in too_bright.output
     weights = tmp_path / "w.pt"
     ZeroIG(device="cpu").save(weights)
-    nothing_fitted = CliRunner().invoke(cli, ["enhance", str(tmp_path / "x.png"), "-o", str(tmp_path / "c"), "--iters", "0",
-                                              "--weights", str(weights), "--brightness", "0.3"])
-    assert nothing_fitted.exit_code == 2 and "--brightness" in nothing_fitted.output
+    def inference_only(mode: str, out: str):
+        return CliRunner().invoke(cli, ["enhance", str(tmp_path / "x.png"), "-o", str(tmp_path / out), "--iters", "0",
+                                        "--weights", str(weights), "--brightness", "0.3", "--mode", mode, "--device", "cpu"])
+
+    assert inference_only("faithful", "c").exit_code == 2  # only the fit sets the level there
+    assert inference_only("default", "d").exit_code == 0  # the improved readout's gain sets it
+    level = np.asarray(Image.open(tmp_path / "d" / "x_denoise.png"), np.float64) / 255 @ [0.299, 0.587, 0.114]
+    assert level.mean() == pytest.approx(0.3, abs=0.01)

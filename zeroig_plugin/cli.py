@@ -20,8 +20,8 @@ OUTPUT_KINDS = ("enhance", "denoise")
 LARGE_FOR_CPU = 1024 * 1024  # pixels; above this a whole-image CPU step takes tens of seconds (BENCHMARKS.md)
 MAX_BRIGHTNESS = 0.8  # objective.MAX_BRIGHTNESS, literal so that --help needs no torch (a test keeps them equal)
 BRIGHTNESS_HELP = (
-    "Mean luminance (0-0.8) the fit aims the enhanced image at. Default: 0.5, mid-grey, the published "
-    "rule. One dark image cannot tell a night scene from a dim room: lower it (e.g. 0.25) for scenes "
+    "Mean luminance (0-0.8) of the outputs. Default: 0.5, mid-grey, the published rule's "
+    "target. One dark image cannot tell a night scene from a dim room: lower it (e.g. 0.25) for scenes "
     "that should stay dark, raise it for more light."
 )
 
@@ -162,12 +162,12 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
 
     if iters == 0 and weights is None:
         raise click.UsageError("--iters 0 means inference only and needs --weights")
-    if iters == 0 and brightness is not None:
-        raise click.UsageError("--brightness is the fit's exposure target; with --iters 0 nothing is fitted")
     try:
-        get_recipe(mode)
+        recipe = get_recipe(mode)
     except ZeroIGError as error:
         raise click.BadParameter(str(error), param_hint="--mode") from None
+    if iters == 0 and brightness is not None and recipe.fit_brightness_ratio is None:
+        raise click.UsageError(f"in mode {mode!r} only the fit sets the brightness, and --iters 0 fits nothing")
     state = None
     if weights is not None:
         try:

@@ -189,9 +189,10 @@ class ZeroIG:
             recipe's own choice (as many per step as the recipe's crops, else
             ``FIT_CROPS_PER_STEP``), so a step's cost and memory stop growing with the image;
             inference still covers the whole image. ``None`` keeps the recipe's setting.
-        brightness: the mean luminance, in ``(0, 0.8]``, the fit's exposure rule aims the
-            enhanced image at; ``None`` keeps the recipe's (0.5, mid-grey, as published). One dark
-            image cannot tell a night scene from a dim room: lower it for scenes meant to stay dark.
+        brightness: the outputs' mean luminance, in ``(0, 0.8]``, that the fit's exposure rule
+            aims at (and, with ``exposure_gain``, one gain at inference brings them to); ``None``
+            keeps the recipe's (0.5, mid-grey, as published). One dark image cannot tell a night
+            scene from a dim room: lower it for scenes meant to stay dark.
         exposure_gain: whether the fit aims at 0.7 of ``brightness`` and inference brings the
             outputs to it by one gain (the improved modes' default), or the fit's exposure rule
             alone sets the level (``False``; the published way, and the video pipeline's, whose

@@ -137,6 +137,32 @@ def rec601_ycbcr(x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("oc,bchw->bohw", matrix, x) + bias
 
 
+SAMPLES_FOR_A_MEAN = 65536  # the mean of a strided subsample is plenty for one scalar
+
+
+def _pixel_sample(x: torch.Tensor) -> torch.Tensor:
+    """The pixels of ``x`` ``(B, C, H, W)`` as ``(B, C, N, 1)``, strided down to about
+    ``SAMPLES_FOR_A_MEAN`` of them (still an image to :func:`luma`)."""
+    pixels = x.flatten(2)
+    if pixels.shape[2] > SAMPLES_FOR_A_MEAN:
+        pixels = pixels[:, :, :: pixels.shape[2] // SAMPLES_FOR_A_MEAN]
+    return pixels.unsqueeze(-1)
+
+
+def _bisect(too_dark, low: torch.Tensor, high: torch.Tensor, brighter_upwards: bool, iterations: int) -> torch.Tensor:
+    """Bisection per image for the parameter ``(B, 1, 1, 1)`` in ``[low, high]`` where
+    ``too_dark(parameter)`` (a ``(B, 1, 1, 1)`` bool) flips; ``brighter_upwards``: a larger
+    parameter gives a brighter image."""
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        dark = too_dark(mid)
+        if brighter_upwards:
+            low, high = torch.where(dark, mid, low), torch.where(dark, high, mid)
+        else:
+            low, high = torch.where(dark, low, mid), torch.where(dark, mid, high)
+    return (low + high) / 2
+
+
 @torch.no_grad()
 def exposure_gamma(y: torch.Tensor, target_mean: float = 0.5, iterations: int = 24) -> torch.Tensor:
     """The gamma that lifts luminance ``y`` ``(B, 1, H, W)`` in ``[0, 1]`` to mean ``target_mean``.
@@ -145,17 +171,12 @@ def exposure_gamma(y: torch.Tensor, target_mean: float = 0.5, iterations: int = 
     ``[0.05, 1]`` (``mean(y ** gamma)`` falls as ``gamma`` grows). Images whose mean is already
     at or above the target get ``gamma = 1`` (left alone). Returns ``(B, 1, 1, 1)``.
     """
-    y = y.clamp(1e-4, 1).flatten(1)
-    if y.shape[1] > 65536:  # the mean of a strided subsample is plenty for one scalar
-        y = y[:, :: y.shape[1] // 65536]
-    low = torch.full((y.shape[0], 1), 0.05, dtype=y.dtype, device=y.device)
-    high = torch.ones_like(low)
-    for _ in range(iterations):
-        mid = (low + high) / 2
-        too_dark = y.pow(mid).mean(1, keepdim=True) < target_mean
-        high = torch.where(too_dark, mid, high)
-        low = torch.where(too_dark, low, mid)
-    return ((low + high) / 2).view(-1, 1, 1, 1)
+    pixels = _pixel_sample(y.clamp(1e-4, 1))
+    low = torch.full((y.shape[0], 1, 1, 1), 0.05, dtype=y.dtype, device=y.device)
+    return _bisect(
+        lambda gamma: pixels.pow(gamma).mean(dim=(1, 2, 3), keepdim=True) < target_mean,
+        low, torch.ones_like(low), brighter_upwards=False, iterations=iterations,
+    )
 
 
 MAX_OUTPUT_GAIN = 8.0
@@ -166,18 +187,12 @@ def exposure_gain(image: torch.Tensor, brightness: float, max_gain: float = MAX_
     """The gain ``g`` for which ``clamp(g * image, 0, 1)`` has mean Rec.601 luminance ``brightness``:
     ``(B, 3, H, W)`` in ``[0, 1]`` -> ``(B, 1, 1, 1)``, by bisection on ``g`` in ``[0, max_gain]``
     (the mean rises with ``g``; clipped highlights make ``g`` larger than ``brightness / mean``)."""
-    pixels = image.flatten(2)
-    if pixels.shape[2] > 65536:  # the mean of a strided subsample is plenty for one scalar
-        pixels = pixels[:, :, :: pixels.shape[2] // 65536]
-    pixels = pixels.unsqueeze(-1)  # (B, 3, N, 1): luma() reads it as an image
+    pixels = _pixel_sample(image)
     low = torch.zeros((image.shape[0], 1, 1, 1), dtype=image.dtype, device=image.device)
-    high = torch.full_like(low, max_gain)
-    for _ in range(iterations):
-        mid = (low + high) / 2
-        too_dark = luma((pixels * mid).clamp(0, 1)).mean(dim=(1, 2, 3), keepdim=True) < brightness
-        low = torch.where(too_dark, mid, low)
-        high = torch.where(too_dark, high, mid)
-    return (low + high) / 2
+    return _bisect(
+        lambda gain: luma((pixels * gain).clamp(0, 1)).mean(dim=(1, 2, 3), keepdim=True) < brightness,
+        low, torch.full_like(low, max_gain), brighter_upwards=True, iterations=iterations,
+    )
 
 
 def illumination_target(y: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:

@@ -147,12 +147,13 @@ def register_mode(mode: str) -> str:
 def run_one(
     mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None,
     seed: int = 2, ensembles: tuple[int | None, ...] = (None,), brightness: float | None = None,
+    acceleration: str = "auto",
 ) -> dict:
     """One fit, scored at each checkpoint with each inference ensemble size (``None``: the
     mode's); a result per ensemble size."""
     from zeroig_plugin import ZeroIG
 
-    model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop, seed=seed, brightness=brightness)
+    model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop, seed=seed, brightness=brightness, acceleration=acceleration)
     results: dict = {ensemble: {} for ensemble in ensembles}
     done, fit_seconds = 0, 0.0
     for checkpoint in checkpoints:
@@ -166,6 +167,8 @@ def run_one(
                 "enhance": score(outputs.enhance, high, match),
                 "denoise": score(outputs.denoise, high, match),
             }
+        print(f"  {mode} step {checkpoint}: denoise {results[ensembles[0]][str(checkpoint)]['denoise']['psnr']:.2f} dB "
+              f"({fit_seconds / done:.2f} s per step)", file=sys.stderr, flush=True)
     common = {"seconds_per_step": fit_seconds / max(1, done), "reference_brightness": float(high.mean() * 255)}
     return {ensemble: {"checkpoints": scored, **common} for ensemble, scored in results.items()}
 
@@ -316,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the exposure rule's target mean luminance, as ZeroIG(brightness=...) (default: the mode's, 0.5)",
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--acceleration", default="auto", choices=["auto", "off", "graph", "max"],
+        help="as ZeroIG(acceleration=...); max runs the networks in bf16 (not bit-comparable)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality"))
     parser.add_argument("--merge", nargs="+", default=None, help="merge these JSON results into one table")
@@ -349,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),
         "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "fit_crop": args.fit_crop,
-        "brightness": args.brightness, "synthetic_exposure": args.exposure, "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
+        "brightness": args.brightness, "acceleration": args.acceleration, "synthetic_exposure": args.exposure, "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
     }
     report = {"settings": settings, "results": {}}
     resize = lambda array: prepare(array, args.scale, args.size, args.crop)  # noqa: E731
@@ -358,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode, seed in runs:
                 start = time.perf_counter()
                 scored = run_one(mode, low, high, checkpoints, dataset in INTENSITY_MATCHED, args.device, args.fit_crop, seed, ensembles,
-                                 args.brightness)
+                                 args.brightness, args.acceleration)
                 for ensemble, result in scored.items():
                     report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble), {})[name] = result
                     final = result["checkpoints"][str(checkpoints[-1])]["denoise"]

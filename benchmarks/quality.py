@@ -211,10 +211,12 @@ def table(report: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for mode, images in modes.items():
-            steps = list(next(iter(images.values()))["checkpoints"])
+            # Merged runs may stop at different checkpoints: mean rows over the ones every image has,
+            # each image's drop to its own last checkpoint.
+            steps = [s for s in next(iter(images.values()))["checkpoints"] if all(s in r["checkpoints"] for r in images.values())]
             reference = np.mean([r["reference_brightness"] for r in images.values()])
             drops = [
-                max(c["denoise"]["psnr"] for c in r["checkpoints"].values()) - r["checkpoints"][steps[-1]]["denoise"]["psnr"]
+                max(c["denoise"]["psnr"] for c in r["checkpoints"].values()) - list(r["checkpoints"].values())[-1]["denoise"]["psnr"]
                 for r in images.values()
             ]
             for step in steps:

@@ -198,6 +198,11 @@ def pairs(
     return found[:limit] if limit else found
 
 
+def _last_denoise(result: dict) -> dict:
+    """The denoise scores of one image's result at its last checkpoint."""
+    return list(result["checkpoints"].values())[-1]["denoise"]
+
+
 def table(report: dict) -> str:
     """Markdown: one row per dataset, mode and checkpoint, means over images, then per-image finals."""
     lines = []
@@ -216,7 +221,7 @@ def table(report: dict) -> str:
             steps = [s for s in next(iter(images.values()))["checkpoints"] if all(s in r["checkpoints"] for r in images.values())]
             reference = np.mean([r["reference_brightness"] for r in images.values()])
             drops = [
-                max(c["denoise"]["psnr"] for c in r["checkpoints"].values()) - list(r["checkpoints"].values())[-1]["denoise"]["psnr"]
+                max(c["denoise"]["psnr"] for c in r["checkpoints"].values()) - _last_denoise(r)["psnr"]
                 for r in images.values()
             ]
             for step in steps:
@@ -232,8 +237,8 @@ def table(report: dict) -> str:
         names = list(next(iter(modes.values())))
         lines += ["| mode | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for mode, images in modes.items():
-            last = lambda r: r["checkpoints"][list(r["checkpoints"])[-1]]["denoise"]  # noqa: E731
-            cells = [f"{last(images[n])['psnr']:.2f} / {last(images[n])['ssim']:.3f}" if n in images else "-" for n in names]
+            cells = [f"{_last_denoise(images[n])['psnr']:.2f} / {_last_denoise(images[n])['ssim']:.3f}" if n in images else "-"
+                     for n in names]
             lines.append(f"| {mode} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += _seed_summary(modes, names)
@@ -292,6 +297,8 @@ def write(report: dict, out: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from zeroig_plugin.cli import ACCELERATIONS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--modes", nargs="+", default=["faithful", "default"])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -322,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--acceleration", default="auto", choices=["auto", "off", "graph", "max"],
+        "--acceleration", default="auto", choices=ACCELERATIONS,
         help="as ZeroIG(acceleration=...); max runs the networks in bf16 (not bit-comparable)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -217,3 +217,10 @@ def test_brightness_option_reaches_the_fit_and_is_checked(tmp_path):
     assert inference_only("default", "d").exit_code == 0  # the improved readout's gain sets it
     level = np.asarray(Image.open(tmp_path / "d" / "x_denoise.png"), np.float64) / 255 @ [0.299, 0.587, 0.114]
     assert level.mean() == pytest.approx(0.3, abs=0.01)
+
+
+def test_acceleration_choices_are_the_engine_presets():
+    from zeroig_plugin import cli as cli_module
+    from zeroig_plugin.acceleration import PRESETS
+
+    assert set(cli_module.ACCELERATIONS) == set(PRESETS)

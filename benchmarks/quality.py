@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                                  args.brightness, args.acceleration)
                 for ensemble, result in scored.items():
                     report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble), {})[name] = result
-                    final = result["checkpoints"][str(checkpoints[-1])]["denoise"]
+                    final = _last_denoise(result)
                     print(f"{dataset} {name} {low.shape} {label(mode, seed, ensemble)}: denoise {final['psnr']:.2f} dB / "
                           f"{final['ssim']:.3f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
                 write_partial = Path(args.out).with_suffix(".partial.json")

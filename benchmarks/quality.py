@@ -265,7 +265,7 @@ def _seed_summary(modes: dict, names: list[str]) -> list[str]:
     for mode, runs in groups.items():
         cells, means = [], []
         for name in names:
-            finals = [r[name]["checkpoints"][list(r[name]["checkpoints"])[-1]]["denoise"]["psnr"] for r in runs if name in r]
+            finals = [_last_denoise(r[name])["psnr"] for r in runs if name in r]
             cells.append(f"{np.mean(finals):.2f} ({min(finals):.2f} to {max(finals):.2f})" if finals else "-")
             if finals:
                 means.append(np.mean(finals))

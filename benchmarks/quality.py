@@ -156,9 +156,16 @@ def run_one(
     model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop, seed=seed, brightness=brightness, acceleration=acceleration)
     results: dict = {ensemble: {} for ensemble in ensembles}
     done, fit_seconds = 0, 0.0
+    rate_changes: list[list] = []  # [first step, learning rate], for recipes whose rate changes
+
+    def note_rate(step: int, steps: int, loss: float | None) -> None:
+        rate = model.optimizer.param_groups[0]["lr"]
+        if not rate_changes or rate_changes[-1][1] != rate:
+            rate_changes.append([done + step, rate])
+
     for checkpoint in checkpoints:
         start = time.perf_counter()
-        model.fit(low, checkpoint - done)
+        model.fit(low, checkpoint - done, progress=note_rate)
         fit_seconds += time.perf_counter() - start
         done = checkpoint
         for ensemble in ensembles:
@@ -169,7 +176,10 @@ def run_one(
             }
         print(f"  {mode} step {checkpoint}: denoise {results[ensembles[0]][str(checkpoint)]['denoise']['psnr']:.2f} dB "
               f"({fit_seconds / done:.2f} s per step)", file=sys.stderr, flush=True)
-    common = {"seconds_per_step": fit_seconds / max(1, done), "reference_brightness": float(high.mean() * 255)}
+    common = {
+        "seconds_per_step": fit_seconds / max(1, done), "reference_brightness": float(high.mean() * 255),
+        "learning_rates": rate_changes,
+    }
     return {ensemble: {"checkpoints": scored, **common} for ensemble, scored in results.items()}
 
 

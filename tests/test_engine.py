@@ -244,6 +244,27 @@ def test_selection_never_keeps_weights_whose_score_is_not_finite(dark, monkeypat
     assert model._best.score == 2.0 and all(torch.equal(kept[key], scored[0][key]) for key in kept)
 
 
+def test_plateau_gated_late_rate_waits_for_checks_without_a_new_best(dark, monkeypatch):
+    model = ZeroIG(device="cpu")
+    model.recipe = replace(model.recipe, late_after=1, select_after=1, select_every=1, late_on_plateau=2)
+    rates = []
+    _scripted_scores(monkeypatch, [5.0, 4.0, 4.5, 3.0, 3.5, 3.6, 9.0])
+    model.fit(dark, 7, progress=lambda *_: rates.append(model.optimizer.param_groups[0]["lr"]))
+    # scores after steps 1..6: new best, best, worse, best, worse, worse -> plateau after step 6
+    assert rates == [3e-4] * 6 + [1e-4]
+    model.reset()
+    _scripted_scores(monkeypatch, [1.0, 2.0])
+    model.fit(dark, 2)
+    assert model.optimizer.param_groups[0]["lr"] == 3e-4, "a reset waits for a new plateau"
+
+
+def test_plateau_gate_falls_back_to_the_fixed_step_without_selection(dark):
+    model = ZeroIG(device="cpu", fit_crop=16)
+    model.recipe = replace(model.recipe, late_after=2, late_on_plateau=3)
+    model.fit(dark, 3)
+    assert model.optimizer.param_groups[0]["lr"] == 1e-4
+
+
 def test_selection_is_off_for_crop_fits_and_the_published_mode(dark, monkeypatch):
     scored = _scripted_scores(monkeypatch, [1.0] * 10)
     cropped = ZeroIG(device="cpu", fit_crop=16)

@@ -255,6 +255,8 @@ class ZeroIG:
             else None
         )
         self._best: _BestWeights | None = None
+        self._checks_without_improvement = 0
+        self._plateaued = False
         self._crop_generator = torch.Generator().manual_seed(seed)
         self._loss = self.recipe.loss
         self._loss_compiled = False
@@ -294,6 +296,8 @@ class ZeroIG:
         if self._average is not None:
             self._average = _WeightAverage(copy.deepcopy(self.net).requires_grad_(False), self.recipe.weight_average)
         self._best = None
+        self._checks_without_improvement = 0
+        self._plateaued = False
         self.steps_done = 0
 
     def optimizer_state_dict(self) -> dict:
@@ -325,11 +329,16 @@ class ZeroIG:
         return done >= recipe.select_after and done % recipe.select_every == 0
 
     def _consider(self, image: torch.Tensor, key: tuple) -> None:
-        """Score the current weights on ``image``; keep them if they beat the best seen on it."""
+        """Score the current weights on ``image``; keep them if they beat the best seen on it, and
+        count the checks in a row that did not (the plateau that ``late_on_plateau`` waits for)."""
         current = self._current_net()
         score = float(pair_consistency(current, image))
         if not math.isfinite(score) or (self._best is not None and score >= self._best.score):
+            self._checks_without_improvement += 1
+            patience = self.recipe.late_on_plateau
+            self._plateaued = self._plateaued or (patience is not None and self._checks_without_improvement >= patience)
             return
+        self._checks_without_improvement = 0
         if self._best is None:
             self._best = _BestWeights(key, score, copy.deepcopy(current).requires_grad_(False))
         else:
@@ -375,6 +384,7 @@ class ZeroIG:
         key = _image_key(tensor) if selecting else None
         if selecting and self._best is not None and self._best.key != key:
             self._best = None  # a different image: its scores are not comparable
+            self._checks_without_improvement = 0
         scored_last = False
         losses: list[torch.Tensor] = []
         cancelled = False
@@ -383,7 +393,7 @@ class ZeroIG:
                 cancelled = True
                 break
             for group in self.optimizer.param_groups:
-                group["lr"] = self.recipe.learning_rate_at(self.steps_done)
+                group["lr"] = self.recipe.learning_rate_at(self.steps_done, self._plateaued or not self._selects())
             loss = self._train_step(self._training_view(tensor))
             if self._average is not None:
                 self._average.update(self.net)

@@ -307,6 +307,7 @@ def make_loss(options: ImprovedOptions = ImprovedOptions()):
 DEFAULT_WEIGHT_AVERAGE = 0.995
 DEFAULT_LATE_LEARNING_RATE = 1e-4
 DEFAULT_LATE_AFTER = 250
+PLATEAU_PATIENCE = 4  # selection checks without a new best: the ablation variant improved+plateau-rate
 DEFAULT_ENSEMBLE = 8
 DEFAULT_FIT_BRIGHTNESS_RATIO = 0.7
 
@@ -346,6 +347,7 @@ def ablation_recipes() -> dict:
         "faithful+ema": (PUBLISHED_LOSS, {"inference_statistics": "running", "late_learning_rate": None, "select_after": None}),
         "improved-late-rate": (PUBLISHED_LOSS, {"late_learning_rate": None}),
         "improved-selection": (PUBLISHED_LOSS, {"select_after": None}),
+        "improved+plateau-rate": (PUBLISHED_LOSS, {"late_on_plateau": PLATEAU_PATIENCE}),
         "improved-average": (PUBLISHED_LOSS, {"weight_average": None}),
         "improved-ensemble": (PUBLISHED_LOSS, {"inference_ensemble": 1}),
         "improved+gamma": (replace(PUBLISHED_LOSS, exposure="gamma"), {}),

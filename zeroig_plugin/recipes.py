@@ -23,7 +23,10 @@ class Recipe:
     running averages, as published) or ``"image"`` (the image's own, as in the fit's forward).
 
     ``late_learning_rate`` replaces ``learning_rate`` once the fit has run ``late_after`` steps
-    since its start or last reset (one switch, so a captured CUDA graph is re-captured once).
+    since its start or last reset (one switch, so a captured CUDA graph is re-captured once). With
+    ``late_on_plateau`` and a fit that selects (below), the switch also waits until the selection
+    score has not improved for that many checks in a row: the rate drops when the fit stops
+    gaining on the image, not at a fixed step.
 
     With ``select_after``, a whole-image fit scores its inference weights by
     :func:`objective.pair_consistency` every ``select_every`` steps from that step on (and at the
@@ -45,6 +48,7 @@ class Recipe:
     learning_rate: float = 3e-4
     late_learning_rate: float | None = None
     late_after: int = 0
+    late_on_plateau: int | None = None
     weight_decay: float = 3e-4
     gradient_clip: float = 5.0
     weight_average: float | None = None
@@ -61,9 +65,11 @@ class Recipe:
         """The mean luminance the fit's exposure rule aims at."""
         return self.brightness * (self.fit_brightness_ratio or 1.0)
 
-    def learning_rate_at(self, step: int) -> float:
-        """The learning rate for the step after ``step`` steps."""
-        if self.late_learning_rate is not None and step >= self.late_after:
+    def learning_rate_at(self, step: int, plateaued: bool = True) -> float:
+        """The learning rate for the step after ``step`` steps; ``plateaued``: whether the
+        selection score has levelled off (only consulted with ``late_on_plateau``)."""
+        late = self.late_learning_rate is not None and step >= self.late_after
+        if late and (self.late_on_plateau is None or plateaued):
             return self.late_learning_rate
         return self.learning_rate
 

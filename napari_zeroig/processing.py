@@ -163,7 +163,12 @@ class RunSettings:
 
     ``ensemble``: inference passes averaged over flips and transposes of each plane (1, 2, 4 or
     8; ``None``: the mode's, 8 for the improved modes). ``brightness``: the mean level, in
-    ``(0, 0.8]`` of the scaled range, of the enhanced planes (``None``: the published 0.5)."""
+    ``(0, 0.8]`` of the scaled range, of the enhanced planes (``None``: the published 0.5).
+
+    ``exposure_gain`` is off here, unlike the image command line: the fit's own exposure rule
+    sets the level, as published. Display levels in napari are the layer's contrast limits, and
+    on the W2S microscopy crops (128x128, 2000 steps, three seeds) the fit aimed at 0.7 of the
+    brightness denoised worse, 23.53 against 24.85 dB on W2S 001 (BENCHMARKS.md)."""
 
     steps: int = 300
     later_steps: int = 50
@@ -174,6 +179,7 @@ class RunSettings:
     checkpoint: str | os.PathLike | None = None
     ensemble: int | None = None
     brightness: float | None = None
+    exposure_gain: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.later_steps < 0:
@@ -193,7 +199,7 @@ class RunSettings:
         weights = load_state_dict(self.checkpoint) if self.checkpoint else None
         return lambda large: ZeroIG(
             mode=self.mode, device=self.device, weights=weights, fit_crop=LARGE_PLANE_FIT_CROP if large else None,
-            brightness=self.brightness,
+            brightness=self.brightness, exposure_gain=self.exposure_gain,
         )
 
     def inference_passes(self, layout: StackLayout) -> int:

@@ -219,6 +219,23 @@ def test_brightness_option_reaches_the_fit_and_is_checked(tmp_path):
     assert level.mean() == pytest.approx(0.3, abs=0.01)
 
 
+def test_exposure_gain_flag_switches_the_fit_target_and_the_inference_only_check(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    logs = {}
+    for flag in ("--exposure-gain", "--no-exposure-gain"):
+        log = tmp_path / f"{flag}.json"
+        result = run(str(tmp_path / "x.png"), "-o", str(tmp_path / flag), "--loss-log", str(log), flag)
+        assert result.exit_code == 0, result.output
+        logs[flag] = json.loads(log.read_text())
+    assert logs["--exposure-gain"][0] != logs["--no-exposure-gain"][0]  # the fit aims at 0.35 or at 0.5
+    weights = tmp_path / "w.pt"
+    ZeroIG(device="cpu").save(weights)
+    inference_only = CliRunner().invoke(cli, [
+        "enhance", str(tmp_path / "x.png"), "-o", str(tmp_path / "i"), "--iters", "0", "--weights", str(weights),
+        "--brightness", "0.3", "--no-exposure-gain", "--device", "cpu"])
+    assert inference_only.exit_code == 2 and "only the fit sets the brightness" in inference_only.output
+
+
 def test_acceleration_choices_are_the_engine_presets():
     from zeroig_plugin import cli as cli_module
     from zeroig_plugin.acceleration import PRESETS

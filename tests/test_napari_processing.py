@@ -223,6 +223,11 @@ def test_the_ensemble_setting_reaches_the_inference(monkeypatch):
         RunSettings(ensemble=3)
 
 
+def test_exposure_gain_is_off_by_default_and_reaches_the_model():
+    assert RunSettings(device="cpu").model_factory()(False).recipe.fit_brightness_ratio is None
+    assert RunSettings(device="cpu", exposure_gain=True).model_factory()(False).recipe.fit_brightness_ratio == 0.7
+
+
 def test_the_brightness_setting_reaches_the_fit(dark_scene_rgb8):
     assert RunSettings(brightness=0.3, device="cpu").model_factory()(False).recipe.brightness == 0.3
     with pytest.raises(InputError, match="brightness"):

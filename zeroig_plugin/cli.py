@@ -172,8 +172,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         recipe = get_recipe(mode)
     except ZeroIGError as error:
         raise click.BadParameter(str(error), param_hint="--mode") from None
-    gains = recipe.fit_brightness_ratio is not None if exposure_gain is None else exposure_gain
-    if iters == 0 and brightness is not None and not gains:
+    if iters == 0 and brightness is not None and recipe.with_exposure_gain(exposure_gain).fit_brightness_ratio is None:
         raise click.UsageError(f"in mode {mode!r} only the fit sets the brightness, and --iters 0 fits nothing")
     state = None
     if weights is not None:

@@ -21,7 +21,6 @@ from .acceleration import Acceleration, AutocastNetworks, resolve_acceleration
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
-from .improved import DEFAULT_FIT_BRIGHTNESS_RATIO
 from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency
@@ -225,9 +224,7 @@ class ZeroIG:
             if not 0 < brightness <= MAX_BRIGHTNESS:
                 raise ValueError(f"brightness must be in (0, {MAX_BRIGHTNESS}], got {brightness}")
             self.recipe = replace(self.recipe, brightness=brightness)
-        if exposure_gain is not None and exposure_gain != (self.recipe.fit_brightness_ratio is not None):
-            ratio = DEFAULT_FIT_BRIGHTNESS_RATIO if exposure_gain else None
-            self.recipe = replace(self.recipe, fit_brightness_ratio=ratio)
+        self.recipe = self.recipe.with_exposure_gain(exposure_gain)
         if fit_crop is not None:
             if fit_crop < MIN_FIT_SIDE:
                 raise ValueError(f"fit_crop must be at least {MIN_FIT_SIDE}")

@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -64,6 +64,15 @@ class Recipe:
     def fit_brightness(self) -> float:
         """The mean luminance the fit's exposure rule aims at."""
         return self.brightness * (self.fit_brightness_ratio or 1.0)
+
+    def with_exposure_gain(self, on: bool | None) -> "Recipe":
+        """This recipe with the fit aimed at 0.7 of the brightness and one gain after (``True``),
+        with the fit's exposure rule alone (``False``), or as it is (``None``)."""
+        from .improved import DEFAULT_FIT_BRIGHTNESS_RATIO  # improved imports this module
+
+        if on is None or on == (self.fit_brightness_ratio is not None):
+            return self
+        return replace(self, fit_brightness_ratio=DEFAULT_FIT_BRIGHTNESS_RATIO if on else None)
 
     def learning_rate_at(self, step: int, plateaued: bool = True) -> float:
         """The learning rate for the step after ``step`` steps; ``plateaued``: whether the

@@ -274,6 +274,23 @@ def test_selection_is_off_for_crop_fits_and_the_published_mode(dark, monkeypatch
     assert scored == []
 
 
+def test_selection_score_scores_the_weights_the_fit_would_infer_with_now(dark, monkeypatch):
+    from zeroig_plugin.objective import pair_consistency
+
+    model = ZeroIG(device="cpu")
+    model.recipe = replace(model.recipe, select_after=1, select_every=1)
+    _scripted_scores(monkeypatch, [1.0, 2.0, 3.0])
+    model.fit(dark, 3)  # selection keeps the step-1 weights for inference
+    monkeypatch.undo()
+    current = published_init(0)
+    current.load_state_dict(model._current_net().state_dict())
+    image = torch.from_numpy(dark).permute(2, 0, 1)[None]
+    assert model.selection_score(dark) == pytest.approx(float(pair_consistency(current.eval(), image)))
+    kept = published_init(0)
+    kept.load_state_dict(model.state_dict())
+    assert model.selection_score(dark) != pytest.approx(float(pair_consistency(kept.eval(), image)))
+
+
 def test_pair_consistency_is_the_image_part_of_the_published_pair_term():
     from zeroig_plugin.objective import pair_consistency, training_forward
 

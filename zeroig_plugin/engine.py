@@ -305,6 +305,15 @@ class ZeroIG:
         """A copy of the weights used for inference, in the published state-dict format."""
         return {key: value.detach().clone() for key, value in self._inference_net().state_dict().items()}
 
+    def selection_score(self, image: np.ndarray | torch.Tensor) -> float:
+        """The self-supervised score by which checkpoint selection ranks weights
+        (:func:`objective.pair_consistency`), of the weights the fit would infer with now if it
+        did not select (the average if there is one), on ``image``, laid out as for :meth:`fit`.
+        Lower is better; scores compare checkpoints of one image only. For scripts that trace a
+        fit (``benchmarks/selection_trace.py``)."""
+        tensor, _ = _to_tensor(image, self.device)
+        return float(pair_consistency(self._current_net(), tensor))
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the inference weights as a published-format checkpoint (atomically)."""
         save_state_dict(self._inference_net(), path)

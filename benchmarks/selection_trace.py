@@ -81,11 +81,12 @@ def table(report: dict) -> str:
 
 
 def write(report: dict, out: str) -> None:
+    text = table(report)
     with open(out + ".json", "w") as handle:
         json.dump(report, handle, indent=1)
     with open(out + ".md", "w") as handle:
-        handle.write(table(report))
-    print(table(report))
+        handle.write(text)
+    print(text)
 
 
 def main(argv: list[str] | None = None) -> int:

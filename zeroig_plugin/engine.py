@@ -251,9 +251,7 @@ class ZeroIG:
             if self.recipe.weight_average
             else None
         )
-        self._best: _BestWeights | None = None
-        self._checks_without_improvement = 0
-        self._plateaued = False
+        self._forget_selection()
         self._crop_generator = torch.Generator().manual_seed(seed)
         self._loss = self.recipe.loss
         self._loss_compiled = False
@@ -292,10 +290,14 @@ class ZeroIG:
         self.optimizer = self._new_optimizer()
         if self._average is not None:
             self._average = _WeightAverage(copy.deepcopy(self.net).requires_grad_(False), self.recipe.weight_average)
-        self._best = None
+        self._forget_selection()
+        self.steps_done = 0
+
+    def _forget_selection(self) -> None:
+        """No best weights kept, no checks counted towards a plateau (a new start)."""
+        self._best: _BestWeights | None = None
         self._checks_without_improvement = 0
         self._plateaued = False
-        self.steps_done = 0
 
     def optimizer_state_dict(self) -> dict:
         """A copy of the Adam state, to pass back as ``optimizer_state`` for a warm start elsewhere."""

@@ -3,13 +3,15 @@
 Each fit runs the default mode without selection (the ablation variant ``improved-selection``; the
 fit is the same, only the readout differs) and, every ``select_every`` steps from ``select_after``
 on (50 and 250 in the default recipe), records the self-supervised score selection ranks by
-(:meth:`ZeroIG.selection_score`) and the denoise PSNR of those weights (one view; microscopy
+(:meth:`ZeroIG.selection_score`) in both of its domains (``input`` and ``enhanced``, the
+published term's) and the denoise PSNR of those weights (one view; microscopy
 intensity-matched, as in ``quality.py``). The table compares, per fit, the final weights, the
-weights selection would keep (the lowest score seen) and the best PSNR seen, and gives the rank
-correlation between score and PSNR (Spearman, sign flipped so that 1 means the score ranks as PSNR
-does). Writes ``<out>.json`` and ``<out>.md``.
+weights selection would keep with each score (the lowest seen) and the best PSNR seen, and gives
+the rank correlation between each score and PSNR (Spearman, sign flipped so that 1 means the score
+ranks as PSNR does). Writes ``<out>.json`` and ``<out>.md``.
 
     python benchmarks/selection_trace.py --datasets microscopy-dev --crop 128 --seeds 2 3 4 --exposure-gain off on
+    python benchmarks/selection_trace.py --datasets lol15-dev --size 96 --exposure-gain on
     python benchmarks/selection_trace.py --summarise results/selection_trace_128.json --out results/selection_trace_128
 """
 from __future__ import annotations
@@ -22,13 +24,14 @@ import time
 
 import numpy as np
 
-from quality import INTENSITY_MATCHED, REPO, pairs, prepare, register_mode, score
+from quality import DATASETS, INTENSITY_MATCHED, REPO, pairs, prepare, register_mode, score
 
 GAIN = {"off": False, "on": True}
+DOMAINS = ("input", "enhanced")
 
 
 def trace_fit(low: np.ndarray, high: np.ndarray, match: bool, seed: int, exposure_gain: bool, steps: int) -> list[dict]:
-    """``[{step, score, psnr}]`` every ``select_every`` steps from ``select_after`` to ``steps``."""
+    """``[{step, scores: {domain: score}, psnr}]`` every ``select_every`` steps from ``select_after`` to ``steps``."""
     from zeroig_plugin import ZeroIG
     from zeroig_plugin.recipes import get_recipe
 
@@ -39,44 +42,56 @@ def trace_fit(low: np.ndarray, high: np.ndarray, match: bool, seed: int, exposur
         model.fit(low, step - done)
         done = step
         psnr = score(model.infer(low, ensemble=1).denoise, high, match)["psnr"]
-        trace.append({"step": step, "score": model.selection_score(low), "psnr": psnr})
-        print(f"  step {step}: score {trace[-1]['score']:.6f}, denoise {psnr:.2f} dB", file=sys.stderr, flush=True)
+        scores = {domain: model.selection_score(low, domain) for domain in DOMAINS}
+        trace.append({"step": step, "scores": scores, "psnr": psnr})
+        print(f"  step {step}: scores " + ", ".join(f"{d} {v:.6f}" for d, v in scores.items()) + f", denoise {psnr:.2f} dB",
+              file=sys.stderr, flush=True)
     return trace
 
 
-def summary(fit: dict) -> dict:
-    """Final, selected and peak PSNR of one traced fit, the step selection keeps, and the rank
-    correlation of the (negated) score with PSNR."""
+def summary(fit: dict, domain: str) -> dict:
+    """Final, selected and peak PSNR of one traced fit, the step selection by the ``domain`` score
+    keeps, and the rank correlation of the (negated) score with PSNR."""
     from scipy.stats import spearmanr
 
     trace = fit["trace"]
-    kept = min(trace, key=lambda row: row["score"])
+    kept = min(trace, key=lambda row: row["scores"][domain])
     return {
         "final": trace[-1]["psnr"], "selected": kept["psnr"], "peak": max(row["psnr"] for row in trace),
         "kept_step": kept["step"],
-        "rank_correlation": float(spearmanr([-row["score"] for row in trace], [row["psnr"] for row in trace])[0]),
+        "rank_correlation": float(spearmanr([-row["scores"][domain] for row in trace], [row["psnr"] for row in trace])[0]),
     }
 
 
 def table(report: dict) -> str:
     lines = [
         f"Selection against the final weights ({report['settings']['device']}, torch {report['settings']['torch']}); "
-        "denoise PSNR (dB), one view",
+        "denoise PSNR (dB), one view; selected and rank correlation by the input-domain score / the "
+        "enhanced-domain score (the published term's)",
         "",
-        "| image | seed | exposure gain | final | selected (step) | peak | selected - final | rank correlation |",
+        "| image | seed | exposure gain | final | peak | selected (step) | selected - final | rank correlation |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    gains = []
+    gains: dict[str, list[float]] = {domain: [] for domain in DOMAINS}
     for fit in report["fits"]:
-        s = summary(fit)
-        gains.append(s["selected"] - s["final"])
+        by = {domain: summary(fit, domain) for domain in DOMAINS}
+        first = by[DOMAINS[0]]
+        for domain, s in by.items():
+            gains[domain].append(s["selected"] - s["final"])
         lines.append(
-            f"| {fit['dataset']}:{fit['name']} | {fit['seed']} | {'on' if fit['exposure_gain'] else 'off'} | {s['final']:.2f} | "
-            f"{s['selected']:.2f} ({s['kept_step']}) | {s['peak']:.2f} | {s['selected'] - s['final']:+.2f} | "
-            f"{s['rank_correlation']:.2f} |"
+            f"| {fit['dataset']}:{fit['name']} | {fit['seed']} | {'on' if fit['exposure_gain'] else 'off'} | "
+            f"{first['final']:.2f} | {first['peak']:.2f} | "
+            + " / ".join(f"{s['selected']:.2f} ({s['kept_step']})" for s in by.values()) + " | "
+            + " / ".join(f"{s['selected'] - s['final']:+.2f}" for s in by.values()) + " | "
+            + " / ".join(f"{s['rank_correlation']:.2f}" for s in by.values()) + " |"
         )
-    lines += ["", f"Selection minus final over {len(gains)} fits: mean {np.mean(gains):+.2f} dB, "
-              f"{sum(g > 0.05 for g in gains)} higher, {sum(g < -0.05 for g in gains)} lower (by more than 0.05 dB)."]
+    lines.append("")
+    for domain, found in gains.items():
+        lines.append(
+            f"Selection by the {domain}-domain score minus final over {len(found)} fits: mean {np.mean(found):+.2f} dB, "
+            f"{sum(g > 0.05 for g in found)} higher, {sum(g < -0.05 for g in found)} lower (by more than 0.05 dB), "
+            f"worst {min(found):+.2f}."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -91,8 +106,9 @@ def write(report: dict, out: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=["microscopy-dev"], choices=["lol15-dev", "microscopy-dev"])
-    parser.add_argument("--crop", type=int, default=128, help="centre-crop to this square side (default 128)")
+    parser.add_argument("--datasets", nargs="+", default=["microscopy-dev"], choices=DATASETS)
+    parser.add_argument("--crop", type=int, default=None, help="centre-crop to this square side (default 128 without --size)")
+    parser.add_argument("--size", type=int, default=None, help="area-downscale to this long side (photos)")
     parser.add_argument("--names", nargs="+", default=None, help="only these image stems")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2])
     parser.add_argument(
@@ -104,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summarise", default=None, help="rewrite the table of this JSON result instead of fitting")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "selection_trace"))
     args = parser.parse_args(argv)
+    if args.crop is None and args.size is None:
+        args.crop = 128
     if args.summarise:
         with open(args.summarise) as handle:
             write(json.load(handle), args.out)
@@ -115,13 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "settings": {
             "device": f"cpu ({args.threads} thread{'s' if args.threads > 1 else ''})", "torch": torch.__version__,
-            "python": platform.python_version(), "crop": args.crop, "steps": args.steps,
+            "python": platform.python_version(), "crop": args.crop, "size": args.size, "steps": args.steps,
         },
         "fits": [],
     }
     for dataset in args.datasets:
         try:
-            found = pairs(dataset, None, args.names, lambda array: prepare(array, None, None, args.crop))
+            found = pairs(dataset, None, args.names, lambda array: prepare(array, None, args.size, args.crop))
         except FileNotFoundError:
             print(f"skipped {dataset}: not found (set ZEROIG_SHARED to the shared/ folder)", file=sys.stderr)
             continue

@@ -205,14 +205,17 @@ def test_late_learning_rate_switches_once_after_the_given_steps(dark):
     assert switched.optimizer.param_groups[0]["lr"] == 3e-4, "a reset starts the schedule again"
 
 
-def _scripted_scores(monkeypatch, scores):
-    """Replace the selection score by ``scores`` in turn; returns the weights each call scored."""
+def _scripted_scores(monkeypatch, scores, domains=None):
+    """Replace the selection score by ``scores`` in turn; returns the weights each call scored
+    (and appends the score domain each call asked for to ``domains``)."""
     from zeroig_plugin import engine
 
     scored, remaining = [], iter(scores)
 
-    def score(net, image):
+    def score(net, image, domain):
         scored.append({key: value.clone() for key, value in net.state_dict().items()})
+        if domains is not None:
+            domains.append(domain)
         return torch.tensor(next(remaining))
 
     monkeypatch.setattr(engine, "pair_consistency", score)
@@ -274,6 +277,19 @@ def test_selection_is_off_for_crop_fits_and_the_published_mode(dark, monkeypatch
     assert scored == []
 
 
+@pytest.mark.parametrize("variant, domain", [(None, "enhanced"), ("improved+input-score", "input")])
+def test_selection_ranks_by_the_recipes_score_domain(dark, monkeypatch, variant, domain):
+    from zeroig_plugin.improved import ablation_recipes
+
+    model = ZeroIG(device="cpu")
+    recipe = ablation_recipes()[variant] if variant else model.recipe
+    model.recipe = replace(recipe, select_after=1, select_every=1)
+    asked = []
+    _scripted_scores(monkeypatch, [1.0, 2.0], asked)
+    model.fit(dark, 2)
+    assert asked == [domain, domain]
+
+
 def test_selection_score_scores_the_weights_the_fit_would_infer_with_now(dark, monkeypatch):
     from zeroig_plugin.objective import pair_consistency
 
@@ -286,6 +302,7 @@ def test_selection_score_scores_the_weights_the_fit_would_infer_with_now(dark, m
     current.load_state_dict(model._current_net().state_dict())
     image = torch.from_numpy(dark).permute(2, 0, 1)[None]
     assert model.selection_score(dark) == pytest.approx(float(pair_consistency(current.eval(), image)))
+    assert model.selection_score(dark, "input") == pytest.approx(float(pair_consistency(current.eval(), image, "input")))
     kept = published_init(0)
     kept.load_state_dict(model.state_dict())
     assert model.selection_score(dark) != pytest.approx(float(pair_consistency(kept.eval(), image)))
@@ -300,3 +317,44 @@ def test_pair_consistency_is_the_image_part_of_the_published_pair_term():
         f = training_forward(net, image)
     expected = F.mse_loss(f.r3[:, :3], f.target_from_h12[:, :3]) + F.mse_loss(f.r4[:, :3], f.target_from_h11[:, :3])
     torch.testing.assert_close(pair_consistency(net.eval(), image), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_input_domain_pair_consistency_brings_each_denoised_half_back_by_its_illumination():
+    from zeroig_plugin.networks import pair_downsample
+    from zeroig_plugin.objective import EPS, pair_consistency, training_forward
+
+    net = published_init(5).train()
+    image = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(1)) * 0.3
+    with torch.no_grad():
+        f = training_forward(net, image)
+    l11, l12 = pair_downsample(image + EPS)
+    s21, s22 = f.target_from_h11[:, 3:], f.target_from_h12[:, 3:]
+    expected = F.mse_loss(f.r3[:, :3] * s21, l12) + F.mse_loss(f.r4[:, :3] * s22, l11)
+    torch.testing.assert_close(pair_consistency(net.eval(), image, "input"), expected, rtol=1e-5, atol=1e-9)
+
+
+def test_input_domain_score_does_not_change_with_the_enhancement_when_the_denoising_does_not():
+    """With N2 doing nothing, two nets that enhance differently denoise equally (not at all): the
+    input-domain score sees the same raw halves for both; the enhanced-domain score does not."""
+    from zeroig_plugin.networks import pair_downsample
+    from zeroig_plugin.objective import EPS, pair_consistency
+
+    image = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(1)) * 0.05  # no clipping at 1
+    nets = [published_init(seed).eval() for seed in (5, 6)]
+    for net in nets:
+        with torch.no_grad():
+            net.denoise_2.conv3.weight.zero_()
+            net.denoise_2.conv3.bias.zero_()
+    l11, l12 = pair_downsample(image + EPS)
+    raw_noise = 2 * F.mse_loss(l11, l12)
+    for net in nets:
+        torch.testing.assert_close(pair_consistency(net, image, "input"), raw_noise, rtol=1e-4, atol=1e-9)
+    enhanced = [float(pair_consistency(net, image, "enhanced")) for net in nets]
+    assert abs(enhanced[0] - enhanced[1]) > 0.01 * max(enhanced)
+
+
+def test_pair_consistency_rejects_an_unknown_domain():
+    from zeroig_plugin.objective import pair_consistency
+
+    with pytest.raises(ValueError, match="score domain"):
+        pair_consistency(published_init(5).eval(), torch.rand(1, 3, 8, 8), "output")

@@ -307,14 +307,15 @@ class ZeroIG:
         """A copy of the weights used for inference, in the published state-dict format."""
         return {key: value.detach().clone() for key, value in self._inference_net().state_dict().items()}
 
-    def selection_score(self, image: np.ndarray | torch.Tensor) -> float:
+    def selection_score(self, image: np.ndarray | torch.Tensor, domain: str | None = None) -> float:
         """The self-supervised score by which checkpoint selection ranks weights
-        (:func:`objective.pair_consistency`), of the weights the fit would infer with now if it
-        did not select (the average if there is one), on ``image``, laid out as for :meth:`fit`.
-        Lower is better; scores compare checkpoints of one image only. For scripts that trace a
-        fit (``benchmarks/selection_trace.py``)."""
+        (:func:`objective.pair_consistency` in ``domain``, by default the recipe's
+        ``selection_domain``), of the weights the fit would infer with now if it did not select
+        (the average if there is one), on ``image``, laid out as for :meth:`fit`. Lower is better;
+        scores compare checkpoints of one image only. For scripts that trace a fit
+        (``benchmarks/selection_trace.py``)."""
         tensor, _ = _to_tensor(image, self.device)
-        return float(pair_consistency(self._current_net(), tensor))
+        return float(pair_consistency(self._current_net(), tensor, domain or self.recipe.selection_domain))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the inference weights as a published-format checkpoint (atomically)."""
@@ -340,7 +341,7 @@ class ZeroIG:
         """Score the current weights on ``image``; keep them if they beat the best seen on it, and
         count the checks in a row that did not (the plateau that ``late_on_plateau`` waits for)."""
         current = self._current_net()
-        score = float(pair_consistency(current, image))
+        score = float(pair_consistency(current, image, self.recipe.selection_domain))
         if not math.isfinite(score) or (self._best is not None and score >= self._best.score):
             self._checks_without_improvement += 1
             patience = self.recipe.late_on_plateau

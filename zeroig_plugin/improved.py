@@ -347,6 +347,7 @@ def ablation_recipes() -> dict:
         "faithful+ema": (PUBLISHED_LOSS, {"inference_statistics": "running", "late_learning_rate": None, "select_after": None}),
         "improved-late-rate": (PUBLISHED_LOSS, {"late_learning_rate": None}),
         "improved-selection": (PUBLISHED_LOSS, {"select_after": None}),
+        "improved+input-score": (PUBLISHED_LOSS, {"selection_domain": "input"}),
         "improved+plateau-rate": (PUBLISHED_LOSS, {"late_on_plateau": PLATEAU_PATIENCE}),
         "improved-average": (PUBLISHED_LOSS, {"weight_average": None}),
         "improved-ensemble": (PUBLISHED_LOSS, {"inference_ensemble": 1}),

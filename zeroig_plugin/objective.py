@@ -64,21 +64,34 @@ def infer(net: ZeroIGNet, image: torch.Tensor, statistics: Statistics | None = N
 
 
 @torch.no_grad()
-def pair_consistency(net: ZeroIGNet, image: torch.Tensor) -> torch.Tensor:
+def pair_consistency(net: ZeroIGNet, image: torch.Tensor, domain: str = "enhanced") -> torch.Tensor:
     """A self-supervised score of the second denoiser on ``image`` ``(B, 3, H, W)``; lower is better.
 
-    The image channels of the published ``pair_second`` term (SPEC.md): each pair-downsampled half
-    of the enhanced image, denoised by N2, against the other half (Noise2Noise: with noise
-    independent between neighbouring pixels, its expectation is the denoiser's error plus a
-    constant). The enhancer normalises with the image's own statistics, as in the fit.
-    Returns a scalar tensor.
+    Each pair-downsampled half of the enhanced image, denoised by N2, against the other half
+    (Noise2Noise: with noise independent between neighbouring pixels, its expectation is the
+    denoiser's error plus the other half's noise variance). The enhancer normalises with the
+    image's own statistics, as in the fit. Returns a scalar tensor.
+
+    ``domain="enhanced"``: the image channels of the published ``pair_second`` term (SPEC.md), the
+    comparison made where N2 works and the output is read. There the other half's noise is the
+    input's divided by the illumination map of the weights scored, so the constant changes with
+    the weights. ``domain="input"``: each denoised half is multiplied back by its own illumination
+    and compared with the other half of the input itself, whose noise is the same for every
+    checkpoint; but errors are then weighted by the illumination squared, so the dark regions the
+    enhancement amplifies most count least (docs/quality.md, "Checkpoint selection").
     """
     l2 = first_denoised(net, image)
     s2 = net.enhance(l2, net.enhance.image_statistics(l2))
-    stacked = _enhanced_halves(*pair_downsample(image + EPS), s2)
-    h11, h12 = stacked[:, :3].chunk(2)
+    l11, l12 = pair_downsample(image + EPS)
+    stacked = _enhanced_halves(l11, l12, s2)
     r3, r4 = _second_denoised(net, stacked)[:, :3].chunk(2)
-    return F.mse_loss(r3, h12) + F.mse_loss(r4, h11)
+    if domain == "enhanced":
+        h11, h12 = stacked[:, :3].chunk(2)
+        return F.mse_loss(r3, h12) + F.mse_loss(r4, h11)
+    if domain == "input":
+        s21, s22 = pair_downsample(s2)
+        return F.mse_loss(r3 * s21, l12) + F.mse_loss(r4 * s22, l11)
+    raise ValueError(f"unknown score domain {domain!r}: use 'enhanced' or 'input'")
 
 
 def _enhanced_halves(l11: torch.Tensor, l12: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:

@@ -29,9 +29,10 @@ class Recipe:
     gaining on the image, not at a fixed step.
 
     With ``select_after``, a whole-image fit scores its inference weights by
-    :func:`objective.pair_consistency` every ``select_every`` steps from that step on (and at the
-    end of a ``fit`` call that ran at least ``select_every`` steps), and infers with the
-    best-scoring weights seen on that image: a self-supervised guard against the fit drifting late.
+    :func:`objective.pair_consistency` (in ``selection_domain``: ``"enhanced"``, the published
+    term's, or ``"input"``) every ``select_every`` steps from that step on (and at the end of a
+    ``fit`` call that ran at least ``select_every`` steps), and infers with the best-scoring
+    weights seen on that image: a self-supervised guard against the fit drifting late.
 
     ``inference_ensemble`` (1, 2, 4 or 8) averages inference over that many flips and transposes
     of the image (:mod:`ensemble`); 1 is the published single pass.
@@ -57,6 +58,7 @@ class Recipe:
     inference_statistics: str = "running"
     select_after: int | None = None
     select_every: int = 50
+    selection_domain: str = "enhanced"
     inference_ensemble: int = 1
     brightness: float = PUBLISHED_BRIGHTNESS
     fit_brightness_ratio: float | None = None

@@ -80,6 +80,8 @@ def pair_consistency(net: ZeroIGNet, image: torch.Tensor, domain: str = "enhance
     checkpoint; but errors are then weighted by the illumination squared, so the dark regions the
     enhancement amplifies most count least (docs/quality.md, "Checkpoint selection").
     """
+    if domain not in ("enhanced", "input"):
+        raise ValueError(f"unknown score domain {domain!r}: use 'enhanced' or 'input'")
     l2 = first_denoised(net, image)
     s2 = net.enhance(l2, net.enhance.image_statistics(l2))
     l11, l12 = pair_downsample(image + EPS)
@@ -88,10 +90,8 @@ def pair_consistency(net: ZeroIGNet, image: torch.Tensor, domain: str = "enhance
     if domain == "enhanced":
         h11, h12 = stacked[:, :3].chunk(2)
         return F.mse_loss(r3, h12) + F.mse_loss(r4, h11)
-    if domain == "input":
-        s21, s22 = pair_downsample(s2)
-        return F.mse_loss(r3 * s21, l12) + F.mse_loss(r4 * s22, l11)
-    raise ValueError(f"unknown score domain {domain!r}: use 'enhanced' or 'input'")
+    s21, s22 = stacked[:, 3:].chunk(2)
+    return F.mse_loss(r3 * s21, l12) + F.mse_loss(r4 * s22, l11)
 
 
 def _enhanced_halves(l11: torch.Tensor, l12: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:

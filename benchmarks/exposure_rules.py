@@ -7,6 +7,15 @@ output at, from the low image alone, against the normal-light reference's mean l
 - ``highlight key``: scale the image so that its 99th luminance percentile lands at 0.9, as an
   auto-exposure that keeps highlights would: the target is ``0.9 * mean / p99``. It separates a
   high-contrast night scene (dark sky, bright rocket) from an evenly lit room, if anything does.
+- ``log-average 0.18``: Reinhard et al.'s photographic key (SIGGRAPH 2002): the linear (sRGB-decoded)
+  luminance scaled so that its log-average is 0.18, re-encoded.
+- ``automatic key``: the same with the key chosen from the image, ``0.18 * 4 ** f``, ``f`` where the
+  log-average sits between the 1st and 99th percentiles (Reinhard, "Parameter estimation for
+  photographic tone reproduction", 2002): a dark-heavy histogram asks for a low key.
+- ``max entropy`` / ``max well-exposedness``: the gain (1 to 40) whose clipped result has the most
+  histogram entropy (on a 5x5 box mean, so that noise does not count as content) / the highest mean
+  of Mertens et al.'s well-exposedness weight ``exp(-(v - 0.5)^2 / 0.08)`` (exposure fusion, 2007);
+  classic auto-exposure criteria.
 
     python benchmarks/exposure_rules.py                   # LOL dev at 200 px and the held-out photos at 160 px
 """
@@ -16,13 +25,58 @@ import argparse
 import sys
 
 import numpy as np
+from scipy.ndimage import uniform_filter
 
 from quality import pairs, prepare
 
 REC601 = np.array([0.299, 0.587, 0.114])
+GAINS = np.geomspace(1.0, 40.0, 200)
+
+
+def _srgb_expand(encoded: np.ndarray) -> np.ndarray:
+    return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+
+
+def _srgb_compress(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(linear, 0.0, 1.0)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def photographic_key(y: np.ndarray, key: float | None = None) -> float:
+    """Mean of the re-encoded luminance once the linear log-average is ``key`` (automatic when None)."""
+    linear = _srgb_expand(np.clip(y, 0.0, 1.0))
+    eps = 1e-4
+    log_average = np.exp(np.mean(np.log(eps + linear)))
+    if key is None:
+        low, high = np.log2(np.percentile(linear, [1, 99]) + eps)
+        key = 0.18 * 4 ** ((2 * np.log2(log_average) - low - high) / (high - low))
+    return float(_srgb_compress(linear * key / log_average).mean())
+
+
+def _histogram_entropy(v: np.ndarray) -> float:
+    frequencies = np.bincount((v * 255).astype(int).ravel(), minlength=256) / v.size
+    frequencies = frequencies[frequencies > 0]
+    return float(-(frequencies * np.log(frequencies)).sum())
+
+
+def _well_exposedness(v: np.ndarray) -> float:
+    return float(np.exp(-((v - 0.5) ** 2) / (2 * 0.2**2)).mean())
+
+
+def best_gain_level(y: np.ndarray, criterion, judged_on: np.ndarray | None = None) -> float:
+    """Mean of ``clip(g * y)`` for the gain ``g`` that maximises ``criterion`` on ``judged_on`` (default y)."""
+    judged_on = y if judged_on is None else judged_on
+    gain = max(GAINS, key=lambda g: criterion(np.clip(g * judged_on, 0.0, 1.0)))
+    return float(np.clip(gain * y, 0.0, 1.0).mean())
+
+
 RULES = {
     "mid-grey": lambda y: 0.5,
     "highlight key": lambda y: float(0.9 * y.mean() / max(np.percentile(y, 99), 1e-6)),
+    "log-average 0.18": lambda y: photographic_key(y, 0.18),
+    "automatic key": photographic_key,
+    "max entropy": lambda y: best_gain_level(y, _histogram_entropy, uniform_filter(y, 5)),
+    "max well-exposedness": lambda y: best_gain_level(y, _well_exposedness),
 }
 
 

@@ -1,4 +1,4 @@
-"""Quality benchmark: PSNR / SSIM of ``enhance`` and ``denoise`` per mode, at fit checkpoints.
+"""Quality benchmark: PSNR / SSIM of ``enhance``, ``denoise`` and ``linear`` per mode, at fit checkpoints.
 
 Data (read from ``../shared/data`` or ``$ZEROIG_SHARED/data``; skipped with a message if absent):
 - ``lol15-dev``: real low/normal-light photo pairs; outputs are compared with the normal-light
@@ -173,6 +173,7 @@ def run_one(
             results[ensemble][str(checkpoint)] = {
                 "enhance": score(outputs.enhance, high, match),
                 "denoise": score(outputs.denoise, high, match),
+                "linear": score(outputs.linear, high, match),
             }
         print(f"  {mode} step {checkpoint}: denoise {results[ensembles[0]][str(checkpoint)]['denoise']['psnr']:.2f} dB "
               f"({fit_seconds / done:.2f} s per step)", file=sys.stderr, flush=True)
@@ -213,6 +214,16 @@ def _last_denoise(result: dict) -> dict:
     return list(result["checkpoints"].values())[-1]["denoise"]
 
 
+def _figure(value: float, decimals: int) -> str:
+    return "-" if np.isnan(value) else f"{value:.{decimals}f}"
+
+
+def _final_cell(result: dict) -> str:
+    last = list(result["checkpoints"].values())[-1]
+    cell = f"{last['denoise']['psnr']:.2f} / {last['denoise']['ssim']:.3f}"
+    return cell + (f" (linear {last['linear']['psnr']:.2f} / {last['linear']['ssim']:.3f})" if "linear" in last else "")
+
+
 def table(report: dict) -> str:
     """Markdown: one row per dataset, mode and checkpoint, means over images, then per-image finals."""
     lines = []
@@ -222,8 +233,8 @@ def table(report: dict) -> str:
             f"### {dataset}" + (" (outputs intensity-matched to the reference)" if match else ""),
             "",
             "| mode | steps | enhance PSNR | enhance SSIM | denoise PSNR | denoise SSIM | denoise PSNR at the reference's mean "
-            "| colour cast (8-bit) | brightness (8-bit) / ref | best-to-final drop (dB) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| colour cast (8-bit) | brightness (8-bit) / ref | best-to-final drop (dB) | linear PSNR | linear SSIM |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for mode, images in modes.items():
             # Merged runs may stop at different checkpoints: mean rows over the ones every image has,
@@ -235,20 +246,20 @@ def table(report: dict) -> str:
                 for r in images.values()
             ]
             for step in steps:
-                get = lambda part, key: np.mean([r["checkpoints"][step][part].get(key, np.nan) for r in images.values()])  # noqa: E731
+                get = lambda part, key: np.mean([r["checkpoints"][step].get(part, {}).get(key, np.nan) for r in images.values()])  # noqa: E731
                 at_mean = "-" if match or np.isnan(get("denoise", "psnr_at_mean")) else f"{get('denoise', 'psnr_at_mean'):.2f}"
                 drop = f"{np.mean(drops):.2f} (max {max(drops):.2f})" if step == steps[-1] else ""
                 lines.append(
                     f"| {mode} | {step} | {get('enhance', 'psnr'):.2f} | {get('enhance', 'ssim'):.3f} | "
                     f"{get('denoise', 'psnr'):.2f} | {get('denoise', 'ssim'):.3f} | {at_mean} | {get('denoise', 'cast'):.1f} | "
-                    f"{get('denoise', 'brightness'):.0f} / {reference:.0f} | {drop} |"
+                    f"{get('denoise', 'brightness'):.0f} / {reference:.0f} | {drop} | "
+                    f"{_figure(get('linear', 'psnr'), 2)} | {_figure(get('linear', 'ssim'), 3)} |"
                 )
-        lines += ["", "Per image, denoise PSNR / SSIM at the last checkpoint:", ""]
+        lines += ["", "Per image, denoise PSNR / SSIM at the last checkpoint (and the linear output's, where scored):", ""]
         names = list(next(iter(modes.values())))
         lines += ["| mode | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for mode, images in modes.items():
-            cells = [f"{_last_denoise(images[n])['psnr']:.2f} / {_last_denoise(images[n])['ssim']:.3f}" if n in images else "-"
-                     for n in names]
+            cells = [_final_cell(images[n]) if n in images else "-" for n in names]
             lines.append(f"| {mode} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += _seed_summary(modes, names)

@@ -68,6 +68,9 @@ def carried_properties(source: napari.layers.Image) -> dict:
     return properties
 
 
+OUTPUT_LAYER_SUFFIXES = {"enhanced": "enhanced", "denoised": "denoised", "linear": "denoised (linear)"}
+
+
 class ZeroIGWidget(Container):
     """Dock widget: image layer, steps, device, mode, output, checkpoint, stack and channel axes.
 
@@ -90,7 +93,12 @@ class ZeroIGWidget(Container):
         self._device = ComboBox(name="device", choices=device_choices())
         self._device_name = Label(name="runs_on")
         self._mode = ComboBox(name="mode", choices=available_modes())
-        self._output = ComboBox(name="output", choices=OUTPUT_CHOICES, value="both")
+        self._output = ComboBox(
+            name="output", choices=OUTPUT_CHOICES, value=RunSettings.output,
+            tooltip="linear: denoised at the layer's own intensities (proportional to them, shown with the input's "
+            "contrast limits), for quantitative images; denoise: brightened and denoised; enhance: brightened; "
+            "both: enhance and denoise; all: the three",
+        )
         self._scaling = ComboBox(
             name="scaling", choices=SCALING_CHOICES,
             tooltip="auto: integers by their dtype's range, floats by their 0.1-99.9 percentiles; "
@@ -257,16 +265,19 @@ class ZeroIGWidget(Container):
             bar.set_description(text)
 
     def _add_outputs(self, source: napari.layers.Image, outputs: StackOutputs | None) -> None:
-        """Add ``<name> enhanced`` / ``<name> denoised`` (the fields of ``outputs``) beside ``source``."""
+        """Add ``<name> enhanced`` / ``<name> denoised`` / ``<name> denoised (linear)`` (the fields of
+        ``outputs`` requested) beside ``source``; the linear one with the input's contrast limits."""
         if outputs is None:
             self._status.value = "cancelled"
             show_info(f"ZERO-IG: cancelled, no layer added for {source.name}")
             return
         added = []
-        for suffix, data in outputs._asdict().items():
+        for field, data in outputs._asdict().items():
             if data is not None:
+                suffix = OUTPUT_LAYER_SUFFIXES[field]
                 added.append(suffix)
-                self._viewer.add_image(data, name=f"{source.name} {suffix}", **carried_properties(source))
+                look = {"contrast_limits": source.contrast_limits} if field == "linear" and not source.rgb else {}
+                self._viewer.add_image(data, name=f"{source.name} {suffix}", **carried_properties(source), **look)
         self._status.value = f"done, added {' and '.join(added)}"
 
     def _on_error(self, error: Exception) -> None:

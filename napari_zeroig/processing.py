@@ -47,7 +47,11 @@ LARGE_PLANE_PIXELS = 2048 * 2048  # planes above this are fitted on crops and in
 LARGE_PLANE_FIT_CROP = 512  # side of the random crops each fitting step sees on such planes
 INFERENCE_TILE = 1024
 REPORT_INTERVAL_S = 0.1  # fit about this long between progress reports (one step at least)
-OUTPUT_CHOICES = ("enhance", "denoise", "both")
+OUTPUT_CHOICES = ("linear", "denoise", "enhance", "both", "all")  # both: enhance and denoise; all: the three
+OUTPUTS_OF_CHOICE = {
+    "linear": ("linear",), "denoise": ("denoise",), "enhance": ("enhance",),
+    "both": ("enhance", "denoise"), "all": ("enhance", "denoise", "linear"),
+}
 SCALING_CHOICES = ("auto", "percentiles")
 ENSEMBLE_CHOICES = ("mode's", *map(str, ENSEMBLE_SIZES))  # inference passes averaged over flips and transposes
 
@@ -174,7 +178,7 @@ class RunSettings:
     later_steps: int = 50
     mode: str = "default"
     device: str = "auto"
-    output: str = "both"
+    output: str = "linear"
     scaling: str = "auto"
     checkpoint: str | os.PathLike | None = None
     ensemble: int | None = None
@@ -231,10 +235,12 @@ class Progress(NamedTuple):
 
 
 class StackOutputs(NamedTuple):
-    """The requested outputs, each shaped and typed like the input; ``None`` when not requested."""
+    """The requested outputs, each shaped and typed like the input; ``None`` when not requested.
+    ``linear``: denoised at the input's own intensities (see ``ZeroIG.infer``)."""
 
     enhanced: np.ndarray | None
     denoised: np.ndarray | None
+    linear: np.ndarray | None
 
 
 def enhance_stack(
@@ -255,8 +261,9 @@ def enhance_stack(
     """
     new_model = settings.model_factory()
     scales = _channel_scales(data, layout, settings.scaling)
-    enhanced = np.empty(data.shape, data.dtype) if settings.output in ("enhance", "both") else None
-    denoised = np.empty(data.shape, data.dtype) if settings.output in ("denoise", "both") else None
+    wanted = OUTPUTS_OF_CHOICE[settings.output]
+    enhanced, denoised, linear = (np.empty(data.shape, data.dtype) if kind in wanted else None
+                                  for kind in ("enhance", "denoise", "linear"))
     planes, total = layout.channels * layout.planes_per_channel, settings.progress_total(layout)
     done = plane = 0
     for channel, scale in enumerate(scales):
@@ -295,11 +302,11 @@ def enhance_stack(
                 yield Progress(done + passes_done, total, plane, planes, plane_steps, plane_steps, None, passes_done, plane_passes)
                 reported = time.perf_counter()
             done += plane_passes
-            for target, values in ((enhanced, result.enhance), (denoised, result.denoise)):
+            for target, values in ((enhanced, result.enhance), (denoised, result.denoise), (linear, result.linear)):
                 if target is not None:
                     restored = scale.from_unit(values)
                     target[index] = restored if alpha is None else np.concatenate([restored, alpha], axis=-1)
-    return StackOutputs(enhanced, denoised)
+    return StackOutputs(enhanced, denoised, linear)
 
 
 def _channel_scales(data: np.ndarray, layout: StackLayout, scaling: str) -> list[IntensityScale]:

@@ -41,6 +41,15 @@ def test_rgb_8bit_writes_both_outputs_as_8bit_png(tmp_path):
     assert brighter > _dark().mean()
 
 
+def test_linear_output_alone_stays_at_the_inputs_level(tmp_path):
+    Image.fromarray(_dark(peak=40)).save(tmp_path / "cells.png")
+    result = run(str(tmp_path / "cells.png"), "-o", str(tmp_path / "out"), "--output", "linear")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cells_linear.png"]
+    linear = np.asarray(Image.open(tmp_path / "out" / "cells_linear.png")).astype(float)
+    assert linear.shape == (20, 24, 3) and linear.mean() == pytest.approx(_dark(peak=40).mean(), rel=0.4)
+
+
 def test_16bit_input_gives_16bit_output(tmp_path):
     import cv2
 

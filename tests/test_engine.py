@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from zeroig_plugin import CheckpointError, DeviceError, ZeroIG, resolve_device
 from zeroig_plugin.engine import FIT_CROPS_PER_STEP
 from zeroig_plugin.networks import published_init
-from zeroig_plugin.objective import infer
+from zeroig_plugin.objective import first_denoised, image_statistics, infer
 from zeroig_plugin.recipes import get_recipe
 
 
@@ -72,8 +72,8 @@ def test_tiled_inference_equals_whole_image_inference():
     image = (rng.random((70, 90, 3)) * 0.2).astype(np.float32)
     model = ZeroIG(mode="faithful", device="cpu")
     whole, tiled = model.infer(image), model.infer(image, tile=32)
-    assert np.abs(whole.denoise - tiled.denoise).max() < 1e-5
-    assert np.abs(whole.enhance - tiled.enhance).max() < 1e-5
+    for name, output in whole._asdict().items():
+        assert np.abs(output - getattr(tiled, name)).max() < 1e-5, name
 
 
 @pytest.mark.parametrize("shape", [(12, 9), (12, 9, 1), (12, 9, 3), (1, 1, 3)])
@@ -82,8 +82,7 @@ def test_outputs_keep_the_input_layout(shape):
     model = ZeroIG(mode="faithful", device="cpu")
     model.fit(image, 1)
     outputs = model.infer(image)
-    assert outputs.enhance.shape == shape and outputs.denoise.shape == shape
-    assert np.isfinite(outputs.denoise).all()
+    assert all(output.shape == shape and np.isfinite(output).all() for output in outputs)
 
 
 def test_bad_images_are_rejected_with_a_message():
@@ -169,14 +168,36 @@ def test_image_statistics_inference_is_the_training_forward_readout(dark):
     assert np.abs(published.infer(dark).denoise - outputs.denoise).max() > 1e-3, "running statistics give another readout"
 
 
+@pytest.mark.parametrize("mode", ["faithful", "improved"])
+def test_linear_output_is_the_denoised_image_brought_back_by_its_illumination(mode):
+    rng = np.random.default_rng(1)
+    scene = np.repeat(np.linspace(0.01, 0.12, 24, dtype=np.float32)[None, :, None], 20, 0).repeat(3, 2)
+    noisy = np.clip(scene + rng.normal(0, 0.01, scene.shape), 0, 1).astype(np.float32)
+    model = ZeroIG(mode=mode, device="cpu")
+    model.fit(noisy, 5)
+    outputs = model.infer(noisy, ensemble=1)
+    net = model._inference_net().eval()
+    tensor = torch.from_numpy(noisy).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        statistics = image_statistics(net, tensor) if mode == "improved" else None
+        illumination = net.enhance(first_denoised(net, tensor), statistics)
+        expected = infer(net, tensor, statistics).denoise * illumination
+    np.testing.assert_allclose(outputs.linear, expected[0].permute(1, 2, 0).numpy(), atol=1e-6)
+    # At the input's intensities (the brightened outputs are several times brighter), and it keeps
+    # their order: the ramp's columns stay in order in the linear output.
+    assert outputs.linear.mean() == pytest.approx(noisy.mean(), rel=0.35) and outputs.denoise.mean() > 2 * noisy.mean()
+    columns = outputs.linear.mean((0, 2))
+    assert np.corrcoef(columns, scene[0, :, 0])[0, 1] > 0.95
+
+
 def test_image_statistics_are_exact_when_tiled():
     rng = np.random.default_rng(1)
     image = (rng.random((70, 90, 3)) * 0.2).astype(np.float32)
     model = _image_statistics_model()
     model.fit(image, 2)
     whole, tiled = model.infer(image), model.infer(image, tile=32)
-    assert np.abs(whole.denoise - tiled.denoise).max() < 1e-5
-    assert np.abs(whole.enhance - tiled.enhance).max() < 1e-5
+    for name, output in whole._asdict().items():
+        assert np.abs(output - getattr(tiled, name)).max() < 1e-5, name
 
 
 def test_statistics_can_come_from_another_view_of_the_image(dark):

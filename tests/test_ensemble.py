@@ -36,9 +36,10 @@ def test_an_equivariant_computation_is_unchanged_by_the_ensemble(size):
     x = torch.rand(1, 3, 6, 9)
     mean = EnsembleMean()
     for view in range(size):
-        mean.add(Outputs(dihedral(x, view) * 2, dihedral(x, view).square()), view)
+        mean.add(Outputs(dihedral(x, view) * 2, dihedral(x, view).square(), -dihedral(x, view)), view)
     averaged = mean.result()
     assert torch.allclose(averaged.enhance, x * 2) and torch.allclose(averaged.denoise, x.square())
+    assert torch.allclose(averaged.linear, -x)
 
 
 def test_ensemble_sizes_other_than_1_2_4_8_are_refused(dark):

@@ -266,3 +266,4 @@ def test_a_fit_aimed_lower_is_brought_to_the_brightness_by_one_gain():
     model.recipe = unscaled
     ratio = whole.enhance.mean() / model.infer(image, ensemble=2).enhance.mean()
     assert ratio > 1.05  # the same fit, read out without the gain, is darker
+    np.testing.assert_array_equal(model.infer(image, ensemble=2).linear, whole.linear)  # the gain leaves it alone

@@ -57,15 +57,17 @@ def test_manifest_is_discovered_through_the_entry_point():
     assert [item.command for item in contributions.menus["napari/layers/filter"]] == ["zeroig.open_for_active_layer"]
 
 
-def test_gray_uint16_run_adds_both_layers_with_the_input_placement(viewer, qtbot):
+def test_gray_uint16_run_adds_every_output_with_the_input_placement(viewer, qtbot):
     image = np.random.default_rng(0).integers(100, 300, (32, 32)).astype(np.uint16)
     layer = viewer.add_image(
         image.copy(), name="cells", scale=(0.5, 0.25), translate=(10, -3), axis_labels=("y", "x"),
-        units=("um", "um"), metadata={"objective": "60x"}, colormap="magma",
+        units=("um", "um"), metadata={"objective": "60x"}, colormap="magma", contrast_limits=(90, 320),
     )
     widget = docked_widget(viewer)
-    run_and_wait(qtbot, widget, layer)
-    assert [each.name for each in viewer.layers] == ["cells", "cells enhanced", "cells denoised"]
+    run_and_wait(qtbot, widget, layer, output="all")
+    assert [each.name for each in viewer.layers] == ["cells", "cells enhanced", "cells denoised", "cells denoised (linear)"]
+    linear = viewer.layers["cells denoised (linear)"]
+    assert tuple(linear.contrast_limits) == (90, 320)  # shown like the input: it keeps the input's intensities
     for output in viewer.layers[1:]:
         assert output.data.dtype == np.uint16 and output.data.shape == image.shape
         np.testing.assert_array_equal(output.scale, layer.scale)
@@ -73,7 +75,15 @@ def test_gray_uint16_run_adds_both_layers_with_the_input_placement(viewer, qtbot
         assert output.axis_labels == ("y", "x") and tuple(map(str, output.units)) == ("micrometer",) * 2
         assert output.metadata == {"objective": "60x"} and output.colormap.name == "magma"
     np.testing.assert_array_equal(layer.data, image)
-    assert widget["status"].value == "done, added enhanced and denoised"
+    assert widget["status"].value == "done, added enhanced and denoised and denoised (linear)"
+
+
+def test_the_default_output_is_the_linear_denoised_layer(viewer, qtbot):
+    layer = viewer.add_image(np.random.default_rng(3).integers(0, 40, (24, 24)).astype(np.uint8), name="dim")
+    widget = docked_widget(viewer)
+    assert widget["output"].value == "linear" == widget.settings().output
+    run_and_wait(qtbot, widget, layer)
+    assert [each.name for each in viewer.layers] == ["dim", "dim denoised (linear)"]
 
 
 def test_rgb_uint8_run_with_one_output(viewer, qtbot):

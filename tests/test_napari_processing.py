@@ -13,7 +13,7 @@ from napari_zeroig import processing
 from napari_zeroig.processing import IntensityScale, RunSettings, StackLayout, enhance_stack
 from zeroig_plugin import InputError, ZeroIG
 
-TINY = RunSettings(steps=1, later_steps=1, device="cpu")
+TINY = RunSettings(steps=1, later_steps=1, device="cpu", output="all")
 
 
 def run_to_end(generator):
@@ -103,8 +103,8 @@ def test_gray_uint16_plane_keeps_shape_dtype_and_input(model_spy):
     ticks, outputs = run_to_end(enhance_stack(image, layout, TINY))
     # one fitting step, then the default mode's 8 views, each with its statistics pass
     assert ticks[0].done == 1 and ticks[-1].done == ticks[-1].total == TINY.progress_total(layout) == 1 + 16
-    assert outputs.enhanced.shape == outputs.denoised.shape == image.shape
-    assert outputs.enhanced.dtype == outputs.denoised.dtype == np.uint16
+    assert outputs.enhanced.shape == outputs.denoised.shape == outputs.linear.shape == image.shape
+    assert outputs.enhanced.dtype == outputs.denoised.dtype == outputs.linear.dtype == np.uint16
     np.testing.assert_array_equal(image, original)
 
 
@@ -218,7 +218,8 @@ def test_the_ensemble_setting_reaches_the_inference(monkeypatch):
     _, two = run_to_end(enhance_stack(image, layout, RunSettings(steps=0, device="cpu", ensemble=2)))
     _, default = run_to_end(enhance_stack(image, layout, RunSettings(steps=0, device="cpu")))
     assert sizes == [2, None]
-    assert not np.array_equal(two.denoised, default.denoised)
+    assert two.enhanced is two.denoised is None  # the default output: linear alone
+    assert not np.array_equal(two.linear, default.linear)
     with pytest.raises(InputError, match="ensemble"):
         RunSettings(ensemble=3)
 

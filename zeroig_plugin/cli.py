@@ -115,7 +115,7 @@ class _StepBar:
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for OUTDIR/{stem}_enhance.png and {stem}_denoise.png (created if needed).")
+              help="Folder for OUTDIR/{stem}_enhance.png and {stem}_denoise.png, or {stem}_linear.png (created if needed).")
 @click.option("--iters", default=2000, show_default=True, type=click.IntRange(min=0),
               help="Fitting steps per image. 0 with --weights is inference only (the published test script).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
@@ -125,8 +125,11 @@ class _StepBar:
               help="Fitting recipe: 'default' (recommended) or 'faithful' (the published method, exact). See `zeroig modes`.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda or cuda:N.")
 @click.option("--seed", default=2, show_default=True, type=int, help="Seed of the network init (2 as published).")
-@click.option("--output", "output", default="both", show_default=True, type=click.Choice(["enhance", "denoise", "both"]),
-              help="Which results to write.")
+@click.option("--output", "output", default="both", show_default=True,
+              type=click.Choice(["enhance", "denoise", "both", "linear"]),
+              help="Which results to write: enhance, denoise or both; linear: denoised at the input's own "
+                   "intensities, not brightened (proportional to the input's, for quantitative images such as "
+                   "microscopy; {stem}_linear.png).")
 @click.option("--loss-log", metavar="FILE", help="Write the per-step losses (before each step) as a JSON list; {stem} for several inputs.")
 @click.option("--acceleration", default="auto", show_default=True, type=click.Choice(ACCELERATIONS),
               help="auto: exact float32 (channels-last on CUDA); graph: + CUDA graphs; max: + bf16 networks and "
@@ -160,6 +163,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
       zeroig enhance photos/ -o out/ --iters 500 --output denoise
       zeroig enhance night.png -o out/ --brightness 0.25  # a night scene that should stay dark
       zeroig enhance x.png -o out/ --weights LOL.pt --iters 0   # published checkpoint, inference only
+      zeroig enhance cells.tif -o out/ --output linear --no-exposure-gain   # microscopy: denoised, input's scale
     """
     from .checkpoint import load_state_dict, network_from_state_dict
     from .errors import ZeroIGError

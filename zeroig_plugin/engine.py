@@ -85,10 +85,12 @@ class FitReport(NamedTuple):
 
 
 class ImageOutputs(NamedTuple):
-    """``enhance`` and ``denoise`` as float32 arrays in ``[0, 1]``, laid out like the input."""
+    """``enhance``, ``denoise`` and ``linear`` (:class:`~zeroig_plugin.objective.Outputs`) as
+    float32 arrays in ``[0, 1]``, laid out like the input."""
 
     enhance: np.ndarray
     denoise: np.ndarray
+    linear: np.ndarray
 
 
 @dataclass
@@ -543,7 +545,7 @@ class ZeroIG:
                 statistics[view] = _tiled_image_statistics(net, viewed, tile) if tile else image_statistics(net, viewed)
                 done += statistics_passes
                 yield done, total
-            enhance, denoise = torch.empty_like(image), torch.empty_like(image)
+            enhance, denoise, linear = (torch.empty_like(image) for _ in Outputs._fields)
             for window, inner, target in windows:
                 # A tile's margin covers the receptive field under every view too.
                 piece, mean = image[window], EnsembleMean()
@@ -552,11 +554,11 @@ class ZeroIG:
                     done += 1
                     yield done, total
                 outputs = mean.result()
-                enhance[target], denoise[target] = outputs.enhance[inner], outputs.denoise[inner]
+                enhance[target], denoise[target], linear[target] = (output[inner] for output in outputs)
             if self.recipe.fit_brightness_ratio is not None:
                 gain = gain_to_brightness(denoise, self.recipe.brightness)
                 enhance, denoise = (enhance * gain).clamp(0, 1), (denoise * gain).clamp(0, 1)
-            return Outputs(enhance, denoise)
+            return Outputs(enhance, denoise, linear)
         finally:
             self.net.train()
 
@@ -568,7 +570,11 @@ class ZeroIG:
         ensemble: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> ImageOutputs:
-        """``enhance`` and ``denoise`` for ``image``, as arrays laid out like ``image``.
+        """``enhance``, ``denoise`` and ``linear`` for ``image``, as arrays laid out like ``image``.
+
+        ``linear`` is ``denoise`` before any brightening: N2's result multiplied back by the
+        illumination map, at the input's own intensities (for quantitative images; the exposure
+        gain of the improved modes applies to the other two only).
 
         ``tile`` bounds memory for large images: inference runs on ``tile x tile`` pieces whose
         results are exact (each piece carries a margin wider than the receptive field).
@@ -599,7 +605,7 @@ class ZeroIG:
         tensor, layout = _to_tensor(image, self.device)
         source = None if statistics_from is None else _to_tensor(statistics_from, self.device)[0]
         outputs = yield from self.infer_tensor_in_passes(tensor, tile, source, ensemble)
-        return ImageOutputs(_to_array(outputs.enhance, layout), _to_array(outputs.denoise, layout))
+        return ImageOutputs(*(_to_array(output, layout) for output in outputs))
 
 
 def inference_passes(mode: str, height: int, width: int, tile: int | None = None, ensemble: int | None = None) -> int:

@@ -54,18 +54,16 @@ class EnsembleMean:
     """
 
     def __init__(self) -> None:
-        self._enhance: torch.Tensor | float = 0.0
-        self._denoise: torch.Tensor | float = 0.0
+        self._sums: list[torch.Tensor | float] = [0.0] * len(Outputs._fields)
         self._views = 0
 
     def add(self, outputs: Outputs, view: int) -> None:
         """Add ``outputs`` ``(..., H', W')`` inferred under :func:`dihedral` ``view``."""
-        self._enhance = self._enhance + undo_dihedral(outputs.enhance, view)
-        self._denoise = self._denoise + undo_dihedral(outputs.denoise, view)
+        self._sums = [total + undo_dihedral(output, view) for total, output in zip(self._sums, outputs)]
         self._views += 1
 
     def result(self) -> Outputs:
         """The mean of the outputs added, ``(..., H, W)``."""
         if not self._views:
             raise ValueError("no outputs added")
-        return Outputs(self._enhance / self._views, self._denoise / self._views)
+        return Outputs(*(total / self._views for total in self._sums))

@@ -30,10 +30,14 @@ EPS = 1e-4
 
 
 class Outputs(NamedTuple):
-    """``enhance`` (H2, brightened) and ``denoise`` (H3, brightened and denoised), ``(B, 3, H, W)``."""
+    """``enhance`` (H2, brightened) and ``denoise`` (H3, brightened and denoised), ``(B, 3, H, W)``;
+    ``linear``: H3 multiplied back by the illumination map it was brightened with, the denoised
+    image at the input's own intensities (proportional to them, unlike H3, whose brightening
+    varies across the image with the illumination map)."""
 
     enhance: torch.Tensor
     denoise: torch.Tensor
+    linear: torch.Tensor
 
 
 def first_denoised(net: ZeroIGNet, image: torch.Tensor) -> torch.Tensor:
@@ -60,7 +64,7 @@ def infer(net: ZeroIGNet, image: torch.Tensor, statistics: Statistics | None = N
     h2 = torch.clamp(j / s2, EPS, 1)
     stacked = torch.cat([h2, s2], 1)
     h3 = torch.clamp(stacked - net.denoise_2(stacked), EPS, 1)[:, :3]
-    return Outputs(h2, h3)
+    return Outputs(h2, h3, h3 * s2)
 
 
 @torch.no_grad()

@@ -128,8 +128,8 @@ class _StepBar:
 @click.option("--output", "output", default="both", show_default=True,
               type=click.Choice(["enhance", "denoise", "both", "linear"]),
               help="Which results to write: enhance, denoise or both; linear: denoised at the input's own "
-                   "intensities, not brightened (proportional to the input's, for quantitative images such as "
-                   "microscopy; {stem}_linear.png).")
+                   "intensities, not brightened (proportional to the input's below the brightened image's "
+                   "saturation; for quantitative images such as microscopy; {stem}_linear.png).")
 @click.option("--loss-log", metavar="FILE", help="Write the per-step losses (before each step) as a JSON list; {stem} for several inputs.")
 @click.option("--acceleration", default="auto", show_default=True, type=click.Choice(ACCELERATIONS),
               help="auto: exact float32 (channels-last on CUDA); graph: + CUDA graphs; max: + bf16 networks and "

@@ -33,7 +33,7 @@ class Outputs(NamedTuple):
     """``enhance`` (H2, brightened) and ``denoise`` (H3, brightened and denoised), ``(B, 3, H, W)``;
     ``linear``: H3 multiplied back by the illumination map it was brightened with, the denoised
     image at the input's own intensities (proportional to them, unlike H3, whose brightening
-    varies across the image with the illumination map)."""
+    varies across the image with the illumination map; capped at the map where H2 saturates)."""
 
     enhance: torch.Tensor
     denoise: torch.Tensor

@@ -24,7 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from zeroig_plugin import ENSEMBLE_SIZES, MAX_BRIGHTNESS, InputError, ZeroIG, inference_passes, load_state_dict
+from zeroig_plugin import (
+    ENSEMBLE_SIZES, MAX_BRIGHTNESS, ImageOutputs, InputError, ZeroIG, inference_passes, load_state_dict,
+)
 
 __all__ = [
     "IntensityScale",
@@ -236,7 +238,8 @@ class Progress(NamedTuple):
 
 class StackOutputs(NamedTuple):
     """The requested outputs, each shaped and typed like the input; ``None`` when not requested.
-    ``linear``: denoised at the input's own intensities (see ``ZeroIG.infer``)."""
+    In the order of :class:`~zeroig_plugin.ImageOutputs`; ``linear``: denoised at the input's own
+    intensities (see ``ZeroIG.infer``)."""
 
     enhanced: np.ndarray | None
     denoised: np.ndarray | None
@@ -262,8 +265,7 @@ def enhance_stack(
     new_model = settings.model_factory()
     scales = _channel_scales(data, layout, settings.scaling)
     wanted = OUTPUTS_OF_CHOICE[settings.output]
-    enhanced, denoised, linear = (np.empty(data.shape, data.dtype) if kind in wanted else None
-                                  for kind in ("enhance", "denoise", "linear"))
+    targets = [np.empty(data.shape, data.dtype) if kind in wanted else None for kind in ImageOutputs._fields]
     planes, total = layout.channels * layout.planes_per_channel, settings.progress_total(layout)
     done = plane = 0
     for channel, scale in enumerate(scales):
@@ -302,11 +304,11 @@ def enhance_stack(
                 yield Progress(done + passes_done, total, plane, planes, plane_steps, plane_steps, None, passes_done, plane_passes)
                 reported = time.perf_counter()
             done += plane_passes
-            for target, values in ((enhanced, result.enhance), (denoised, result.denoise), (linear, result.linear)):
+            for target, values in zip(targets, result):
                 if target is not None:
                     restored = scale.from_unit(values)
                     target[index] = restored if alpha is None else np.concatenate([restored, alpha], axis=-1)
-    return StackOutputs(enhanced, denoised, linear)
+    return StackOutputs(*targets)
 
 
 def _channel_scales(data: np.ndarray, layout: StackLayout, scaling: str) -> list[IntensityScale]:

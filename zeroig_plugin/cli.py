@@ -19,7 +19,7 @@ LAZY_COMMANDS = {"video": ("video.cli", "video_command")}
 OUTPUT_KINDS = ("enhance", "denoise")
 LARGE_FOR_CPU = 1024 * 1024  # pixels; above this a whole-image CPU step takes tens of seconds (BENCHMARKS.md)
 MAX_BRIGHTNESS = 0.8  # objective.MAX_BRIGHTNESS, literal so that --help needs no torch (a test keeps them equal)
-ACCELERATIONS = ("auto", "off", "graph", "max")  # acceleration.PRESETS, literal for the same reason
+ACCELERATIONS = ("auto", "exact", "off", "max")  # acceleration.PRESETS, literal for the same reason
 BRIGHTNESS_HELP = (
     "Mean luminance (0-0.8) of the outputs. Default: 0.5, mid-grey, the published rule's "
     "target. One dark image cannot tell a night scene from a dim room: lower it (e.g. 0.25) for scenes "
@@ -132,8 +132,9 @@ class _StepBar:
                    "saturation; for quantitative images such as microscopy; {stem}_linear.png).")
 @click.option("--loss-log", metavar="FILE", help="Write the per-step losses (before each step) as a JSON list; {stem} for several inputs.")
 @click.option("--acceleration", default="auto", show_default=True, type=click.Choice(ACCELERATIONS),
-              help="auto: exact float32 (channels-last on CUDA); graph: + CUDA graphs; max: + bf16 networks and "
-                   "torch.compile (fastest, not bit-exact); off: plain eager. CPU-unavailable parts fall back.")
+              help="auto: on CUDA whole-step CUDA graphs and TF32 convolutions (PyTorch's default; on CPU plain "
+                   "float32); exact: the same in full float32 (about half the speed); max: + bf16 networks and "
+                   "torch.compile (not bit-exact); off: plain eager float32. CPU-unavailable parts fall back.")
 @click.option("--fit-crop", type=click.IntRange(min=16), metavar="N",
               help="Fit on random NxN native-resolution crops, two per step (cost and memory stop growing with "
                    "the image); the whole image is still inferred. E.g. 512 for large microscopy planes.")

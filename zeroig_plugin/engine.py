@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .acceleration import Acceleration, AutocastNetworks, resolve_acceleration
+from .acceleration import Acceleration, AutocastNetworks, convolution_precision, resolve_acceleration
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
@@ -182,8 +182,9 @@ class ZeroIG:
         seed: seeds the published init (and crop sampling).
         weights: a checkpoint path or a state dict to start from instead of the seeded init.
         optimizer_state: an Adam state dict from :meth:`optimizer_state_dict` to resume with.
-        acceleration: ``auto`` (CUDA: channels-last, float32; CPU: plain eager), ``graph``
-            (adds whole-step CUDA graphs), ``off``, ``max`` (adds bf16 networks and torch.compile) or an
+        acceleration: ``auto`` (CUDA: channels-last, whole-step CUDA graphs, TF32 convolutions;
+            CPU: plain eager), ``exact`` (as auto in full float32), ``off`` (plain eager float32),
+            ``max`` (adds bf16 networks and torch.compile) or an
             :class:`~zeroig_plugin.acceleration.Acceleration`. Unavailable parts fall back to
             eager; ``acceleration_notes`` says which and why.
         fit_crop: fit on random native-resolution ``fit_crop x fit_crop`` crops instead of the
@@ -343,7 +344,8 @@ class ZeroIG:
         """Score the current weights on ``image``; keep them if they beat the best seen on it, and
         count the checks in a row that did not (the plateau that ``late_on_plateau`` waits for)."""
         current = self._current_net()
-        score = float(pair_consistency(current, image, self.recipe.selection_domain))
+        with convolution_precision(self.acceleration, self.device):
+            score = float(pair_consistency(current, image, self.recipe.selection_domain))
         if not math.isfinite(score) or (self._best is not None and score >= self._best.score):
             self._checks_without_improvement += 1
             patience = self.recipe.late_on_plateau
@@ -405,7 +407,8 @@ class ZeroIG:
                 break
             for group in self.optimizer.param_groups:
                 group["lr"] = self.recipe.learning_rate_at(self.steps_done, self._plateaued or not self._selects())
-            loss = self._train_step(self._training_view(tensor))
+            with convolution_precision(self.acceleration, self.device):
+                loss = self._train_step(self._training_view(tensor))
             if self._average is not None:
                 self._average.update(self.net)
             losses.append(loss)
@@ -424,7 +427,7 @@ class ZeroIG:
         if any(not math.isfinite(value) for value in history):
             hint = ""
             if self.acceleration.network_dtype is not None or self.acceleration.compile:
-                hint = "; bf16 networks or torch.compile are on: acceleration 'auto' fits in exact float32"
+                hint = "; bf16 networks or torch.compile are on: acceleration 'exact' fits in full float32"
             raise FloatingPointError(f"the fit diverged (non-finite loss){hint}")
         return FitReport(history, len(history), cancelled)
 
@@ -542,7 +545,8 @@ class ZeroIG:
             statistics: list[Statistics | None] = [None] * size
             for view in range(size) if by_image else ():
                 viewed = dihedral(source, view)
-                statistics[view] = _tiled_image_statistics(net, viewed, tile) if tile else image_statistics(net, viewed)
+                with convolution_precision(self.acceleration, self.device):
+                    statistics[view] = _tiled_image_statistics(net, viewed, tile) if tile else image_statistics(net, viewed)
                 done += statistics_passes
                 yield done, total
             enhance, denoise, linear = (torch.empty_like(image) for _ in Outputs._fields)
@@ -550,7 +554,8 @@ class ZeroIG:
                 # A tile's margin covers the receptive field under every view too.
                 piece, mean = image[window], EnsembleMean()
                 for view in range(size):
-                    mean.add(infer(net, dihedral(piece, view), statistics[view]), view)
+                    with convolution_precision(self.acceleration, self.device):
+                        mean.add(infer(net, dihedral(piece, view), statistics[view]), view)
                     done += 1
                     yield done, total
                 outputs = mean.result()

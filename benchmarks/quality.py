@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def label(mode: str, seed: int, ensemble: int | None) -> str:
         parts = [mode] + [f"fit crop {args.fit_crop}"] * bool(args.fit_crop) + [f"ensemble {ensemble}"] * bool(ensemble)
+        parts += [f"acceleration {args.acceleration}"] * (args.acceleration != "auto")
         if args.brightness is not None:
             parts.append(f"brightness {args.brightness:g}")
         return ", ".join(parts + [f"seed {seed}"] * (len(seeds) > 1))

@@ -7,7 +7,7 @@ ground truth where there is one (``surgical/high``), also over just the pixels t
 (:func:`moved_psnr`), the fit+inference frames/s, and for the filtered rows how much of the
 change the filter held back where the content moved (ghosting; see :func:`held_back`). It also prints the scene-cut statistic within clips and across them (to
 justify the default threshold); with ``--filter-timing`` the filter's own cost per frame at 480p
-and 1080p; with ``--throughput`` the end-to-end frames/s of ``enhance_video`` on a 480p clip.
+and 1080p; with ``--throughput`` the end-to-end frames/s of ``enhance_video`` at 480p (or ``--throughput-sizes``).
 
 "Same budget": warm start spends ``first_iters + (frames - 1) * iters_per_frame`` steps; the
 independent fits share that total equally, each frame fitted from the seeded init.
@@ -27,7 +27,7 @@ frame where most moved next to the unfiltered ones::
 
     python benchmarks/video_stability.py --threads 1 --filter-timing
     python benchmarks/video_stability.py --threads 1 --clips fall --skip 20 --frames 18 --save-crops crops
-    python benchmarks/video_stability.py --frames 60 --clips all --device cuda --throughput
+    python benchmarks/video_stability.py --device cuda --no-stability --throughput --throughput-frames 120 --throughput-sizes 854x480,1920x1080
 """
 from __future__ import annotations
 
@@ -80,8 +80,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is faster on a busy shared CPU)")
     parser.add_argument("--filter-timing", action="store_true", help="also time the temporal filter alone at 480p and 1080p")
     parser.add_argument("--save-crops", type=Path, help="folder for a crop of each clip's most-moving filtered frame")
-    parser.add_argument("--throughput", action="store_true", help="also time enhance_video end to end on a 480p clip")
-    parser.add_argument("--throughput-frames", type=int, default=6)
+    parser.add_argument("--throughput", action="store_true", help="also time enhance_video end to end (see --throughput-sizes)")
+    parser.add_argument("--throughput-frames", type=int, default=6, help="frames per throughput clip")
+    parser.add_argument("--throughput-sizes", default="854x480", help="WxH list, e.g. 854x480,1920x1080")
+    parser.add_argument("--no-stability", action="store_true", help="skip the stability table and scene-cut statistics")
     return parser.parse_args()
 
 
@@ -318,22 +320,33 @@ def filter_timing(args) -> None:
 
 
 def throughput(args) -> None:
-    """End-to-end frames/s of enhance_video with the default settings on a 854x480 clip."""
+    """End-to-end frames/s of enhance_video with the default settings, at each ``--throughput-sizes``.
+
+    The clip is the fall clip's central band at the size's aspect, resized, played forwards then
+    backwards as often as ``--throughput-frames`` needs (no scene cut at the turn), encoded at
+    CRF 12 first so decoding it is part of the run.
+    """
     fall = args.data / "fall-lowlight.mp4"
     if not fall.is_file():
         print("throughput: fall-lowlight.mp4 not found; skipped")
         return
-    with tempfile.TemporaryDirectory() as folder:
-        clip = Path(folder) / "480p.mp4"
-        write_clip(clip, [cv2.resize(frame[280:760], (854, 480), interpolation=cv2.INTER_AREA)
-                          for frame in read(fall, args.throughput_frames)])
-        enhancer = WarmStartEnhancer(WarmStartSettings(output=args.output), mode=args.mode, device=args.device)
-        stamps = []
-        result = enhance_video(clip, Path(folder) / "out.mp4", enhancer, on_frame=lambda *_: stamps.append(time.perf_counter()))
-    steady = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
-    print()
-    print(f"throughput 854x480, defaults, {describe_device(args.device)}: {result.frames_done} frames in {result.seconds:.1f} s "
-          f"end to end; {steady:.3f} frames/s after the first frame")
+    source = read(fall, None)
+    there_and_back = source + source[-2:0:-1]
+    frames = [there_and_back[index % len(there_and_back)] for index in range(args.throughput_frames)]
+    for size in args.throughput_sizes.split(","):
+        width, height = (int(part) for part in size.lower().split("x"))
+        band = round(frames[0].shape[1] * height / width)
+        top = (frames[0].shape[0] - band) // 2
+        with tempfile.TemporaryDirectory() as folder:
+            clip = Path(folder) / "clip.mp4"
+            write_clip(clip, [cv2.resize(frame[top : top + band], (width, height), interpolation=cv2.INTER_AREA)
+                              for frame in frames])
+            enhancer = WarmStartEnhancer(WarmStartSettings(output=args.output), mode=args.mode, device=args.device)
+            stamps = []
+            result = enhance_video(clip, Path(folder) / "out.mp4", enhancer, on_frame=lambda *_: stamps.append(time.perf_counter()))
+        steady = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
+        print(f"throughput {width}x{height}, defaults, {describe_device(args.device)}: {result.frames_done} frames in "
+              f"{result.seconds:.1f} s end to end; {steady:.1f} frames/s after the first frame")
 
 
 def write_clip(path: Path, frames: list[np.ndarray], rate: int = 30) -> None:
@@ -355,8 +368,9 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"video-dev data not found at {args.data} (use --data or set ZEROIG_SHARED)", file=sys.stderr)
         return 2
-    stability_table(args)
-    scene_cut_statistics(args)
+    if not args.no_stability:
+        stability_table(args)
+        scene_cut_statistics(args)
     if args.filter_timing:
         filter_timing(args)
     if args.throughput:

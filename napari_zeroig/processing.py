@@ -49,11 +49,11 @@ LARGE_PLANE_PIXELS = 2048 * 2048  # planes above this are fitted on crops and in
 LARGE_PLANE_FIT_CROP = 512  # side of the random crops each fitting step sees on such planes
 INFERENCE_TILE = 1024
 REPORT_INTERVAL_S = 0.1  # fit about this long between progress reports (one step at least)
-OUTPUT_CHOICES = ("linear", "denoise", "enhance", "both", "all")  # both: enhance and denoise; all: the three
 OUTPUTS_OF_CHOICE = {
     "linear": ("linear",), "denoise": ("denoise",), "enhance": ("enhance",),
     "both": ("enhance", "denoise"), "all": ("enhance", "denoise", "linear"),
 }
+OUTPUT_CHOICES = tuple(OUTPUTS_OF_CHOICE)
 SCALING_CHOICES = ("auto", "percentiles")
 ENSEMBLE_CHOICES = ("mode's", *map(str, ENSEMBLE_SIZES))  # inference passes averaged over flips and transposes
 

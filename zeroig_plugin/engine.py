@@ -318,7 +318,12 @@ class ZeroIG:
         scores compare checkpoints of one image only. For scripts that trace a fit
         (``benchmarks/selection_trace.py``)."""
         tensor, _ = _to_tensor(image, self.device)
-        return float(pair_consistency(self._current_net(), tensor, domain or self.recipe.selection_domain))
+        return self._score(self._current_net(), tensor, domain)
+
+    def _score(self, net: ZeroIGNet, image: torch.Tensor, domain: str | None = None) -> float:
+        """``pair_consistency`` of ``net`` on ``image`` ``(1, 3, H, W)``, in this engine's convolution precision."""
+        with convolution_precision(self.acceleration, self.device):
+            return float(pair_consistency(net, image, domain or self.recipe.selection_domain))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the inference weights as a published-format checkpoint (atomically)."""
@@ -344,8 +349,7 @@ class ZeroIG:
         """Score the current weights on ``image``; keep them if they beat the best seen on it, and
         count the checks in a row that did not (the plateau that ``late_on_plateau`` waits for)."""
         current = self._current_net()
-        with convolution_precision(self.acceleration, self.device):
-            score = float(pair_consistency(current, image, self.recipe.selection_domain))
+        score = self._score(current, image)
         if not math.isfinite(score) or (self._best is not None and score >= self._best.score):
             self._checks_without_improvement += 1
             patience = self.recipe.late_on_plateau

@@ -108,6 +108,32 @@ def test_every_change_is_a_real_change():
     assert variants["improved+gamma"].loss is not get_recipe(IMPROVED_MODE).loss
 
 
+def _differences(a, b) -> dict:
+    """The fields of two recipes that differ, name and description aside: ``{field: (a's, b's)}``."""
+    return {
+        name: (getattr(a, name), getattr(b, name))
+        for name in a.__dataclass_fields__
+        if name not in ("name", "description") and getattr(a, name) != getattr(b, name)
+    }
+
+
+def test_each_ablation_row_changes_exactly_one_thing():
+    """benchmarks/ablation.py reads each row as one change: the published method plus one, or the default less one."""
+    variants, faithful, improved = ablation_recipes(), get_recipe("faithful"), get_recipe(IMPROVED_MODE)
+    assert _differences(faithful, variants["faithful+image-statistics"]) == {"inference_statistics": ("running", "image")}
+    assert _differences(faithful, variants["faithful+ema"]) == {"weight_average": (None, improved.weight_average)}
+    taken_out = {
+        "improved-image-statistics": {"inference_statistics": ("image", "running")},
+        "improved-average": {"weight_average": (improved.weight_average, None)},
+        "improved-late-rate": {"late_learning_rate": (improved.late_learning_rate, None)},
+        "improved-selection": {"select_after": (improved.select_after, None)},
+        "improved-ensemble": {"inference_ensemble": (improved.inference_ensemble, 1)},
+        "improved-post-gain": {"fit_brightness_ratio": (improved.fit_brightness_ratio, None)},
+    }
+    for name, difference in taken_out.items():
+        assert _differences(improved, variants[name]) == difference, name
+
+
 def test_exposure_target_rises_for_darker_inputs():
     base = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(3))
     gammas = [float(exposure_gamma(0.5 + 0.5 * base))]  # mean 0.75: already bright

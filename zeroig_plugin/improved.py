@@ -339,12 +339,18 @@ def improved_recipe(name: str = IMPROVED_MODE, options: ImprovedOptions = PUBLIS
 def ablation_recipes() -> dict:
     """Variants for the ablation table, keyed by name (not registered as modes).
 
-    ``faithful+X`` adds one change to the published method; ``improved-X`` takes one out of the
-    improved mode and ``improved+X`` adds a loss change to it.
+    ``faithful+X`` adds one change to the published method (and nothing else: published readout,
+    rate, exposure and a single inference pass otherwise); ``improved-X`` takes one out of the
+    improved mode and ``improved+X`` adds a change to it.
     """
+    published = {
+        "inference_statistics": "running", "weight_average": None, "late_learning_rate": None, "late_after": 0,
+        "select_after": None, "inference_ensemble": 1, "fit_brightness_ratio": None,
+    }
     variants = {
-        "faithful+image-statistics": (PUBLISHED_LOSS, {"weight_average": None, "late_learning_rate": None, "select_after": None}),
-        "faithful+ema": (PUBLISHED_LOSS, {"inference_statistics": "running", "late_learning_rate": None, "select_after": None}),
+        "faithful+image-statistics": (PUBLISHED_LOSS, {**published, "inference_statistics": "image"}),
+        "faithful+ema": (PUBLISHED_LOSS, {**published, "weight_average": DEFAULT_WEIGHT_AVERAGE}),
+        "improved-image-statistics": (PUBLISHED_LOSS, {"inference_statistics": "running"}),
         "improved-late-rate": (PUBLISHED_LOSS, {"late_learning_rate": None}),
         "improved-selection": (PUBLISHED_LOSS, {"select_after": None}),
         "improved+input-score": (PUBLISHED_LOSS, {"selection_domain": "input"}),

@@ -4,14 +4,17 @@ Rows: the published method; the published method with the default's main change 
 image's own normalisation statistics at inference); the default (``improved``); and the default
 with each of its changes taken out in turn (``improved-X``, from
 ``zeroig_plugin.improved.ablation_recipes``; the self-ensemble is taken out by reading the same
-fit with one view). One fit per image and mode, seed 2 (the published init), CPU unless
-``--device``; per dataset the protocol of ``PROTOCOLS`` (reduced sizes, so that the whole table
-fits in a few CPU hours). The fits are run by ``benchmarks/quality.py``; its per-checkpoint
-tables are written beside this script's summary.
+fit with one view). One fit per image and mode, seed 2 (the published init) unless ``--seed``,
+CPU unless ``--device``; per dataset the protocol of ``PROTOCOLS`` (reduced sizes, so that the
+whole table fits in a few CPU hours). The fits are run by ``benchmarks/quality.py``; its
+per-checkpoint tables are written beside this script's summary.
 
-    python benchmarks/ablation.py --datasets lol15-dev --out benchmarks/results/ablation_lol96
+    python benchmarks/ablation.py --datasets lol15-dev skimage-synthetic --out benchmarks/results/ablation_photos
     python benchmarks/ablation.py --datasets microscopy-dev --out benchmarks/results/ablation_microscopy128
-    python benchmarks/ablation.py --table benchmarks/results/ablation_*.json --out benchmarks/results/ablation
+    python benchmarks/ablation.py --datasets microscopy-dev --names w2s_001_0 w2s_017_1 --seed 3 \
+        --out benchmarks/results/ablation_w2s128_seed3
+    python benchmarks/ablation.py --table benchmarks/results/ablation_photos_*.json \
+        benchmarks/results/ablation_microscopy128.json --out benchmarks/results/ablation
 """
 from __future__ import annotations
 
@@ -129,15 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=None, help="instead of the protocol's (e.g. a short trial run)")
     parser.add_argument("--images", type=int, default=None, help="at most this many images per dataset")
+    parser.add_argument("--names", nargs="+", default=None, help="only these image stems")
+    parser.add_argument("--seed", type=int, default=None, help="the init's seed (default 2, the published)")
     args = parser.parse_args(argv)
 
     if args.table:
         report = quality.merge(args.table)
     else:
         extra = ["--device", args.device]
-        for option in ("threads", "steps", "images"):
-            if getattr(args, option):
-                extra += [f"--{option}", str(getattr(args, option))]
+        for option in ("threads", "steps", "images", "seed"):
+            if getattr(args, option) is not None:
+                extra += [f"--{option}s" if option == "seed" else f"--{option}", str(getattr(args, option))]
+        if args.names:
+            extra += ["--names", *args.names]
         report = run(args.datasets, args.out, extra)
     text = f"# Ablation of the default mode\n\n{summary(report)}\n\nFinal denoise PSNR per image:\n\n{per_image(report)}"
     out = Path(args.out)

@@ -82,7 +82,7 @@ def pair_consistency(net: ZeroIGNet, image: torch.Tensor, domain: str = "enhance
     the weights. ``domain="input"``: each denoised half is multiplied back by its own illumination
     and compared with the other half of the input itself, whose noise is the same for every
     checkpoint; but errors are then weighted by the illumination squared, so the dark regions the
-    enhancement amplifies most count least (docs/quality.md, "Checkpoint selection").
+    enhancement amplifies most count least (docs/quality-log.md, "Checkpoint selection").
     """
     if domain not in ("enhanced", "input"):
         raise ValueError(f"unknown score domain {domain!r}: use 'enhanced' or 'input'")

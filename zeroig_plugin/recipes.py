@@ -113,7 +113,7 @@ from .improved import improved_recipe  # noqa: E402  (improved.py builds on the 
 register_recipe(improved_recipe())
 # The fit on crops is read out with the whole image's statistics too: with the published running
 # averages, crop fits collapsed (LOL at 200x133, 2000 steps: 13.60 dB mean, two images near 9 dB;
-# docs/quality.md).
+# docs/quality-log.md, "Crop fits").
 register_recipe(
     improved_recipe(
         "crop",

@@ -21,8 +21,9 @@ its learning rate late in the fit (3) and the level its exposure rule aims at (6
    on very noisy images the denoising strength still drifts slowly over hundreds of steps. The
    weights are scored by :func:`objective.pair_consistency`, the image channels of the published
    loss's own Noise2Noise term (N2 on one pair-downsampled half against the other), and the
-   best-scoring ones are used for inference. On the W2S microscopy crops it followed the PSNR
-   step for step; on LOL, where exposure dominates, it is neutral (docs/quality.md).
+   best-scoring ones are used for inference. On the noisiest W2S crops at 2000 steps it kept
+   weights above the final ones; at 1000 steps it is neutral on LOL and 0.2 dB below the final
+   weights on the held-out photos, where it stopped at step 300-500 (docs/quality.md, "Ablation").
 5. **Geometric self-ensemble at inference** (``inference_ensemble`` 8): the outputs for the 8
    flips and transposes of the image, mapped back and averaged (:mod:`ensemble`). The networks
    are not equivariant to those, so the views' errors partly cancel; each view is normalised with

@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         report = quality.merge(args.table)
     else:
         extra = ["--device", args.device]
-        for option in ("threads", "steps", "images", "seed"):
+        for option, flag in {"threads": "--threads", "steps": "--steps", "images": "--images", "seed": "--seeds"}.items():
             if getattr(args, option) is not None:
-                extra += [f"--{option}s" if option == "seed" else f"--{option}", str(getattr(args, option))]
+                extra += [flag, str(getattr(args, option))]
         if args.names:
             extra += ["--names", *args.names]
         report = run(args.datasets, args.out, extra)

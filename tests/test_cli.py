@@ -250,3 +250,13 @@ def test_acceleration_choices_are_the_engine_presets():
     from zeroig_plugin.acceleration import PRESETS
 
     assert set(cli_module.ACCELERATIONS) == set(PRESETS)
+
+
+def test_acceleration_fallbacks_are_reported_once(tmp_path):
+    for index in range(2):
+        Image.fromarray(_dark()).save(tmp_path / f"x{index}.png")
+    result = run(str(tmp_path / "x0.png"), str(tmp_path / "x1.png"), "-o", str(tmp_path / "out"), "--acceleration", "max")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("--acceleration max:") == 1 and "CUDA graphs need a CUDA device" in result.output
+    plain = run(str(tmp_path / "x0.png"), "-o", str(tmp_path / "plain"))
+    assert plain.exit_code == 0 and "--acceleration" not in plain.output

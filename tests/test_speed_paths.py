@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from zeroig_plugin import ZeroIG, get_recipe
+from zeroig_plugin import acceleration
 from zeroig_plugin.acceleration import (
     Acceleration,
     AutocastNetworks,
+    bf16_unavailable_reason,
     compile_unavailable_reason,
     convolution_precision,
     cuda_graph_unavailable_reason,
@@ -47,12 +49,37 @@ def test_convolution_precision_sets_tf32_on_cuda_only_and_restores_it():
         torch.backends.cudnn.allow_tf32 = saved
 
 
-def test_unavailable_options_are_dropped_with_a_reason():
+def test_unavailable_options_are_dropped_with_a_reason(monkeypatch):
+    monkeypatch.setattr(acceleration, "cpu_has_bf16_kernels", lambda: True)
     options, notes = resolve_acceleration("max", CPU)
     assert options == Acceleration(channels_last=True, network_dtype=torch.bfloat16)
     assert any("torch.compile" in note for note in notes) and any("CUDA graphs" in note for note in notes)
+    assert not any("bf16" in note for note in notes)
     with pytest.raises(ValueError, match="unknown acceleration"):
         resolve_acceleration("fastest", CPU)
+
+
+def test_max_keeps_float32_networks_on_a_cpu_without_bf16_kernels(monkeypatch):
+    monkeypatch.setattr(acceleration, "cpu_has_bf16_kernels", lambda: False)
+    options, notes = resolve_acceleration("max", CPU)
+    assert options == Acceleration(channels_last=True)
+    assert any("no native bf16" in note for note in notes)
+    explicit = Acceleration(network_dtype=torch.bfloat16)
+    assert resolve_acceleration(explicit, CPU) == (explicit, [])  # asked for by name: slow but honoured
+
+
+@pytest.mark.parametrize(
+    "device_type, capability, cpu_kernels, expected",
+    [
+        ("cuda", (7, 5), None, "capability 8.0"),
+        ("cuda", (9, 0), False, None),
+        ("cpu", None, False, "no native bf16"),
+        ("cpu", None, True, None),
+    ],
+)
+def test_bf16_availability(device_type, capability, cpu_kernels, expected):
+    reason = bf16_unavailable_reason(device_type, capability, cpu_kernels)
+    assert (reason is None) if expected is None else (expected in reason)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ __all__ = [
     "resolve_acceleration",
     "compile_unavailable_reason",
     "cuda_graph_unavailable_reason",
+    "bf16_unavailable_reason",
     "convolution_precision",
 ]
 
@@ -93,14 +94,40 @@ def cuda_graph_unavailable_reason(device_type: str) -> str | None:
     return None
 
 
+def cpu_has_bf16_kernels() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (on x86: AVX-512 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def bf16_unavailable_reason(
+    device_type: str, capability: tuple[int, int] | None = None, cpu_bf16_kernels: bool | None = None
+) -> str | None:
+    """Why bf16 networks are not used on this device, or ``None``.
+
+    CUDA needs compute capability 8.0. A CPU without oneDNN's bf16 kernels emulates them: on a
+    2-core AVX2 EPYC a 128x128 step took 4.6 s in bf16 against 0.39 s in float32 (BENCHMARKS.md).
+    """
+    if device_type == "cuda":
+        if capability is not None and capability < (8, 0):
+            return "bf16 networks need compute capability 8.0 or newer; using float32"
+        return None
+    if cpu_bf16_kernels is None:
+        cpu_bf16_kernels = cpu_has_bf16_kernels()
+    if not cpu_bf16_kernels:
+        return "this CPU has no native bf16 kernels (AVX-512 or AMX), where bf16 networks run about 10x slower; using float32"
+    return None
+
+
 def resolve_acceleration(requested: str | Acceleration, device: torch.device) -> tuple[Acceleration, list[str]]:
     """The options to use on ``device`` and a note for each requested one that is unavailable.
 
     ``requested`` is ``"auto"`` (CUDA: channels-last, whole-step CUDA graphs, TF32 convolutions;
     CPU: none), ``"exact"`` (as auto in full float32), ``"off"``, ``"max"`` (adds bf16 networks
-    and torch.compile) or an :class:`Acceleration`.
+    and torch.compile) or an :class:`Acceleration`. ``"max"`` keeps float32 networks on a CPU
+    without native bf16 kernels; an :class:`Acceleration` asking for bf16 there gets it.
     """
-    if isinstance(requested, str):
+    preset = isinstance(requested, str)
+    if preset:
         if requested not in PRESETS:
             raise ValueError(f"unknown acceleration {requested!r}: choose from {', '.join(PRESETS)}")
         if requested in ("auto", "exact") and device.type != "cuda":
@@ -121,9 +148,13 @@ def resolve_acceleration(requested: str | Acceleration, device: torch.device) ->
             options = replace(options, cuda_graph=False)
     if options.tf32 and device.type != "cuda":
         options = replace(options, tf32=False)  # a cuDNN setting: nothing to fall back from elsewhere
-    if options.network_dtype == torch.bfloat16 and capability is not None and capability < (8, 0):
-        notes.append("bf16 networks need compute capability 8.0 or newer; using float32")
-        options = replace(options, network_dtype=None)
+    if options.network_dtype == torch.bfloat16:
+        # An explicit Acceleration keeps slow-but-working CPU bf16 (to measure it); the preset wants speed.
+        explicit_cpu_request = not preset and device.type != "cuda"
+        reason = bf16_unavailable_reason(device.type, capability, cpu_bf16_kernels=True if explicit_cpu_request else None)
+        if reason:
+            notes.append(reason)
+            options = replace(options, network_dtype=None)
     return options, notes
 
 

@@ -214,6 +214,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     claimed: dict[Path, Path] = {}
     failures = len(problems)
     done = 0
+    acceleration_noted = False
     click.echo(f"zeroig: {len(files)} image(s), mode {mode}, {iters} steps each, on {device_name}", err=True)
     try:
         for path in files:
@@ -239,6 +240,9 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 started = time.perf_counter()
                 model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration,
                                fit_crop=fit_crop, brightness=brightness, exposure_gain=exposure_gain)
+                if model.acceleration_notes and not acceleration_noted:
+                    click.echo(f"zeroig: note: --acceleration {acceleration}: {'; '.join(model.acceleration_notes)}", err=True)
+                    acceleration_noted = True
                 losses: list[float] = []
                 if iters:
                     bar = _StepBar(iters, path.name)

@@ -179,7 +179,7 @@ def run_one(
               f"({fit_seconds / done:.2f} s per step)", file=sys.stderr, flush=True)
     common = {
         "seconds_per_step": fit_seconds / max(1, done), "reference_brightness": float(high.mean() * 255),
-        "learning_rates": rate_changes,
+        "learning_rates": rate_changes, "acceleration_notes": model.acceleration_notes,
     }
     return {ensemble: {"checkpoints": scored, **common} for ensemble, scored in results.items()}
 
@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--acceleration", default="auto", choices=ACCELERATIONS,
-        help="as ZeroIG(acceleration=...); max runs the networks in bf16 (not bit-comparable)",
+        help="as ZeroIG(acceleration=...); max runs the networks in bf16 (not bit-comparable) where the "
+        "device has bf16 kernels (each result's acceleration_notes says what fell back)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality"))

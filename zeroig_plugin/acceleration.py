@@ -105,7 +105,8 @@ def bf16_unavailable_reason(
     """Why bf16 networks are not used on this device, or ``None``.
 
     CUDA needs compute capability 8.0. A CPU without oneDNN's bf16 kernels emulates them: on a
-    2-core AVX2 EPYC a 128x128 step took 4.6 s in bf16 against 0.39 s in float32 (BENCHMARKS.md).
+    2-core AVX2 EPYC a 128x128 step took 4.6 s in bf16 against 0.39 s in float32, and 0.55 s in
+    channels-last float32 (BENCHMARKS.md).
     """
     if device_type == "cuda":
         if capability is not None and capability < (8, 0):
@@ -114,7 +115,8 @@ def bf16_unavailable_reason(
     if cpu_bf16_kernels is None:
         cpu_bf16_kernels = cpu_has_bf16_kernels()
     if not cpu_bf16_kernels:
-        return "this CPU has no native bf16 kernels (AVX-512 or AMX), where bf16 networks run about 10x slower; using float32"
+        return ("this CPU has no native bf16 kernels (AVX-512 or AMX), where bf16 networks run more than 10x slower "
+                "and channels-last float32 up to 2x slower; using plain float32")
     return None
 
 
@@ -123,8 +125,8 @@ def resolve_acceleration(requested: str | Acceleration, device: torch.device) ->
 
     ``requested`` is ``"auto"`` (CUDA: channels-last, whole-step CUDA graphs, TF32 convolutions;
     CPU: none), ``"exact"`` (as auto in full float32), ``"off"``, ``"max"`` (adds bf16 networks
-    and torch.compile) or an :class:`Acceleration`. ``"max"`` keeps float32 networks on a CPU
-    without native bf16 kernels; an :class:`Acceleration` asking for bf16 there gets it.
+    and torch.compile) or an :class:`Acceleration`. ``"max"`` is plain float32 on a CPU without
+    native bf16 kernels; an :class:`Acceleration` asking for bf16 there gets it.
     """
     preset = isinstance(requested, str)
     if preset:
@@ -154,7 +156,8 @@ def resolve_acceleration(requested: str | Acceleration, device: torch.device) ->
         reason = bf16_unavailable_reason(device.type, capability, cpu_bf16_kernels=True if explicit_cpu_request else None)
         if reason:
             notes.append(reason)
-            options = replace(options, network_dtype=None)
+            # On a CPU channels-last is there for the bf16 kernels; in float32 it is the slower layout.
+            options = replace(options, network_dtype=None, channels_last=options.channels_last and device.type == "cuda")
     return options, notes
 
 

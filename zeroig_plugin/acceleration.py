@@ -150,10 +150,9 @@ def resolve_acceleration(requested: str | Acceleration, device: torch.device) ->
             options = replace(options, cuda_graph=False)
     if options.tf32 and device.type != "cuda":
         options = replace(options, tf32=False)  # a cuDNN setting: nothing to fall back from elsewhere
-    if options.network_dtype == torch.bfloat16:
-        # An explicit Acceleration keeps slow-but-working CPU bf16 (to measure it); the preset wants speed.
-        explicit_cpu_request = not preset and device.type != "cuda"
-        reason = bf16_unavailable_reason(device.type, capability, cpu_bf16_kernels=True if explicit_cpu_request else None)
+    # An explicit Acceleration keeps slow-but-working CPU bf16 (to measure it); the preset wants speed.
+    if options.network_dtype == torch.bfloat16 and (preset or device.type == "cuda"):
+        reason = bf16_unavailable_reason(device.type, capability)
         if reason:
             notes.append(reason)
             # On a CPU channels-last is there for the bf16 kernels; in float32 it is the slower layout.

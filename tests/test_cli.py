@@ -260,3 +260,48 @@ def test_acceleration_fallbacks_are_reported_once(tmp_path):
     assert result.output.count("--acceleration max:") == 1 and "CUDA graphs need a CUDA device" in result.output
     plain = run(str(tmp_path / "x0.png"), "-o", str(tmp_path / "plain"))
     assert plain.exit_code == 0 and "--acceleration" not in plain.output
+
+
+def test_tiff_stack_is_enhanced_plane_by_plane_into_a_stack_of_its_layout(tmp_path):
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    planes = rng.integers(0, 3000, (3, 2, 16, 20)).astype(np.uint16)  # ZCYX, dim 16-bit
+    planes[:, 1] //= 4  # the second channel dimmer still
+    tifffile.imwrite(tmp_path / "cells.tif", planes, imagej=True, resolution=(2.0, 2.0), metadata={"axes": "ZCYX", "spacing": 0.5, "unit": "um"})
+    tifffile.imwrite(tmp_path / "first_c1.tif", planes[0, 1])
+    result = run(str(tmp_path / "cells.tif"), "-o", str(tmp_path / "out"), "--ensemble", "1", "--iters-per-plane", "1",
+                 "--loss-log", str(tmp_path / "losses.json"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cells_denoise.tif", "cells_enhance.tif"]
+    with tifffile.TiffFile(tmp_path / "out" / "cells_denoise.tif") as tiff:
+        denoised = tiff.asarray()
+        assert tiff.series[0].axes == "ZCYX" and tiff.imagej_metadata["spacing"] == 0.5
+        assert tiff.pages[0].tags["XResolution"].value == (2, 1)
+    assert denoised.dtype == np.uint16 and denoised.shape == planes.shape
+    assert (denoised.reshape(6, -1).mean(1) > planes.reshape(6, -1).mean(1)).all()
+    # each channel starts a fresh fit: its first plane is exactly what that plane alone gives
+    alone = run(str(tmp_path / "first_c1.tif"), "-o", str(tmp_path / "alone"), "--ensemble", "1", "--output", "denoise")
+    assert alone.exit_code == 0, alone.output
+    import cv2
+
+    single = cv2.imread(str(tmp_path / "alone" / "first_c1_denoise.png"), cv2.IMREAD_UNCHANGED)
+    assert np.abs(single.astype(int) - denoised[0, 1]).max() <= 1
+    # later planes continue the channel's fit for --iters-per-plane steps
+    assert [len(plane) for plane in json.loads((tmp_path / "losses.json").read_text())] == [2, 1, 1, 2, 1, 1]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_tiff_stack_keeps_its_dtype_and_alpha(tmp_path, dtype):
+    import tifffile
+
+    rng = np.random.default_rng(6)
+    planes = rng.integers(0, 50, (2, 12, 14, 4)).astype(np.uint8)  # two RGBA planes
+    planes[..., 3] = rng.integers(0, 256, (2, 12, 14))
+    stored = planes if dtype == np.uint8 else planes.astype(np.float32) / 255
+    tifffile.imwrite(tmp_path / "rgba.tif", stored, photometric="rgb", extrasamples=["unassalpha"])
+    result = run(str(tmp_path / "rgba.tif"), "-o", str(tmp_path), "--ensemble", "1", "--output", "enhance")
+    assert result.exit_code == 0, result.output
+    written = tifffile.imread(tmp_path / "rgba_enhance.tif")
+    assert written.dtype == dtype and written.shape == planes.shape
+    assert np.array_equal(written[..., 3], stored[..., 3]) and written[..., :3].mean() > stored[..., :3].mean()

@@ -7,7 +7,7 @@ import tifffile
 from PIL import Image, ImageOps
 
 from zeroig_plugin import InputError, read_image, write_image
-from zeroig_plugin.imageio import from_float
+from zeroig_plugin.imageio import from_float, read_stack, tiff_stack_axes, write_stack
 
 
 def _gradient(height: int, width: int, channels: int, peak: int, dtype) -> np.ndarray:
@@ -108,3 +108,36 @@ def test_truncated_png_raises_input_error(tmp_path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="cut.png"):
         read_image(tmp_path / "cut.png")
+
+
+def test_only_tiffs_of_several_planes_are_stacks_and_read_image_refuses_them(tmp_path):
+    Image.fromarray(_gradient(8, 9, 3, 255, np.uint8)).save(tmp_path / "rgb.tif")
+    Image.fromarray(_gradient(8, 9, 3, 255, np.uint8)).save(tmp_path / "rgb.png")
+    tifffile.imwrite(tmp_path / "one.tif", _gradient(8, 9, 1, 65535, np.uint16)[None])
+    tifffile.imwrite(tmp_path / "pages.tif", _gradient(8, 9, 3, 4000, np.uint16).transpose(2, 0, 1), photometric="minisblack")
+    assert [tiff_stack_axes(tmp_path / n) for n in ("rgb.tif", "rgb.png", "one.tif")] == [None, None, None]
+    assert tiff_stack_axes(tmp_path / "pages.tif") == "QYX"
+    with pytest.raises(InputError, match="pages.tif: a TIFF stack"):
+        read_image(tmp_path / "pages.tif")
+
+
+def test_imagej_hyperstack_round_trips_with_its_axes_and_pixel_size(tmp_path):
+    planes = _gradient(6, 7, 12, 65535, np.uint16).transpose(2, 0, 1).reshape(3, 2, 2, 6, 7)  # TZCYX
+    tifffile.imwrite(tmp_path / "h.tif", planes, imagej=True, resolution=(4.0, 4.0),
+                     metadata={"axes": "TZCYX", "spacing": 0.7, "unit": "um", "finterval": 2.5})
+    stack = read_stack(tmp_path / "h.tif")
+    assert stack.axes == "TZCYX" and stack.channel_axis == 2 and not stack.rgb and np.array_equal(stack.planes, planes)
+    write_stack(tmp_path / "copy.tif", stack.planes[::-1].copy(), like=stack)
+    with tifffile.TiffFile(tmp_path / "copy.tif") as tiff:
+        assert tiff.series[0].axes == "TZCYX" and np.array_equal(tiff.asarray(), planes[::-1])
+        assert {k: tiff.imagej_metadata[k] for k in ("spacing", "unit", "finterval")} == {"spacing": 0.7, "unit": "um", "finterval": 2.5}
+        assert tiff.pages[0].tags["XResolution"].value == (4, 1)
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_planar_rgb_stack_reads_with_colour_last(tmp_path):
+    planes = _gradient(5, 6, 24, 255, np.uint8).transpose(2, 0, 1).reshape(4, 3, 2, 5, 6)[:, :, 0]
+    tifffile.imwrite(tmp_path / "p.tif", planes, photometric="rgb", planarconfig="separate")
+    stack = read_stack(tmp_path / "p.tif")
+    assert stack.rgb and stack.axes.endswith("YXS") and stack.planes.shape == (4, 5, 6, 3)
+    assert np.array_equal(stack.planes, planes.transpose(0, 2, 3, 1))

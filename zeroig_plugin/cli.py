@@ -17,6 +17,7 @@ import click
 # Subcommands that live in other packages, loaded only when named (or listed by --help).
 LAZY_COMMANDS = {"video": ("video.cli", "video_command")}
 OUTPUT_KINDS = ("enhance", "denoise")
+STACK_LATER_STEPS = 100  # default steps for each TIFF-stack plane after the first (warm-started)
 LARGE_FOR_CPU = 1024 * 1024  # pixels; above this a whole-image CPU step takes tens of seconds (BENCHMARKS.md)
 MAX_BRIGHTNESS = 0.8  # objective.MAX_BRIGHTNESS, literal so that --help needs no torch (a test keeps them equal)
 ACCELERATIONS = ("auto", "exact", "off", "max")  # acceleration.PRESETS, literal for the same reason
@@ -115,7 +116,8 @@ class _StepBar:
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for OUTDIR/{stem}_enhance.png and {stem}_denoise.png, or {stem}_linear.png (created if needed).")
+              help="Folder for OUTDIR/{stem}_enhance.png and {stem}_denoise.png, or {stem}_linear.png (.tif for TIFF "
+                   "stacks; created if needed).")
 @click.option("--iters", default=2000, show_default=True, type=click.IntRange(min=0),
               help="Fitting steps per image. 0 with --weights is inference only (the published test script).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
@@ -149,14 +151,21 @@ class _StepBar:
                    "photos come out at the brightness, with fewer clipped pixels), or let the fit's exposure "
                    "rule alone set the level (the published way; it denoised the W2S microscopy crops better). "
                    "Default: the mode's.")
+@click.option("--iters-per-plane", type=click.IntRange(min=0), metavar="N",
+              help="TIFF stacks: steps for each plane after the first, continuing from the previous plane's "
+                   f"fit. Default: {STACK_LATER_STEPS} (or --iters, if fewer).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (otherwise an existing output is an error and is kept).")
 def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, output, loss_log, acceleration,
-            fit_crop, tile, ensemble, brightness, exposure_gain, overwrite) -> None:
+            fit_crop, tile, ensemble, brightness, exposure_gain, iters_per_plane, overwrite) -> None:
     """Brighten and denoise images: each is fitted on its own, then inferred.
 
     INPUT is an image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
     Outputs keep the input's bit depth (16-bit PNG for 16-bit input), gray stays gray, alpha is
     passed through. Exit status: 0 all done, 1 some input failed, 2 usage error.
+
+    A TIFF of several planes (z, time, channels) gives TIFF stacks of the same layout, pixel size
+    and dtype ({stem}_denoise.tif, ...): each channel's first plane is fitted for --iters steps and
+    every later plane for --iters-per-plane, starting from the previous plane's weights.
 
     \b
     Examples:
@@ -168,7 +177,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     """
     from .checkpoint import load_state_dict, network_from_state_dict
     from .errors import ZeroIGError
-    from .imageio import read_image, write_image
+    from .imageio import read_image, read_stack, tiff_stack_axes, write_image, write_stack
     from .recipes import get_recipe
 
     if iters == 0 and weights is None:
@@ -218,7 +227,9 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     click.echo(f"zeroig: {len(files)} image(s), mode {mode}, {iters} steps each, on {device_name}", err=True)
     try:
         for path in files:
-            targets = {kind: output_dir / f"{path.stem}_{kind}.png" for kind in kinds}
+            stack_axes = tiff_stack_axes(path)
+            suffix = ".tif" if stack_axes else ".png"
+            targets = {kind: output_dir / f"{path.stem}_{kind}{suffix}" for kind in kinds}
             extras = [
                 _per_input_path(loss_log, path.stem, "--loss-log", many),
                 _per_input_path(save_weights, path.stem, "--save-weights", many),
@@ -233,30 +244,45 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                         raise ZeroIGError(f"{path}: output {target} exists (use --overwrite to replace it)")
                 for target in [*targets.values(), *(e for e in extras if e is not None)]:
                     claimed[target.resolve()] = path
-                image = read_image(path)
-                if iters and model_is_slow_for(image.pixels.shape[:2]):
-                    click.echo(f"zeroig: note: {path.name} is {image.pixels.shape[1]}x{image.pixels.shape[0]}; whole-image "
+                stack = read_stack(path) if stack_axes else None
+                image = None if stack else read_image(path)
+                plane_shape = stack.plane_shape if stack else image.pixels.shape[:2]
+                if iters and model_is_slow_for(plane_shape):
+                    click.echo(f"zeroig: note: {path.name} is {plane_shape[1]}x{plane_shape[0]}; whole-image "
                                "fitting on a CPU takes long per step: --fit-crop 512 keeps the step cost fixed", err=True)
                 started = time.perf_counter()
-                model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration,
-                               fit_crop=fit_crop, brightness=brightness, exposure_gain=exposure_gain)
-                if model.acceleration_notes and not acceleration_noted:
-                    click.echo(f"zeroig: note: --acceleration {acceleration}: {'; '.join(model.acceleration_notes)}", err=True)
-                    acceleration_noted = True
-                losses: list[float] = []
-                if iters:
-                    bar = _StepBar(iters, path.name)
+
+                def new_model() -> ZeroIG:
+                    nonlocal acceleration_noted
+                    model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration,
+                                   fit_crop=fit_crop, brightness=brightness, exposure_gain=exposure_gain)
+                    if model.acceleration_notes and not acceleration_noted:
+                        click.echo(f"zeroig: note: --acceleration {acceleration}: {'; '.join(model.acceleration_notes)}", err=True)
+                        acceleration_noted = True
+                    return model
+
+                inference = {"tile": tile, "ensemble": ensemble and int(ensemble)}
+                if stack:
+                    later = min(iters, STACK_LATER_STEPS) if iters_per_plane is None else iters_per_plane
+                    results, losses, model = _enhance_stack(stack, new_model, mode, iters, later, kinds, inference)
+                    for kind, target in targets.items():
+                        write_stack(target, results[kind], like=stack)
+                else:
+                    model = new_model()
+                    losses = []
+                    if iters:
+                        bar = _StepBar(iters, path.name)
+                        try:
+                            losses = model.fit(image.pixels, iters, progress=bar, loss_every=10).losses
+                        finally:
+                            bar.close()
+                    bar = _StepBar(None, f"{path.name} inference", unit="pass")
                     try:
-                        losses = model.fit(image.pixels, iters, progress=bar, loss_every=10).losses
+                        results = model.infer(image.pixels, progress=bar, **inference)._asdict()
                     finally:
                         bar.close()
-                bar = _StepBar(None, f"{path.name} inference", unit="pass")
-                try:
-                    results = model.infer(image.pixels, tile=tile, ensemble=ensemble and int(ensemble), progress=bar)._asdict()
-                finally:
-                    bar.close()
-                for kind, target in targets.items():
-                    write_image(target, results[kind], bits=image.bits, alpha=image.alpha)
+                    for kind, target in targets.items():
+                        write_image(target, results[kind], bits=image.bits, alpha=image.alpha)
                 loss_path, weights_path = extras
                 if loss_path is not None:
                     _write_text_atomically(loss_path, json.dumps(losses))
@@ -277,6 +303,58 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         sys.exit(130)
     if failures:
         sys.exit(1)
+
+
+def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, kinds: tuple[str, ...], inference: dict):
+    """Fit and infer every plane of a TIFF stack, warm-starting each from the previous plane's fit.
+
+    Each channel (the ``C`` axis) gets a fresh model; within it the planes are visited in storage
+    order, the first fitted for ``iters`` steps and each later one for ``later_iters``. Returns the
+    outputs of ``kinds`` in the stack's layout and dtype (float stacks as float32, other integers
+    as uint16), the losses of each plane's fit, and the model after the last plane.
+    """
+    import numpy as np
+
+    from .engine import inference_passes
+    from .imageio import from_float, to_float
+
+    unit, bits = to_float(stack.planes)
+    colour = unit[..., :3] if stack.rgb else unit
+    alpha = stack.planes[..., 3:] if stack.rgb and stack.planes.shape[-1] == 4 else None
+    plane_ndim = 3 if stack.rgb else 2
+    outer = colour.shape[: colour.ndim - plane_ndim]
+    channel_axis = stack.channel_axis
+    channels = outer[channel_axis] if channel_axis is not None else 1
+    positions = sorted(np.ndindex(*outer), key=lambda at: at[channel_axis] if channel_axis is not None else 0)
+    passes = inference_passes(mode, *stack.plane_shape, inference["tile"], inference["ensemble"] or None)
+    total = channels * iters + (len(positions) - channels) * later_iters + len(positions) * passes
+    bar = _StepBar(total, f"{stack.path.name} ({len(positions)} planes)")
+    results = {kind: np.empty(colour.shape, np.float32) for kind in kinds}
+    losses: list[list[float]] = []
+    done, model, channel = 0, None, None
+    try:
+        for position in positions:
+            first = model is None or (channel_axis is not None and position[channel_axis] != channel)
+            if first:
+                model, channel = new_model(), position[channel_axis] if channel_axis is not None else None
+            plane, steps = colour[position], iters if first else later_iters
+            plane_losses: list[float] = []
+            if steps:
+                report = model.fit(plane, steps, progress=lambda d, t, loss: bar(done + d, total, loss), loss_every=10)
+                plane_losses = report.losses
+            done += steps
+            outputs = model.infer(plane, progress=lambda d, t: bar(done + d, total), **inference)._asdict()
+            done += passes
+            for kind in kinds:
+                results[kind][position] = outputs[kind]
+            losses.append(plane_losses)
+    finally:
+        bar.close()
+    floating = np.issubdtype(stack.planes.dtype, np.floating)
+    stored = {kind: values if floating else from_float(values, bits) for kind, values in results.items()}
+    if alpha is not None:
+        stored = {kind: np.concatenate([values, alpha.astype(values.dtype)], axis=-1) for kind, values in stored.items()}
+    return stored, losses, model
 
 
 @cli.command()

@@ -1,8 +1,11 @@
-"""Reading and writing still images: PNG, JPEG, TIFF and BMP, 8- and 16-bit, gray, RGB and RGBA.
+"""Reading and writing still images: PNG, JPEG, TIFF and BMP, 8- and 16-bit, gray, RGB and RGBA,
+and TIFF stacks (several planes: z, time, channels).
 
 Pixels come back as float32 in ``[0, 1]`` (``(H, W)`` for gray, ``(H, W, 3)`` for colour) with the
 alpha channel kept apart, untouched, and the bit depth to write back with. EXIF orientation is
-applied. Writes go to a temporary name and are renamed into place when complete.
+applied. A TIFF of several planes is read whole by :func:`read_stack` (never one plane of it
+silently) and written back by :func:`write_stack` with its axes and pixel size. Writes go to a
+temporary name and are renamed into place when complete.
 """
 from __future__ import annotations
 
@@ -16,10 +19,15 @@ import numpy as np
 from .checkpoint import atomic_write_path
 from .errors import InputError, OutputError
 
-__all__ = ["LoadedImage", "read_image", "write_image", "to_float", "from_float", "IMAGE_SUFFIXES"]
+__all__ = [
+    "LoadedImage", "LoadedStack", "read_image", "read_stack", "tiff_stack_axes", "write_image", "write_stack",
+    "to_float", "from_float", "IMAGE_SUFFIXES",
+]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _FORMATS = {"PNG", "JPEG", "MPO", "TIFF", "BMP"}
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
+_IMAGEJ_METADATA = ("spacing", "unit", "finterval", "fps", "xorigin", "yorigin", "zorigin")
 
 
 @dataclass
@@ -92,6 +100,9 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int]:
                 if image_format not in _FORMATS:
                     raise InputError(f"{path}: unsupported image format {image_format} (use PNG, JPEG, TIFF or BMP)")
                 if image_format == "TIFF":
+                    axes = tiff_stack_axes(path)
+                    if axes is not None:
+                        raise InputError(f"{path}: a TIFF stack ({axes}); read it with read_stack")
                     import tifffile
 
                     array = tifffile.imread(path, key=0)
@@ -201,3 +212,135 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, bits: int = 8, alph
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+@dataclass
+class LoadedStack:
+    """A TIFF of several planes, as stored.
+
+    Attributes:
+        planes: the stored array, ``(..., H, W)`` or ``(..., H, W, 3 | 4)`` (colour last), in its dtype.
+        axes: one letter per axis of ``planes`` as tifffile names them (``"ZCYX"``, ``"TYXS"``,
+            ``"IYX"``...): ``C`` holds channels, ``S`` colour samples, ``Y`` and ``X`` the plane.
+        metadata: what :func:`write_stack` copies to outputs: the pixel size and ImageJ's
+            spacing, unit and frame interval, where the file has them.
+        path: where it came from.
+    """
+
+    planes: np.ndarray
+    axes: str
+    metadata: dict
+    path: Path
+
+    @property
+    def rgb(self) -> bool:
+        return self.axes.endswith("S")
+
+    @property
+    def channel_axis(self) -> int | None:
+        return self.axes.index("C") if "C" in self.axes else None
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of each plane."""
+        return self.planes.shape[-3:-1] if self.rgb else self.planes.shape[-2:]
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) in _TIFF_MAGIC
+
+
+def tiff_stack_axes(path: str | os.PathLike) -> str | None:
+    """The axes of the TIFF at ``path`` if it holds more than one plane, else ``None`` (also for
+    files that are not TIFF or cannot be parsed: :func:`read_image` reports those). Reads the header only."""
+    import tifffile
+
+    path = Path(path)
+    try:
+        if not _is_tiff(path):
+            return None
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]
+            shape, axes = series.shape, series.axes
+    except (OSError, ValueError, IndexError, tifffile.TiffFileError):
+        return None
+    outer = [size for size, axis in zip(shape, axes) if axis not in "YXS"]
+    return axes if any(size > 1 for size in outer) else None
+
+
+def read_stack(path: str | os.PathLike) -> LoadedStack:
+    """Read every plane of a TIFF stack (colour samples moved last, axes of size 1 dropped).
+
+    Raises:
+        InputError: not a TIFF stack, unreadable, or with colour samples other than RGB or RGBA.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file() or tiff_stack_axes(path) is None:
+        raise InputError(f"{path}: not a TIFF of several planes")
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]
+            planes, axes = series.asarray(), series.axes
+            metadata = _stack_metadata(tiff)
+    except (OSError, ValueError, tifffile.TiffFileError) as error:
+        raise InputError(f"{path}: cannot decode TIFF stack ({error})") from None
+    if "S" in axes:
+        planes, axes = np.moveaxis(planes, axes.index("S"), -1), axes.replace("S", "") + "S"
+    keep = [i for i, (size, axis) in enumerate(zip(planes.shape, axes)) if size > 1 or axis in "YXS"]
+    planes, axes = planes.reshape([planes.shape[i] for i in keep]), "".join(axes[i] for i in keep)
+    if not axes.endswith(("YX", "YXS")) or (axes.endswith("S") and planes.shape[-1] not in (3, 4)):
+        raise InputError(f"{path}: unsupported TIFF stack layout {axes} {planes.shape} (gray or RGB(A) planes expected)")
+    if planes.size == 0:
+        raise InputError(f"{path}: image has no pixels")
+    if not (np.issubdtype(planes.dtype, np.integer) or np.issubdtype(planes.dtype, np.floating)):
+        raise InputError(f"{path}: unsupported pixel type {planes.dtype}")
+    return LoadedStack(planes, axes, metadata, path)
+
+
+def _stack_metadata(tiff) -> dict:
+    page = tiff.pages[0]
+    metadata: dict = {}
+    x_resolution, y_resolution = page.tags.get("XResolution"), page.tags.get("YResolution")
+    if x_resolution is not None and y_resolution is not None:
+        metadata["resolution"] = (x_resolution.value, y_resolution.value)
+        unit = page.tags.get("ResolutionUnit")
+        metadata["resolutionunit"] = int(unit.value) if unit is not None else 2
+    if tiff.is_imagej and tiff.imagej_metadata:
+        metadata["imagej"] = {k: v for k, v in tiff.imagej_metadata.items() if k in _IMAGEJ_METADATA}
+    return metadata
+
+
+def write_stack(path: str | os.PathLike, planes: np.ndarray, like: LoadedStack) -> Path:
+    """Write ``planes`` (integer or float, shaped like ``like.planes``) as a TIFF with ``like``'s axes
+    and pixel size (an ImageJ hyperstack where the axes allow it). The file appears at ``path``
+    only once fully written.
+
+    Raises:
+        OutputError: the file cannot be written.
+    """
+    import tifffile
+
+    path = Path(path)
+    axes = like.axes
+    imagej = planes.dtype in (np.uint8, np.uint16, np.float32) and _imagej_order(axes)
+    metadata = {**like.metadata.get("imagej", {}), "axes": axes} if imagej else {"axes": axes}
+    options = {key: like.metadata[key] for key in ("resolution", "resolutionunit") if key in like.metadata}
+    temporary = atomic_write_path(path)
+    try:
+        tifffile.imwrite(temporary, planes, imagej=imagej, metadata=metadata,
+                         photometric="rgb" if like.rgb else "minisblack", **options)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _imagej_order(axes: str) -> bool:
+    """Whether ``axes`` is a subsequence of ImageJ's TZCYXS (the only layouts an ImageJ hyperstack holds)."""
+    rest = iter("TZCYXS")
+    return all(axis in rest for axis in axes)

@@ -70,15 +70,17 @@ def test_float_tiff_is_clipped_and_written_as_16bit(tmp_path):
     assert image.bits == 16 and np.allclose(image.pixels, [[0, 0.25], [0.5, 1]])
 
 
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_is_applied_like_pillow(tmp_path, orientation):
+def test_exif_orientation_is_applied_like_pillow(tmp_path, orientation, suffix):
     pixels = _gradient(4, 6, 3, 255, np.uint8)
     picture = Image.fromarray(pixels)
     exif = picture.getexif()
     exif[0x0112] = orientation
-    picture.save(tmp_path / "o.png", exif=exif)
-    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")).convert("RGB"))
-    assert np.array_equal(from_float(read_image(tmp_path / "o.png").pixels, 8), expected)
+    path = tmp_path / f"o{suffix}"
+    picture.save(path, exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    assert np.array_equal(from_float(read_image(path).pixels, 8), expected)
 
 
 def test_written_file_appears_only_complete_and_leaves_no_temporary(tmp_path):
@@ -141,3 +143,24 @@ def test_planar_rgb_stack_reads_with_colour_last(tmp_path):
     stack = read_stack(tmp_path / "p.tif")
     assert stack.rgb and stack.axes.endswith("YXS") and stack.planes.shape == (4, 5, 6, 3)
     assert np.array_equal(stack.planes, planes.transpose(0, 2, 3, 1))
+
+
+def test_tiffs_pillow_cannot_read_are_read_by_tifffile(tmp_path):
+    rgb = np.random.default_rng(1).random((6, 5, 3)).astype(np.float32) * 0.2
+    tifffile.imwrite(tmp_path / "float-rgb.tif", rgb, photometric="rgb")
+    tifffile.imwrite(tmp_path / "big.tif", _gradient(6, 5, 1, 65535, np.uint16), bigtiff=True)
+    image = read_image(tmp_path / "float-rgb.tif")
+    assert image.bits == 16 and np.array_equal(image.pixels, rgb)
+    assert np.array_equal(from_float(read_image(tmp_path / "big.tif").pixels, 16), _gradient(6, 5, 1, 65535, np.uint16))
+
+
+@pytest.mark.parametrize("stack", [False, True])
+def test_truncated_compressed_tiff_raises_input_error(tmp_path, stack):
+    shape = (3, 64, 64) if stack else (64, 64)
+    tifffile.imwrite(tmp_path / "full.tif", _gradient(64, 64, 3, 4000, np.uint16).transpose(2, 0, 1)[: 3 if stack else 1].squeeze(),
+                     compression="zlib", photometric="minisblack")
+    assert tifffile.imread(tmp_path / "full.tif").shape == shape
+    data = (tmp_path / "full.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) - 300])
+    with pytest.raises(InputError, match="cut.tif: cannot decode TIFF"):
+        (read_stack if stack else read_image)(tmp_path / "cut.tif")

@@ -310,34 +310,37 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
 
     Each channel (the ``C`` axis) gets a fresh model; within it the planes are visited in storage
     order, the first fitted for ``iters`` steps and each later one for ``later_iters``. Returns the
-    outputs of ``kinds`` in the stack's layout and dtype (float stacks as float32, other integers
-    as uint16), the losses of each plane's fit, and the model after the last plane.
+    outputs of ``kinds`` in the stack's layout and dtype (float stacks as float32, integers other
+    than uint8 as uint16), the losses of each plane's fit, and the model after the last plane.
+    Planes are converted one at a time, so memory stays near the stack's own size per output.
     """
     import numpy as np
 
     from .engine import inference_passes
     from .imageio import from_float, to_float
 
-    unit, bits = to_float(stack.planes)
-    colour = unit[..., :3] if stack.rgb else unit
-    alpha = stack.planes[..., 3:] if stack.rgb and stack.planes.shape[-1] == 4 else None
-    plane_ndim = 3 if stack.rgb else 2
-    outer = colour.shape[: colour.ndim - plane_ndim]
+    dtype = stack.planes.dtype
+    floating = np.issubdtype(dtype, np.floating)
+    bits = 8 if dtype in (np.uint8, np.bool_) else 16
+    # to_float scales other integer types by the data's own peak: take the whole stack's, not each plane's
+    source = to_float(stack.planes)[0] if not floating and bits == 16 and dtype != np.uint16 else stack.planes
+    outer = stack.planes.shape[: stack.planes.ndim - (3 if stack.rgb else 2)]
     channel_axis = stack.channel_axis
     channels = outer[channel_axis] if channel_axis is not None else 1
     positions = sorted(np.ndindex(*outer), key=lambda at: at[channel_axis] if channel_axis is not None else 0)
     passes = inference_passes(mode, *stack.plane_shape, inference["tile"], inference["ensemble"] or None)
     total = channels * iters + (len(positions) - channels) * later_iters + len(positions) * passes
-    bar = _StepBar(total, f"{stack.path.name} ({len(positions)} planes)")
-    results = {kind: np.empty(colour.shape, np.float32) for kind in kinds}
+    results = {kind: np.empty(stack.planes.shape, np.float32 if floating else np.dtype(f"uint{bits}")) for kind in kinds}
     losses: list[list[float]] = []
     done, model, channel = 0, None, None
+    bar = _StepBar(total, f"{stack.path.name} ({len(positions)} planes)")
     try:
         for position in positions:
             first = model is None or (channel_axis is not None and position[channel_axis] != channel)
             if first:
                 model, channel = new_model(), position[channel_axis] if channel_axis is not None else None
-            plane, steps = colour[position], iters if first else later_iters
+            plane = to_float(source[position][..., :3] if stack.rgb else source[position])[0]
+            steps = iters if first else later_iters
             plane_losses: list[float] = []
             if steps:
                 report = model.fit(plane, steps, progress=lambda d, t, loss: bar(done + d, total, loss), loss_every=10)
@@ -345,16 +348,15 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
             done += steps
             outputs = model.infer(plane, progress=lambda d, t: bar(done + d, total), **inference)._asdict()
             done += passes
-            for kind in kinds:
-                results[kind][position] = outputs[kind]
+            for kind, values in results.items():
+                stored = outputs[kind] if floating else from_float(outputs[kind], bits)
+                if stack.planes.shape[-1] == 4 and stack.rgb:
+                    stored = np.concatenate([stored, stack.planes[position][..., 3:].astype(values.dtype)], axis=-1)
+                values[position] = stored
             losses.append(plane_losses)
     finally:
         bar.close()
-    floating = np.issubdtype(stack.planes.dtype, np.floating)
-    stored = {kind: values if floating else from_float(values, bits) for kind, values in results.items()}
-    if alpha is not None:
-        stored = {kind: np.concatenate([values, alpha.astype(values.dtype)], axis=-1) for kind, values in stored.items()}
-    return stored, losses, model
+    return results, losses, model
 
 
 @cli.command()

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-_FORMATS = {"PNG", "JPEG", "MPO", "TIFF", "BMP"}
+_FORMATS = {"PNG", "JPEG", "MPO", "BMP"}  # read by Pillow; TIFFs (by their magic bytes) by tifffile
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
 _IMAGEJ_METADATA = ("spacing", "unit", "finterval", "fps", "xorigin", "yorigin", "zorigin")
 
@@ -90,6 +90,8 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int]:
     """Decode ``path`` to an ``(H, W)`` or ``(H, W, C)`` array in its stored dtype, plus its EXIF orientation."""
     from PIL import Image, UnidentifiedImageError
 
+    if _is_tiff(path):
+        return _read_tiff_page(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -99,16 +101,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int]:
                 image.load()  # decodes everything: truncated files fail here
                 if image_format not in _FORMATS:
                     raise InputError(f"{path}: unsupported image format {image_format} (use PNG, JPEG, TIFF or BMP)")
-                if image_format == "TIFF":
-                    axes = tiff_stack_axes(path)
-                    if axes is not None:
-                        raise InputError(f"{path}: a TIFF stack ({axes}); read it with read_stack")
-                    import tifffile
-
-                    array = tifffile.imread(path, key=0)
-                    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
-                        array = np.moveaxis(array, 0, -1)
-                elif image_format == "PNG" and (image.mode.startswith("I") or _png_bit_depth(path) == 16):
+                if image_format == "PNG" and (image.mode.startswith("I") or _png_bit_depth(path) == 16):
                     array = _read_png_with_opencv(path)
                 else:
                     array = np.asarray(_to_standard_mode(image))
@@ -118,6 +111,30 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int]:
         raise InputError(f"{path}: not an image Pillow can read (PNG, JPEG, TIFF or BMP expected)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: cannot decode image ({error})") from None
+    return array, orientation
+
+
+def _read_tiff_page(path: Path) -> tuple[np.ndarray, int]:
+    """A one-plane TIFF by tifffile (any sample type Pillow lacks: float RGB, 32-bit integers, BigTIFF)."""
+    import tifffile
+
+    axes = tiff_stack_axes(path)
+    if axes is not None:
+        raise InputError(f"{path}: a TIFF stack ({axes}); read it with read_stack")
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            if not len(tiff.pages):
+                raise InputError(f"{path}: the TIFF holds no image")
+            page = tiff.pages[0]
+            array = page.asarray()
+            orientation = page.tags.get("Orientation")
+            orientation = int(orientation.value) if orientation is not None else 1
+    except InputError:
+        raise
+    except Exception as error:  # tifffile and its codecs raise many types (zlib.error, ...) on a broken file
+        raise InputError(f"{path}: cannot decode TIFF ({error})") from None
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
+        array = np.moveaxis(array, 0, -1)
     return array, orientation
 
 
@@ -263,7 +280,7 @@ def tiff_stack_axes(path: str | os.PathLike) -> str | None:
         with tifffile.TiffFile(path) as tiff:
             series = tiff.series[0]
             shape, axes = series.shape, series.axes
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError):
+    except Exception:  # an unparsable header: read_image reports it
         return None
     outer = [size for size, axis in zip(shape, axes) if axis not in "YXS"]
     return axes if any(size > 1 for size in outer) else None
@@ -285,7 +302,7 @@ def read_stack(path: str | os.PathLike) -> LoadedStack:
             series = tiff.series[0]
             planes, axes = series.asarray(), series.axes
             metadata = _stack_metadata(tiff)
-    except (OSError, ValueError, tifffile.TiffFileError) as error:
+    except Exception as error:  # as in _read_tiff_page
         raise InputError(f"{path}: cannot decode TIFF stack ({error})") from None
     if "S" in axes:
         planes, axes = np.moveaxis(planes, axes.index("S"), -1), axes.replace("S", "") + "S"

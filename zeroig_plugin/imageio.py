@@ -217,12 +217,17 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, bits: int = 8, alph
         array = np.dstack([array, alpha]) if array.ndim == 3 else np.dstack([array, array, array, alpha])
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA if array.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise OutputError(f"{path}: PNG encoding failed")
+    return _write_atomically(path, encoded.tofile)
+
+
+def _write_atomically(path: Path, write) -> Path:
+    """``write(temporary)``, then rename the temporary file to ``path``; nothing is left on failure."""
     temporary = atomic_write_path(path)
     try:
-        ok, encoded = cv2.imencode(".png", array)
-        if not ok:
-            raise OutputError(f"{path}: PNG encoding failed")
-        encoded.tofile(temporary)
+        write(temporary)
         os.replace(temporary, path)
     except OSError as error:
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
@@ -345,16 +350,9 @@ def write_stack(path: str | os.PathLike, planes: np.ndarray, like: LoadedStack) 
     imagej = planes.dtype in (np.uint8, np.uint16, np.float32) and _imagej_order(axes)
     metadata = {**like.metadata.get("imagej", {}), "axes": axes} if imagej else {"axes": axes}
     options = {key: like.metadata[key] for key in ("resolution", "resolutionunit") if key in like.metadata}
-    temporary = atomic_write_path(path)
-    try:
-        tifffile.imwrite(temporary, planes, imagej=imagej, metadata=metadata,
-                         photometric="rgb" if like.rgb else "minisblack", **options)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    photometric = "rgb" if like.rgb else "minisblack"
+    return _write_atomically(path, lambda temporary: tifffile.imwrite(
+        temporary, planes, imagej=imagej, metadata=metadata, photometric=photometric, **options))
 
 
 def _imagej_order(axes: str) -> bool:

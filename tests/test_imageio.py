@@ -1,6 +1,9 @@
 """Image reading and writing: formats, depths, gray/RGB/RGBA, orientation, and broken files."""
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import tifffile
@@ -164,3 +167,18 @@ def test_truncated_compressed_tiff_raises_input_error(tmp_path, stack):
     (tmp_path / "cut.tif").write_bytes(data[: len(data) - 300])
     with pytest.raises(InputError, match="cut.tif: cannot decode TIFF"):
         (read_stack if stack else read_image)(tmp_path / "cut.tif")
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def test_16bit_gray_alpha_png_stays_gray_with_its_alpha(tmp_path):
+    gray, alpha = _gradient(5, 6, 1, 65535, np.uint16), _gradient(5, 7, 1, 65535, np.uint16)[:, :6]
+    rows = b"".join(b"\0" + np.dstack([gray, alpha])[y].astype(">u2").tobytes() for y in range(5))  # filter 0 per row
+    header = struct.pack(">IIBBBBB", 6, 5, 16, 4, 0, 0, 0)  # 16-bit, colour type 4: gray + alpha (neither tool writes it)
+    (tmp_path / "la.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+                                      + _png_chunk(b"IDAT", zlib.compress(rows)) + _png_chunk(b"IEND", b""))
+    image = read_image(tmp_path / "la.png")
+    assert image.is_gray and image.bits == 16
+    assert np.array_equal(from_float(image.pixels, 16), gray) and np.array_equal(image.alpha, alpha)

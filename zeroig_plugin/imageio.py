@@ -101,7 +101,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int]:
                 image.load()  # decodes everything: truncated files fail here
                 if image_format not in _FORMATS:
                     raise InputError(f"{path}: unsupported image format {image_format} (use PNG, JPEG, TIFF or BMP)")
-                if image_format == "PNG" and (image.mode.startswith("I") or _png_bit_depth(path) == 16):
+                if image_format == "PNG" and (image.mode.startswith("I") or _png_header(path)[0] == 16):
                     array = _read_png_with_opencv(path)
                 else:
                     array = np.asarray(_to_standard_mode(image))
@@ -138,10 +138,14 @@ def _read_tiff_page(path: Path) -> tuple[np.ndarray, int]:
     return array, orientation
 
 
-def _png_bit_depth(path: Path) -> int:
+_PNG_GRAY_ALPHA = 4  # the IHDR colour type of gray + alpha
+
+
+def _png_header(path: Path) -> tuple[int, int]:
+    """The PNG's bit depth and colour type, from its IHDR chunk."""
     with open(path, "rb") as handle:
-        header = handle.read(25)
-    return header[24] if len(header) == 25 else 8
+        header = handle.read(26)
+    return (header[24], header[25]) if len(header) == 26 else (8, 0)
 
 
 def _read_png_with_opencv(path: Path) -> np.ndarray:
@@ -150,6 +154,8 @@ def _read_png_with_opencv(path: Path) -> np.ndarray:
     array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise InputError(f"{path}: cannot decode PNG")
+    if array.ndim == 3 and array.shape[2] == 4 and _png_header(path)[1] == _PNG_GRAY_ALPHA:
+        return array[..., [0, 3]]  # OpenCV spreads gray + alpha over BGRA; gray stays gray
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA if array.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return array

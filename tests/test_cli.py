@@ -305,3 +305,16 @@ def test_tiff_stack_keeps_its_dtype_and_alpha(tmp_path, dtype):
     written = tifffile.imread(tmp_path / "rgba_enhance.tif")
     assert written.dtype == dtype and written.shape == planes.shape
     assert np.array_equal(written[..., 3], stored[..., 3]) and written[..., :3].mean() > stored[..., :3].mean()
+
+
+def test_float_stack_of_counts_comes_back_on_its_own_scale(tmp_path):
+    import tifffile
+
+    counts = np.random.default_rng(7).poisson(300.0, (2, 16, 16)).astype(np.float32)  # a camera's counts, not 0-1
+    counts[0, 0, 0] = 4000.0
+    tifffile.imwrite(tmp_path / "counts.tif", counts, photometric="minisblack")
+    result = run(str(tmp_path / "counts.tif"), "-o", str(tmp_path), "--ensemble", "1", "--output", "linear", "--iters-per-plane", "1")
+    assert result.exit_code == 0, result.output
+    linear = tifffile.imread(tmp_path / "counts_linear.tif")
+    assert linear.dtype == np.float32 and linear.shape == counts.shape
+    assert linear.mean() == pytest.approx(counts.mean(), rel=0.4) and linear.max() > 1

@@ -67,10 +67,12 @@ def test_rgba_alpha_is_kept_apart_and_written_back_unchanged(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), rgba)
 
 
-def test_float_tiff_is_clipped_and_written_as_16bit(tmp_path):
-    tifffile.imwrite(tmp_path / "f.tif", np.array([[-0.5, 0.25], [0.5, 2.0]], np.float32))
-    image = read_image(tmp_path / "f.tif")
+def test_float_tiff_in_unit_range_is_kept_and_beyond_it_is_scaled_by_its_peak(tmp_path):
+    tifffile.imwrite(tmp_path / "unit.tif", np.array([[-0.5, 0.25], [0.5, 1.0]], np.float32))
+    tifffile.imwrite(tmp_path / "counts.tif", np.array([[-3.0, 1000.0], [2000.0, 4000.0]], np.float32))
+    image = read_image(tmp_path / "unit.tif")
     assert image.bits == 16 and np.allclose(image.pixels, [[0, 0.25], [0.5, 1]])
+    assert np.allclose(read_image(tmp_path / "counts.tif").pixels, [[0, 0.25], [0.5, 1]])
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])

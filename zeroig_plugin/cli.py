@@ -311,20 +311,21 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
 
     Each channel (the ``C`` axis) gets a fresh model; within it the planes are visited in storage
     order, the first fitted for ``iters`` steps and each later one for ``later_iters``. Returns the
-    outputs of ``kinds`` in the stack's layout and dtype (float stacks as float32, integers other
-    than uint8 as uint16), the losses of each plane's fit, and the model after the last plane.
-    Planes are converted one at a time, so memory stays near the stack's own size per output.
+    outputs of ``kinds`` in the stack's layout and dtype (float stacks as float32 on the input's
+    scale, integers other than uint8 as uint16), the losses of each plane's fit, and the model
+    after the last plane. uint8 and uint16 planes are converted one at a time.
     """
     import numpy as np
 
     from .engine import inference_passes
-    from .imageio import from_float, to_float
+    from .imageio import float_peak, from_float, to_float
 
     dtype = stack.planes.dtype
     floating = np.issubdtype(dtype, np.floating)
     bits = 8 if dtype in (np.uint8, np.bool_) else 16
-    # to_float scales other integer types by the data's own peak: take the whole stack's, not each plane's
-    source = to_float(stack.planes)[0] if not floating and bits == 16 and dtype != np.uint16 else stack.planes
+    float_scale = float_peak(stack.planes) if floating else 1.0
+    # to_float scales floats and other integer types by the data's own peak: the whole stack's, not each plane's
+    source = stack.planes if dtype in (np.uint8, np.uint16, np.bool_) else to_float(stack.planes)[0]
     outer = stack.planes.shape[: stack.planes.ndim - (3 if stack.rgb else 2)]
     channel_axis = stack.channel_axis
     channels = outer[channel_axis] if channel_axis is not None else 1
@@ -350,7 +351,7 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
             outputs = model.infer(plane, progress=lambda d, t: bar(done + d, total), **inference)._asdict()
             done += passes
             for kind, values in results.items():
-                stored = outputs[kind] if floating else from_float(outputs[kind], bits)
+                stored = outputs[kind] * np.float32(float_scale) if floating else from_float(outputs[kind], bits)
                 if stack.planes.shape[-1] == 4 and stack.rgb:
                     stored = np.concatenate([stored, stack.planes[position][..., 3:].astype(values.dtype)], axis=-1)
                 values[position] = stored

@@ -52,7 +52,11 @@ class LoadedImage:
 
 
 def to_float(array: np.ndarray) -> tuple[np.ndarray, int]:
-    """Integer or float pixels -> float32 in ``[0, 1]`` and the bit depth (8 or 16) to write back."""
+    """Integer or float pixels -> float32 in ``[0, 1]`` and the bit depth (8 or 16) to write back.
+
+    uint8 and uint16 are divided by their range; other integers by 65535, or by their maximum where
+    it is above that; floats are taken as they are when they lie in ``[0, 1]`` and divided by their
+    maximum when it is above 1 (a camera's counts stored as float), negatives clipped to 0."""
     if array.dtype == np.uint8 or array.dtype == np.bool_:
         return array.astype(np.float32) / (1 if array.dtype == np.bool_ else 255), 8
     if array.dtype == np.uint16:
@@ -61,9 +65,16 @@ def to_float(array: np.ndarray) -> tuple[np.ndarray, int]:
         peak = 65535 if array.max(initial=0) <= 65535 else float(np.iinfo(array.dtype).max)
         return np.clip(array.astype(np.float64) / peak, 0, 1).astype(np.float32), 16
     if np.issubdtype(array.dtype, np.floating):
-        finite = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-        return np.clip(finite, 0, 1), 16
+        peak = float_peak(array)
+        finite = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=peak, neginf=0.0)
+        return np.clip(finite / peak, 0, 1), 16
     raise InputError(f"unsupported pixel type {array.dtype}")
+
+
+def float_peak(array: np.ndarray) -> float:
+    """What :func:`to_float` divides float data by: 1, or the largest finite value where it is above 1."""
+    finite = array[np.isfinite(array)]
+    return max(1.0, float(finite.max(initial=0.0)))
 
 
 def from_float(pixels: np.ndarray, bits: int) -> np.ndarray:

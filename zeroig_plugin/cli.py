@@ -325,11 +325,12 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
     bits = 8 if dtype in (np.uint8, np.bool_) else 16
     float_scale = float_peak(stack.planes) if floating else 1.0
     # to_float scales floats and other integer types by the data's own peak: the whole stack's, not each plane's
-    source = stack.planes if dtype in (np.uint8, np.uint16, np.bool_) else to_float(stack.planes)[0]
+    whole = None if dtype in (np.uint8, np.uint16, np.bool_) else to_float(stack.planes)[0]
+    alpha = stack.rgb and stack.planes.shape[-1] == 4
     outer = stack.planes.shape[: stack.planes.ndim - (3 if stack.rgb else 2)]
-    channel_axis = stack.channel_axis
-    channels = outer[channel_axis] if channel_axis is not None else 1
-    positions = sorted(np.ndindex(*outer), key=lambda at: at[channel_axis] if channel_axis is not None else 0)
+    channel_of = (lambda at: 0) if stack.channel_axis is None else (lambda at: at[stack.channel_axis])
+    channels = 1 if stack.channel_axis is None else outer[stack.channel_axis]
+    positions = sorted(np.ndindex(*outer), key=channel_of)
     passes = inference_passes(mode, *stack.plane_shape, inference["tile"], inference["ensemble"] or None)
     total = channels * iters + (len(positions) - channels) * later_iters + len(positions) * passes
     results = {kind: np.empty(stack.planes.shape, np.float32 if floating else np.dtype(f"uint{bits}")) for kind in kinds}
@@ -338,10 +339,11 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
     bar = _StepBar(total, f"{stack.path.name} ({len(positions)} planes)")
     try:
         for position in positions:
-            first = model is None or (channel_axis is not None and position[channel_axis] != channel)
+            first = model is None or channel_of(position) != channel
             if first:
-                model, channel = new_model(), position[channel_axis] if channel_axis is not None else None
-            plane = to_float(source[position][..., :3] if stack.rgb else source[position])[0]
+                model, channel = new_model(), channel_of(position)
+            plane = whole[position] if whole is not None else to_float(stack.planes[position])[0]
+            plane = plane[..., :3] if stack.rgb else plane
             steps = iters if first else later_iters
             plane_losses: list[float] = []
             if steps:
@@ -352,7 +354,7 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
             done += passes
             for kind, values in results.items():
                 stored = outputs[kind] * np.float32(float_scale) if floating else from_float(outputs[kind], bits)
-                if stack.planes.shape[-1] == 4 and stack.rgb:
+                if alpha:
                     stored = np.concatenate([stored, stack.planes[position][..., 3:].astype(values.dtype)], axis=-1)
                 values[position] = stored
             losses.append(plane_losses)

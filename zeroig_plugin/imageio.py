@@ -129,13 +129,13 @@ def _read_tiff_page(path: Path) -> tuple[np.ndarray, int]:
     """A one-plane TIFF by tifffile (any sample type Pillow lacks: float RGB, 32-bit integers, BigTIFF)."""
     import tifffile
 
-    axes = tiff_stack_axes(path)
-    if axes is not None:
-        raise InputError(f"{path}: a TIFF stack ({axes}); read it with read_stack")
     try:
         with tifffile.TiffFile(path) as tiff:
             if not len(tiff.pages):
                 raise InputError(f"{path}: the TIFF holds no image")
+            axes = _stack_axes(tiff)
+            if axes is not None:
+                raise InputError(f"{path}: a TIFF stack ({axes}); read it with read_stack")
             page = tiff.pages[0]
             array = page.asarray()
             orientation = page.tags.get("Orientation")
@@ -300,12 +300,16 @@ def tiff_stack_axes(path: str | os.PathLike) -> str | None:
         if not _is_tiff(path):
             return None
         with tifffile.TiffFile(path) as tiff:
-            series = tiff.series[0]
-            shape, axes = series.shape, series.axes
+            return _stack_axes(tiff)
     except Exception:  # an unparsable header: read_image reports it
         return None
-    outer = [size for size, axis in zip(shape, axes) if axis not in "YXS"]
-    return axes if any(size > 1 for size in outer) else None
+
+
+def _stack_axes(tiff) -> str | None:
+    """The first series' axes if it has more than one plane (an axis other than Y, X and S above 1)."""
+    series = tiff.series[0]
+    outer = [size for size, axis in zip(series.shape, series.axes) if axis not in "YXS"]
+    return series.axes if any(size > 1 for size in outer) else None
 
 
 def read_stack(path: str | os.PathLike) -> LoadedStack:
@@ -317,13 +321,17 @@ def read_stack(path: str | os.PathLike) -> LoadedStack:
     import tifffile
 
     path = Path(path)
-    if not path.is_file() or tiff_stack_axes(path) is None:
+    if not path.is_file() or not _is_tiff(path):
         raise InputError(f"{path}: not a TIFF of several planes")
     try:
         with tifffile.TiffFile(path) as tiff:
+            if _stack_axes(tiff) is None:
+                raise InputError(f"{path}: not a TIFF of several planes")
             series = tiff.series[0]
             planes, axes = series.asarray(), series.axes
             metadata = _stack_metadata(tiff)
+    except InputError:
+        raise
     except Exception as error:  # as in _read_tiff_page
         raise InputError(f"{path}: cannot decode TIFF stack ({error})") from None
     if "S" in axes:

@@ -159,6 +159,63 @@ def test_tiffs_pillow_cannot_read_are_read_by_tifffile(tmp_path):
     assert np.array_equal(from_float(read_image(tmp_path / "big.tif").pixels, 16), _gradient(6, 5, 1, 65535, np.uint16))
 
 
+def _pillow_tiff(path, pixels: np.ndarray, mode: str, **save) -> np.ndarray:
+    """Save ``pixels`` converted to Pillow ``mode``; return what Pillow shows of the file (RGB or L)."""
+    image = Image.fromarray(pixels)
+    image = image.quantize(32) if mode == "P" else image.convert(mode)
+    image.save(path, **save)
+    with Image.open(path) as saved:
+        return np.asarray(saved.convert("L" if pixels.ndim == 2 else "RGB"))
+
+
+@pytest.mark.parametrize("name, mode, save", [
+    ("palette", "P", {}),
+    ("gray-palette", "P", {}),
+    ("cmyk", "CMYK", {}),
+    ("jpeg-ycbcr", "RGB", {"compression": "jpeg"}),
+    ("lzw", "RGB", {"compression": "tiff_lzw"}),
+    ("lzw-gray", "L", {"compression": "tiff_lzw"}),
+    ("packbits", "RGB", {"compression": "packbits"}),
+    ("fax", "1", {"compression": "group4"}),
+])
+def test_tiff_colour_spaces_and_compressions_read_as_pillow_shows_them(tmp_path, name, mode, save):
+    rgb = _gradient(12, 10, 3, 255, np.uint8)
+    pixels = rgb[..., 0] if name in ("gray-palette", "lzw-gray", "fax") else rgb
+    if name == "gray-palette":
+        pixels = np.repeat(pixels[..., None] // 16 * 16, 3, axis=-1)  # 16 gray levels: a gray colour map
+    shown = _pillow_tiff(tmp_path / f"{name}.tif", pixels, mode, **save)
+    image = read_image(tmp_path / f"{name}.tif")
+    expected = shown[..., 0] if name == "gray-palette" else shown
+    assert image.bits == 8 and image.alpha is None and image.pixels.shape == expected.shape
+    assert np.array_equal(from_float(image.pixels, 8), expected)
+
+
+def test_white_is_zero_tiff_is_inverted_unless_imagej_wrote_it(tmp_path):
+    values = _gradient(6, 7, 1, 4000, np.uint16)
+    tifffile.imwrite(tmp_path / "white-is-zero.tif", values, photometric="miniswhite")
+    assert np.array_equal(from_float(read_image(tmp_path / "white-is-zero.tif").pixels, 16), 65535 - values)
+    tifffile.imwrite(tmp_path / "imagej.tif", values[None].repeat(2, 0), photometric="miniswhite", imagej=True,
+                     metadata={"axes": "ZYX"})  # ImageJ's inverted LUT: a display setting
+    assert np.array_equal(read_stack(tmp_path / "imagej.tif").planes, values[None].repeat(2, 0))
+
+
+def test_palette_stack_reads_as_colour_and_imagej_lut_as_its_values(tmp_path):
+    indices = _gradient(5, 6, 3, 255, np.uint8).transpose(2, 0, 1)
+    colour_map = np.stack([np.arange(256), 255 - np.arange(256), np.full(256, 40)]).astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "palette.tif", indices, photometric="palette", colormap=colour_map)
+    stack = read_stack(tmp_path / "palette.tif")
+    assert stack.rgb and stack.planes.dtype == np.uint8
+    assert np.array_equal(stack.planes, np.moveaxis(colour_map[:, indices] // 257, 0, -1))
+    tifffile.imwrite(tmp_path / "lut.tif", indices, imagej=True, colormap=colour_map, metadata={"axes": "ZYX"})
+    assert np.array_equal(read_stack(tmp_path / "lut.tif").planes, indices)
+
+
+def test_lzw_compressed_stack_reads(tmp_path):
+    planes = _gradient(9, 8, 4, 65535, np.uint16).transpose(2, 0, 1)
+    tifffile.imwrite(tmp_path / "lzw.tif", planes, compression="lzw", photometric="minisblack")
+    assert np.array_equal(read_stack(tmp_path / "lzw.tif").planes, planes)
+
+
 @pytest.mark.parametrize("stack", [False, True])
 def test_truncated_compressed_tiff_raises_input_error(tmp_path, stack):
     shape = (3, 64, 64) if stack else (64, 64)

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-_FORMATS = {"PNG", "JPEG", "MPO", "BMP"}  # read by Pillow; TIFFs (by their magic bytes) by tifffile
+_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "TIFF"}  # read by Pillow; TIFFs by tifffile unless CMYK, Lab, ...
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
 _IMAGEJ_METADATA = ("spacing", "unit", "finterval", "fps", "xorigin", "yorigin", "zorigin")
 
@@ -102,7 +102,9 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int]:
     from PIL import Image, UnidentifiedImageError
 
     if _is_tiff(path):
-        return _read_tiff_page(path)
+        read = _read_tiff_page(path)
+        if read is not None:
+            return read
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -125,8 +127,9 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int]:
     return array, orientation
 
 
-def _read_tiff_page(path: Path) -> tuple[np.ndarray, int]:
-    """A one-plane TIFF by tifffile (any sample type Pillow lacks: float RGB, 32-bit integers, BigTIFF)."""
+def _read_tiff_page(path: Path) -> tuple[np.ndarray, int] | None:
+    """A one-plane TIFF by tifffile (any sample type Pillow lacks: float RGB, 32-bit integers, BigTIFF),
+    or ``None`` for colour spaces that Pillow converts to RGB (CMYK, Lab, uncompressed YCbCr)."""
     import tifffile
 
     try:
@@ -137,7 +140,9 @@ def _read_tiff_page(path: Path) -> tuple[np.ndarray, int]:
             if axes is not None:
                 raise InputError(f"{path}: a TIFF stack ({axes}); read it with read_stack")
             page = tiff.pages[0]
-            array = page.asarray()
+            if not _tifffile_reads_colours_of(page):
+                return None
+            array = _as_stored_colours(page.asarray(), page, tiff.is_imagej, path)
             orientation = page.tags.get("Orientation")
             orientation = int(orientation.value) if orientation is not None else 1
     except InputError:
@@ -147,6 +152,42 @@ def _read_tiff_page(path: Path) -> tuple[np.ndarray, int]:
     if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
         array = np.moveaxis(array, 0, -1)
     return array, orientation
+
+
+def _tifffile_reads_colours_of(page) -> bool:
+    """Whether tifffile's pixels of ``page`` are gray, RGB or palette indices (JPEG decodes YCbCr to RGB)."""
+    from tifffile import COMPRESSION, PHOTOMETRIC
+
+    readable = (PHOTOMETRIC.MINISWHITE, PHOTOMETRIC.MINISBLACK, PHOTOMETRIC.RGB, PHOTOMETRIC.PALETTE)
+    return page.photometric in readable or (page.photometric == PHOTOMETRIC.YCBCR and page.compression == COMPRESSION.JPEG)
+
+
+def _as_stored_colours(array: np.ndarray, page, imagej: bool, path: Path) -> np.ndarray:
+    """Palette indices through the colour map (gray when the map is), white-is-zero inverted.
+
+    ImageJ writes its display lookup table (a colour LUT, an inverted gray) into these two tags;
+    its values are the measurement and stay as they are.
+    """
+    from tifffile import PHOTOMETRIC
+
+    if imagej:
+        return array
+    if page.photometric == PHOTOMETRIC.MINISWHITE:
+        if array.dtype == np.bool_:
+            return ~array
+        if not np.issubdtype(array.dtype, np.integer):
+            raise InputError(f"{path}: unsupported white-is-zero TIFF of {array.dtype} pixels")
+        return (np.asarray(2 ** page.bitspersample - 1, array.dtype) - array).astype(array.dtype)
+    if page.photometric == PHOTOMETRIC.PALETTE and page.colormap is not None:
+        colour_map = page.colormap  # (3, 2**bits) uint16
+        colours = np.moveaxis(colour_map[:, array], 0, -1)
+        for scale in (256, 257):  # 8-bit colours, as most writers store them (v << 8 or v * 257)
+            if not np.any(colour_map % scale):
+                colours = (colours // scale).astype(np.uint8)
+                break
+        gray = np.array_equal(colour_map[0], colour_map[1]) and np.array_equal(colour_map[0], colour_map[2])
+        return colours[..., 0] if gray else colours
+    return array
 
 
 _PNG_GRAY_ALPHA = 4  # the IHDR colour type of gray + alpha
@@ -327,8 +368,12 @@ def read_stack(path: str | os.PathLike) -> LoadedStack:
         with tifffile.TiffFile(path) as tiff:
             if _stack_axes(tiff) is None:
                 raise InputError(f"{path}: not a TIFF of several planes")
-            series = tiff.series[0]
-            planes, axes = series.asarray(), series.axes
+            series, page = tiff.series[0], tiff.pages[0]
+            if not _tifffile_reads_colours_of(page):
+                raise InputError(f"{path}: unsupported colour space {page.photometric.name} in a TIFF stack (gray, RGB or palette expected)")
+            planes, axes = _as_stored_colours(series.asarray(), page, tiff.is_imagej, path), series.axes
+            if planes.ndim == len(axes) + 1:  # palette colours
+                axes += "S"
             metadata = _stack_metadata(tiff)
     except InputError:
         raise

@@ -283,9 +283,7 @@ def test_tiff_stack_is_enhanced_plane_by_plane_into_a_stack_of_its_layout(tmp_pa
     # each channel starts a fresh fit: its first plane is exactly what that plane alone gives
     alone = run(str(tmp_path / "first_c1.tif"), "-o", str(tmp_path / "alone"), "--ensemble", "1", "--output", "denoise")
     assert alone.exit_code == 0, alone.output
-    import cv2
-
-    single = cv2.imread(str(tmp_path / "alone" / "first_c1_denoise.png"), cv2.IMREAD_UNCHANGED)
+    single = tifffile.imread(tmp_path / "alone" / "first_c1_denoise.tif")
     assert np.abs(single.astype(int) - denoised[0, 1]).max() <= 1
     # later planes continue the channel's fit for --iters-per-plane steps
     assert [len(plane) for plane in json.loads((tmp_path / "losses.json").read_text())] == [2, 1, 1, 2, 1, 1]
@@ -318,3 +316,21 @@ def test_float_stack_of_counts_comes_back_on_its_own_scale(tmp_path):
     linear = tifffile.imread(tmp_path / "counts_linear.tif")
     assert linear.dtype == np.float32 and linear.shape == counts.shape
     assert linear.mean() == pytest.approx(counts.mean(), rel=0.4) and linear.max() > 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
+def test_one_plane_tiff_gives_tiffs_in_its_dtype_scale_and_pixel_size(tmp_path, dtype):
+    import tifffile
+
+    counts = np.random.default_rng(8).poisson(200.0, (16, 18)).astype(dtype)  # float: counts, not 0-1
+    counts[0, 0] = 4000  # a hot pixel: the float image is dim next to its peak
+    tifffile.imwrite(tmp_path / "cells.tif", counts, imagej=True, resolution=(4.0, 4.0), metadata={"unit": "um"})
+    result = run(str(tmp_path / "cells.tif"), "-o", str(tmp_path / "out"), "--ensemble", "1", "--output", "linear")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["cells_linear.tif"]
+    with tifffile.TiffFile(tmp_path / "out" / "cells_linear.tif") as tiff:
+        linear = tiff.asarray()
+        assert tiff.pages[0].tags["XResolution"].value == (4, 1) and tiff.imagej_metadata["unit"] == "um"
+    assert linear.dtype == dtype and linear.shape == counts.shape
+    if dtype == np.float32:  # on the counts' scale, not 0-1 (uint16 is on its dtype's range anyway)
+        assert linear.mean() == pytest.approx(counts.mean(), rel=0.4)

@@ -10,7 +10,7 @@ import tifffile
 from PIL import Image, ImageOps
 
 from zeroig_plugin import InputError, read_image, write_image
-from zeroig_plugin.imageio import from_float, read_stack, tiff_stack_axes, write_stack
+from zeroig_plugin.imageio import from_float, read_stack, tiff_stack_axes, write_stack, write_tiff
 
 
 def _gradient(height: int, width: int, channels: int, peak: int, dtype) -> np.ndarray:
@@ -241,3 +241,37 @@ def test_16bit_gray_alpha_png_stays_gray_with_its_alpha(tmp_path):
     image = read_image(tmp_path / "la.png")
     assert image.is_gray and image.bits == 16
     assert np.array_equal(from_float(image.pixels, 16), gray) and np.array_equal(image.alpha, alpha)
+
+
+@pytest.mark.parametrize("dtype, samples", [
+    (np.uint8, 1), (np.uint16, 3), (np.uint16, 2), (np.uint8, 4), (np.float32, 1), (np.float32, 3),
+])
+def test_one_plane_tiff_round_trips_through_write_tiff(tmp_path, dtype, samples):
+    stored = _gradient(6, 7, samples, 255 if dtype == np.uint8 else 60000, dtype)
+    stored = stored / np.float32(7) if dtype == np.float32 else stored  # floats above 1: counts
+    alpha = samples in (2, 4)
+    tifffile.imwrite(tmp_path / "in.tif", stored, photometric="rgb" if samples >= 3 else "minisblack",
+                     extrasamples=["unassalpha"] if alpha else None, planarconfig="contig" if samples > 1 else None,
+                     resolution=(5.0, 2.5))
+    image = read_image(tmp_path / "in.tif")
+    write_tiff(tmp_path / "out.tif", image.pixels, like=image)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
+        written = tiff.asarray()
+        assert (tiff.pages[0].tags["XResolution"].value, tiff.pages[0].tags["YResolution"].value) == ((5, 1), (5, 2))
+    assert written.dtype == stored.dtype and np.allclose(written, stored, rtol=1e-6)
+
+
+def test_rgb_uint16_stack_is_written(tmp_path):
+    planes = _gradient(5, 6, 6, 65535, np.uint16).reshape(5, 6, 2, 3).transpose(2, 0, 1, 3)
+    tifffile.imwrite(tmp_path / "rgb16.tif", planes, photometric="rgb")
+    stack = read_stack(tmp_path / "rgb16.tif")
+    write_stack(tmp_path / "copy.tif", stack.planes, like=stack)
+    assert np.array_equal(tifffile.imread(tmp_path / "copy.tif"), planes)
+
+
+def test_pixel_size_follows_an_orientation_that_swaps_the_axes(tmp_path):
+    orientation_tag = (274, "H", 1, 6, False)  # EXIF/TIFF orientation 6: rotated a quarter turn
+    tifffile.imwrite(tmp_path / "turned.tif", _gradient(4, 6, 1, 255, np.uint8), resolution=(5.0, 2.5), extratags=[orientation_tag])
+    image = read_image(tmp_path / "turned.tif")
+    assert image.pixels.shape == (6, 4)
+    assert [tuple(value) for value in image.tiff_metadata["resolution"]] == [(5, 2), (5, 1)]

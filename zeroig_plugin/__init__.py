@@ -37,6 +37,7 @@ _EXPORTS = {
     "read_stack": "imageio",
     "write_image": "imageio",
     "write_stack": "imageio",
+    "write_tiff": "imageio",
     "ZeroIGError": "errors",
     "InputError": "errors",
     "OutputError": "errors",

@@ -117,7 +117,7 @@ class _StepBar:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for OUTDIR/{stem}_enhance.png and {stem}_denoise.png, or {stem}_linear.png (.tif for TIFF "
-                   "stacks; created if needed).")
+                   "input; created if needed).")
 @click.option("--iters", default=2000, show_default=True, type=click.IntRange(min=0),
               help="Fitting steps per image. 0 with --weights is inference only (the published test script).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
@@ -161,11 +161,12 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
 
     INPUT is an image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
     Outputs keep the input's bit depth (16-bit PNG for 16-bit input), gray stays gray, alpha is
-    passed through. Exit status: 0 all done, 1 some input failed, 2 usage error.
+    passed through. A TIFF gives TIFFs ({stem}_denoise.tif, ...) in its dtype (float stays float,
+    on its own scale) with its pixel size. Exit status: 0 all done, 1 some input failed, 2 usage error.
 
-    A TIFF of several planes (z, time, channels) gives TIFF stacks of the same layout, pixel size
-    and dtype ({stem}_denoise.tif, ...): each channel's first plane is fitted for --iters steps and
-    every later plane for --iters-per-plane, starting from the previous plane's weights.
+    A TIFF of several planes (z, time, channels) gives TIFF stacks of the same layout: each
+    channel's first plane is fitted for --iters steps and every later plane for --iters-per-plane,
+    starting from the previous plane's weights.
 
     \b
     Examples:
@@ -178,7 +179,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     """
     from .checkpoint import load_state_dict, network_from_state_dict
     from .errors import ZeroIGError
-    from .imageio import read_image, read_stack, tiff_stack_axes, write_image, write_stack
+    from .imageio import is_tiff, read_image, read_stack, tiff_stack_axes, write_image, write_stack, write_tiff
     from .recipes import get_recipe
 
     if iters == 0 and weights is None:
@@ -229,7 +230,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     try:
         for path in files:
             stack_axes = tiff_stack_axes(path)
-            suffix = ".tif" if stack_axes else ".png"
+            suffix = ".tif" if is_tiff(path) else ".png"
             targets = {kind: output_dir / f"{path.stem}_{kind}{suffix}" for kind in kinds}
             extras = [
                 _per_input_path(loss_log, path.stem, "--loss-log", many),
@@ -283,7 +284,10 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                     finally:
                         bar.close()
                     for kind, target in targets.items():
-                        write_image(target, results[kind], bits=image.bits, alpha=image.alpha)
+                        if image.tiff_metadata is not None:
+                            write_tiff(target, results[kind], like=image)
+                        else:
+                            write_image(target, results[kind], bits=image.bits, alpha=image.alpha)
                 loss_path, weights_path = extras
                 if loss_path is not None:
                     _write_text_atomically(loss_path, json.dumps(losses))

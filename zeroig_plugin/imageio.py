@@ -20,7 +20,8 @@ from .checkpoint import atomic_write_path
 from .errors import InputError, OutputError
 
 __all__ = [
-    "LoadedImage", "LoadedStack", "read_image", "read_stack", "tiff_stack_axes", "write_image", "write_stack",
+    "LoadedImage", "LoadedStack", "read_image", "read_stack", "is_tiff", "tiff_stack_axes", "write_image", "write_tiff",
+    "write_stack",
     "to_float", "from_float", "IMAGE_SUFFIXES",
 ]
 
@@ -28,6 +29,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _FORMATS = {"PNG", "JPEG", "MPO", "BMP", "TIFF"}  # read by Pillow; TIFFs by tifffile unless CMYK, Lab, ...
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
 _IMAGEJ_METADATA = ("spacing", "unit", "finterval", "fps", "xorigin", "yorigin", "zorigin")
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap the image's axes
 
 
 @dataclass
@@ -37,14 +39,20 @@ class LoadedImage:
     Attributes:
         pixels: float32 ``(H, W)`` (gray) or ``(H, W, 3)`` (RGB) in ``[0, 1]``.
         alpha: the alpha channel as stored (``(H, W)``, input dtype), or ``None``.
-        bits: 8 or 16, the depth outputs are written with.
+        bits: 8 or 16, the depth integer outputs are written with.
         path: where it came from.
+        float_scale: for float input, what ``pixels`` were divided by (1, or the peak above 1),
+            so that :func:`write_tiff` writes float outputs on the input's scale; else ``None``.
+        tiff_metadata: for TIFF input, the pixel size that :func:`write_tiff` copies (the
+            resolution tags, ImageJ's spacing and unit; empty where the file has none); else ``None``.
     """
 
     pixels: np.ndarray
     alpha: np.ndarray | None
     bits: int
     path: Path
+    float_scale: float | None = None
+    tiff_metadata: dict | None = None
 
     @property
     def is_gray(self) -> bool:
@@ -97,14 +105,18 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(transforms[orientation](array)) if orientation in transforms else array
 
 
-def _read_pixels(path: Path) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to an ``(H, W)`` or ``(H, W, C)`` array in its stored dtype, plus its EXIF orientation."""
+def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None]:
+    """Decode ``path`` to an ``(H, W)`` or ``(H, W, C)`` array in its stored dtype, plus its EXIF
+    orientation and, for a TIFF, its pixel size (``None`` for other formats)."""
     from PIL import Image, UnidentifiedImageError
 
     if _is_tiff(path):
         read = _read_tiff_page(path)
         if read is not None:
             return read
+        tiff_metadata = {}  # a colour space only Pillow converts; its pixel size is not carried
+    else:
+        tiff_metadata = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -124,10 +136,10 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int]:
         raise InputError(f"{path}: not an image Pillow can read (PNG, JPEG, TIFF or BMP expected)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: cannot decode image ({error})") from None
-    return array, orientation
+    return array, orientation, tiff_metadata
 
 
-def _read_tiff_page(path: Path) -> tuple[np.ndarray, int] | None:
+def _read_tiff_page(path: Path) -> tuple[np.ndarray, int, dict] | None:
     """A one-plane TIFF by tifffile (any sample type Pillow lacks: float RGB, 32-bit integers, BigTIFF),
     or ``None`` for colour spaces that Pillow converts to RGB (CMYK, Lab, uncompressed YCbCr)."""
     import tifffile
@@ -145,13 +157,14 @@ def _read_tiff_page(path: Path) -> tuple[np.ndarray, int] | None:
             array = _as_stored_colours(page.asarray(), page, tiff.is_imagej, path)
             orientation = page.tags.get("Orientation")
             orientation = int(orientation.value) if orientation is not None else 1
+            metadata = _tiff_metadata(tiff)
     except InputError:
         raise
     except Exception as error:  # tifffile and its codecs raise many types (zlib.error, ...) on a broken file
         raise InputError(f"{path}: cannot decode TIFF ({error})") from None
     if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
         array = np.moveaxis(array, 0, -1)
-    return array, orientation
+    return array, orientation, metadata
 
 
 def _tifffile_reads_colours_of(page) -> bool:
@@ -239,7 +252,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise InputError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
-    array, orientation = _read_pixels(path)
+    array, orientation, tiff_metadata = _read_pixels(path)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
@@ -253,7 +266,10 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         if array.shape[2] == 1:
             array = array[..., 0]
     pixels, bits = to_float(array)
-    return LoadedImage(pixels, alpha, bits, path)
+    float_scale = float_peak(array) if np.issubdtype(array.dtype, np.floating) else None
+    if tiff_metadata and orientation in _TRANSPOSING_ORIENTATIONS and "resolution" in tiff_metadata:
+        tiff_metadata = {**tiff_metadata, "resolution": tiff_metadata["resolution"][::-1]}
+    return LoadedImage(pixels, alpha, bits, path, float_scale, tiff_metadata)
 
 
 def write_image(path: str | os.PathLike, pixels: np.ndarray, bits: int = 8, alpha: np.ndarray | None = None) -> Path:
@@ -331,6 +347,14 @@ def _is_tiff(path: Path) -> bool:
         return handle.read(4) in _TIFF_MAGIC
 
 
+def is_tiff(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a readable file that starts as a TIFF does (classic or BigTIFF)."""
+    try:
+        return _is_tiff(Path(path))
+    except OSError:
+        return False
+
+
 def tiff_stack_axes(path: str | os.PathLike) -> str | None:
     """The axes of the TIFF at ``path`` if it holds more than one plane, else ``None`` (also for
     files that are not TIFF or cannot be parsed: :func:`read_image` reports those). Reads the header only."""
@@ -374,7 +398,7 @@ def read_stack(path: str | os.PathLike) -> LoadedStack:
             planes, axes = _as_stored_colours(series.asarray(), page, tiff.is_imagej, path), series.axes
             if planes.ndim == len(axes) + 1:  # palette colours
                 axes += "S"
-            metadata = _stack_metadata(tiff)
+            metadata = _tiff_metadata(tiff)
     except InputError:
         raise
     except Exception as error:  # as in _read_tiff_page
@@ -392,7 +416,7 @@ def read_stack(path: str | os.PathLike) -> LoadedStack:
     return LoadedStack(planes, axes, metadata, path)
 
 
-def _stack_metadata(tiff) -> dict:
+def _tiff_metadata(tiff) -> dict:
     page = tiff.pages[0]
     metadata: dict = {}
     x_resolution, y_resolution = page.tags.get("XResolution"), page.tags.get("YResolution")
@@ -413,16 +437,44 @@ def write_stack(path: str | os.PathLike, planes: np.ndarray, like: LoadedStack) 
     Raises:
         OutputError: the file cannot be written.
     """
+    return _write_tiff(Path(path), planes, like.axes, like.metadata, rgb=like.rgb)
+
+
+def write_tiff(path: str | os.PathLike, pixels: np.ndarray, like: LoadedImage) -> Path:
+    """Write float pixels (``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]``) as a one-plane TIFF stored as
+    ``like`` was read: float32 on its scale for float input, else at its bit depth; its alpha
+    appended unchanged (rescaled only if its depth differs); its pixel size. The file appears at
+    ``path`` only once fully written.
+
+    Raises:
+        OutputError: the file cannot be written.
+    """
+    if like.float_scale is not None:
+        stored = pixels.astype(np.float32) * np.float32(like.float_scale)
+    else:
+        stored = from_float(pixels, like.bits)
+    alpha = like.alpha
+    if alpha is not None:
+        if like.float_scale is None and alpha.dtype != stored.dtype:
+            alpha = from_float(to_float(alpha)[0], like.bits)
+        stored = np.dstack([stored, alpha.astype(stored.dtype)])
+    axes = "YX" if stored.ndim == 2 else "YXS"
+    return _write_tiff(Path(path), stored, axes, like.tiff_metadata or {}, rgb=pixels.ndim == 3)
+
+
+def _write_tiff(path: Path, planes: np.ndarray, axes: str, metadata: dict, rgb: bool) -> Path:
     import tifffile
 
-    path = Path(path)
-    axes = like.axes
-    imagej = planes.dtype in (np.uint8, np.uint16, np.float32) and _imagej_order(axes)
-    metadata = {**like.metadata.get("imagej", {}), "axes": axes} if imagej else {"axes": axes}
-    options = {key: like.metadata[key] for key in ("resolution", "resolutionunit") if key in like.metadata}
-    photometric = "rgb" if like.rgb else "minisblack"
+    samples = planes.shape[-1] if axes.endswith("S") else 1
+    extra = samples - (3 if rgb else 1)  # alpha
+    imagej = planes.dtype in ((np.uint8,) if rgb else (np.uint8, np.uint16, np.float32)) and _imagej_order(axes) and not extra
+    tags = {**metadata.get("imagej", {}), "axes": axes} if imagej else {"axes": axes}
+    options = {key: metadata[key] for key in ("resolution", "resolutionunit") if key in metadata}
+    if extra:
+        options["extrasamples"] = ["unassalpha"] * extra
+    photometric = "rgb" if rgb else "minisblack"
     return _write_atomically(path, lambda temporary: tifffile.imwrite(
-        temporary, planes, imagej=imagej, metadata=metadata, photometric=photometric, **options))
+        temporary, planes, imagej=imagej, metadata=tags, photometric=photometric, planarconfig="contig", **options))
 
 
 def _imagej_order(axes: str) -> bool:

@@ -334,3 +334,17 @@ def test_one_plane_tiff_gives_tiffs_in_its_dtype_scale_and_pixel_size(tmp_path, 
     assert linear.dtype == dtype and linear.shape == counts.shape
     if dtype == np.float32:  # on the counts' scale, not 0-1 (uint16 is on its dtype's range anyway)
         assert linear.mean() == pytest.approx(counts.mean(), rel=0.4)
+
+
+def test_ome_tiff_outputs_keep_the_ome_name_and_pixel_size(tmp_path):
+    import tifffile
+
+    planes = np.random.default_rng(9).integers(0, 900, (2, 12, 14)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "cells.ome.tiff", planes, ome=True, metadata={"axes": "ZYX", "PhysicalSizeX": 0.3, "PhysicalSizeZ": 1.5})
+    result = run(str(tmp_path / "cells.ome.tiff"), "-o", str(tmp_path / "out"), "--ensemble", "1", "--output", "linear",
+                 "--iters-per-plane", "1")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["cells_linear.ome.tif"]
+    with tifffile.TiffFile(tmp_path / "out" / "cells_linear.ome.tif") as tiff:
+        pixels = tifffile.xml2dict(tiff.ome_metadata)["OME"]["Image"]["Pixels"]
+        assert (pixels["PhysicalSizeX"], pixels["PhysicalSizeZ"]) == (0.3, 1.5) and tiff.asarray().shape == planes.shape

@@ -275,3 +275,26 @@ def test_pixel_size_follows_an_orientation_that_swaps_the_axes(tmp_path):
     image = read_image(tmp_path / "turned.tif")
     assert image.pixels.shape == (6, 4)
     assert [tuple(value) for value in image.tiff_metadata["resolution"]] == [(5, 2), (5, 1)]
+
+
+def _ome_pixels(path) -> dict:
+    with tifffile.TiffFile(path) as tiff:
+        assert tiff.is_ome
+        return tifffile.xml2dict(tiff.ome_metadata)["OME"]["Image"]["Pixels"]
+
+
+def test_ome_tiff_pixel_sizes_and_channel_names_are_copied(tmp_path):
+    planes = _gradient(8, 9, 12, 4000, np.uint16).transpose(2, 0, 1).reshape(3, 2, 2, 8, 9)[:, :, 0]  # ZCYX
+    sizes = {"PhysicalSizeX": 0.65, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.65, "PhysicalSizeZ": 2.0}
+    tifffile.imwrite(tmp_path / "cells.ome.tif", planes, ome=True,
+                     metadata={"axes": "ZCYX", **sizes, "Channel": {"Name": ["DAPI", "GFP"]}})
+    stack = read_stack(tmp_path / "cells.ome.tif")
+    write_stack(tmp_path / "copy.ome.tif", stack.planes, like=stack)
+    copied = _ome_pixels(tmp_path / "copy.ome.tif")
+    assert {key: copied.get(key) for key in sizes} == sizes
+    assert [channel["Name"] for channel in copied["Channel"]] == ["DAPI", "GFP"]
+    assert np.array_equal(tifffile.imread(tmp_path / "copy.ome.tif"), planes)
+    tifffile.imwrite(tmp_path / "plane.ome.tif", planes[0, 0], ome=True, metadata={"axes": "YX", **sizes})
+    image = read_image(tmp_path / "plane.ome.tif")
+    write_tiff(tmp_path / "plane-copy.ome.tif", image.pixels, like=image)
+    assert {key: _ome_pixels(tmp_path / "plane-copy.ome.tif").get(key) for key in sizes} == sizes

@@ -230,8 +230,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     try:
         for path in files:
             stack_axes = tiff_stack_axes(path)
-            suffix = ".tif" if is_tiff(path) else ".png"
-            targets = {kind: output_dir / f"{path.stem}_{kind}{suffix}" for kind in kinds}
+            targets = {kind: output_dir / _output_name(path, kind, is_tiff(path)) for kind in kinds}
             extras = [
                 _per_input_path(loss_log, path.stem, "--loss-log", many),
                 _per_input_path(save_weights, path.stem, "--save-weights", many),
@@ -308,6 +307,14 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         sys.exit(130)
     if failures:
         sys.exit(1)
+
+
+def _output_name(path: Path, kind: str, tiff: bool) -> str:
+    """``{stem}_{kind}.png``, or ``.tif`` for a TIFF (``x.ome.tif`` gives ``x_{kind}.ome.tif``)."""
+    if not tiff:
+        return f"{path.stem}_{kind}.png"
+    ome = path.name.lower().endswith((".ome.tif", ".ome.tiff"))
+    return f"{path.name[: path.name.lower().rindex('.ome.')]}_{kind}.ome.tif" if ome else f"{path.stem}_{kind}.tif"
 
 
 def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, kinds: tuple[str, ...], inference: dict):

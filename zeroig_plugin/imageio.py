@@ -30,6 +30,8 @@ _FORMATS = {"PNG", "JPEG", "MPO", "BMP", "TIFF"}  # read by Pillow; TIFFs by tif
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
 _IMAGEJ_METADATA = ("spacing", "unit", "finterval", "fps", "xorigin", "yorigin", "zorigin")
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap the image's axes
+_OME_PIXEL_METADATA = tuple(f"{key}{unit}" for key in ("PhysicalSizeX", "PhysicalSizeY", "PhysicalSizeZ", "TimeIncrement")
+                            for unit in ("", "Unit"))
 
 
 @dataclass
@@ -43,8 +45,8 @@ class LoadedImage:
         path: where it came from.
         float_scale: for float input, what ``pixels`` were divided by (1, or the peak above 1),
             so that :func:`write_tiff` writes float outputs on the input's scale; else ``None``.
-        tiff_metadata: for TIFF input, the pixel size that :func:`write_tiff` copies (the
-            resolution tags, ImageJ's spacing and unit; empty where the file has none); else ``None``.
+        tiff_metadata: for TIFF input, the pixel size that :func:`write_tiff` copies (as
+            :attr:`LoadedStack.metadata`; empty where the file has none); else ``None``.
     """
 
     pixels: np.ndarray
@@ -318,8 +320,9 @@ class LoadedStack:
         planes: the stored array, ``(..., H, W)`` or ``(..., H, W, 3 | 4)`` (colour last), in its dtype.
         axes: one letter per axis of ``planes`` as tifffile names them (``"ZCYX"``, ``"TYXS"``,
             ``"IYX"``...): ``C`` holds channels, ``S`` colour samples, ``Y`` and ``X`` the plane.
-        metadata: what :func:`write_stack` copies to outputs: the pixel size and ImageJ's
-            spacing, unit and frame interval, where the file has them.
+        metadata: what :func:`write_stack` copies to outputs: the pixel size, ImageJ's spacing,
+            unit and frame interval, and OME-XML's physical sizes, time increment and channel
+            names, where the file has them.
         path: where it came from.
     """
 
@@ -426,7 +429,27 @@ def _tiff_metadata(tiff) -> dict:
         metadata["resolutionunit"] = int(unit.value) if unit is not None else 2
     if tiff.is_imagej and tiff.imagej_metadata:
         metadata["imagej"] = {k: v for k, v in tiff.imagej_metadata.items() if k in _IMAGEJ_METADATA}
+    if tiff.is_ome and (ome := _ome_pixel_metadata(tiff)):
+        metadata["ome"] = ome
     return metadata
+
+
+def _ome_pixel_metadata(tiff) -> dict:
+    """The first image's physical pixel sizes, time increment and channel names in OME-XML."""
+    import tifffile
+
+    try:
+        image = tifffile.xml2dict(tiff.ome_metadata)["OME"]["Image"]
+        pixels = (image[0] if isinstance(image, list) else image)["Pixels"]
+    except Exception:  # no or malformed OME-XML: the resolution tags still carry the pixel size
+        return {}
+    ome = {key: value for key, value in pixels.items() if key in _OME_PIXEL_METADATA}
+    channels = pixels.get("Channel", [])
+    channels = channels if isinstance(channels, list) else [channels]
+    names = [channel.get("Name") for channel in channels if isinstance(channel, dict)]
+    if names and all(isinstance(name, str) for name in names):
+        ome["Channel"] = {"Name": names}
+    return ome
 
 
 def write_stack(path: str | os.PathLike, planes: np.ndarray, like: LoadedStack) -> Path:
@@ -467,14 +490,23 @@ def _write_tiff(path: Path, planes: np.ndarray, axes: str, metadata: dict, rgb: 
 
     samples = planes.shape[-1] if axes.endswith("S") else 1
     extra = samples - (3 if rgb else 1)  # alpha
-    imagej = planes.dtype in ((np.uint8,) if rgb else (np.uint8, np.uint16, np.float32)) and _imagej_order(axes) and not extra
-    tags = {**metadata.get("imagej", {}), "axes": axes} if imagej else {"axes": axes}
     options = {key: metadata[key] for key in ("resolution", "resolutionunit") if key in metadata}
+    ome = metadata.get("ome")
+    imagej = (ome is None and planes.dtype in ((np.uint8,) if rgb else (np.uint8, np.uint16, np.float32))
+              and _imagej_order(axes) and not extra)
+    if ome is not None:  # OME in, OME out: channel names only where the channel count still matches
+        names = ome.get("Channel", {}).get("Name", [])
+        keep_names = "C" in axes and len(names) == planes.shape[axes.index("C")]
+        tags = {**{k: v for k, v in ome.items() if k != "Channel" or keep_names}, "axes": axes}
+        options["ome"] = True
+    else:
+        tags = {**metadata.get("imagej", {}), "axes": axes} if imagej else {"axes": axes}
     if extra:
         options["extrasamples"] = ["unassalpha"] * extra
     photometric = "rgb" if rgb else "minisblack"
     return _write_atomically(path, lambda temporary: tifffile.imwrite(
-        temporary, planes, imagej=imagej, metadata=tags, photometric=photometric, planarconfig="contig", **options))
+        temporary, planes, imagej=imagej, metadata=tags, photometric=photometric,
+        planarconfig="contig" if samples > 1 else None, **options))
 
 
 def _imagej_order(axes: str) -> bool:

@@ -289,14 +289,16 @@ def test_tiff_stack_is_enhanced_plane_by_plane_into_a_stack_of_its_layout(tmp_pa
     assert [len(plane) for plane in json.loads((tmp_path / "losses.json").read_text())] == [2, 1, 1, 2, 1, 1]
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.int32])
 def test_tiff_stack_keeps_its_dtype_and_alpha(tmp_path, dtype):
     import tifffile
 
     rng = np.random.default_rng(6)
     planes = rng.integers(0, 50, (2, 12, 14, 4)).astype(np.uint8)  # two RGBA planes
     planes[..., 3] = rng.integers(0, 256, (2, 12, 14))
-    stored = planes if dtype == np.uint8 else planes.astype(np.float32) / 255
+    stored = {np.uint8: planes, np.float32: planes.astype(np.float32) / 255, np.int32: planes.astype(np.int32) * 3000}[dtype]
+    if dtype == np.int32:
+        stored[0, 0, 0, 0] = 3_000_000  # counts beyond 16 bits, dim next to their peak
     tifffile.imwrite(tmp_path / "rgba.tif", stored, photometric="rgb", extrasamples=["unassalpha"])
     result = run(str(tmp_path / "rgba.tif"), "-o", str(tmp_path), "--ensemble", "1", "--output", "enhance")
     assert result.exit_code == 0, result.output

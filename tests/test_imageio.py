@@ -244,16 +244,19 @@ def test_16bit_gray_alpha_png_stays_gray_with_its_alpha(tmp_path):
 
 
 @pytest.mark.parametrize("dtype, samples", [
-    (np.uint8, 1), (np.uint16, 3), (np.uint16, 2), (np.uint8, 4), (np.float32, 1), (np.float32, 3),
+    (np.uint8, 1), (np.uint16, 3), (np.uint16, 2), (np.uint8, 4), (np.float32, 1), (np.float32, 3), (np.int32, 1),
 ])
 def test_one_plane_tiff_round_trips_through_write_tiff(tmp_path, dtype, samples):
-    stored = _gradient(6, 7, samples, 255 if dtype == np.uint8 else 60000, dtype)
+    peak = {np.uint8: 255, np.int32: 200_000}.get(dtype, 60000)  # int32: counts beyond 16 bits
+    stored = _gradient(6, 7, samples, peak, dtype)
     stored = stored / np.float32(7) if dtype == np.float32 else stored  # floats above 1: counts
     alpha = samples in (2, 4)
     tifffile.imwrite(tmp_path / "in.tif", stored, photometric="rgb" if samples >= 3 else "minisblack",
                      extrasamples=["unassalpha"] if alpha else None, planarconfig="contig" if samples > 1 else None,
                      resolution=(5.0, 2.5))
     image = read_image(tmp_path / "in.tif")
+    if dtype == np.int32:  # divided by its peak, not by 2**31: the image is not crushed to black
+        assert image.pixels.max() == 1.0
     write_tiff(tmp_path / "out.tif", image.pixels, like=image)
     with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
         written = tiff.asarray()

@@ -322,21 +322,18 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
 
     Each channel (the ``C`` axis) gets a fresh model; within it the planes are visited in storage
     order, the first fitted for ``iters`` steps and each later one for ``later_iters``. Returns the
-    outputs of ``kinds`` in the stack's layout and dtype (float stacks as float32 on the input's
-    scale, integers other than uint8 as uint16), the losses of each plane's fit, and the model
-    after the last plane. uint8 and uint16 planes are converted one at a time.
+    outputs of ``kinds`` in the stack's layout, dtype and scale (float stacks as float32), the
+    losses of each plane's fit, and the model after the last plane. The whole stack shares one
+    scale (:func:`~zeroig_plugin.imageio.value_scale`), so planes keep their relative levels.
     """
     import numpy as np
 
     from .engine import inference_passes
-    from .imageio import float_peak, from_float, to_float
+    from .imageio import stored_form, to_float, to_stored, value_scale
 
-    dtype = stack.planes.dtype
-    floating = np.issubdtype(dtype, np.floating)
-    bits = 8 if dtype in (np.uint8, np.bool_) else 16
-    float_scale = float_peak(stack.planes) if floating else 1.0
-    # to_float scales floats and other integer types by the data's own peak: the whole stack's, not each plane's
-    whole = None if dtype in (np.uint8, np.uint16, np.bool_) else to_float(stack.planes)[0]
+    colours = stack.planes[..., :3] if stack.rgb else stack.planes  # alpha sets no scale
+    scale = value_scale(colours)
+    dtype, stored_scale = stored_form(colours)
     alpha = stack.rgb and stack.planes.shape[-1] == 4
     outer = stack.planes.shape[: stack.planes.ndim - (3 if stack.rgb else 2)]
     channel_of = (lambda at: 0) if stack.channel_axis is None else (lambda at: at[stack.channel_axis])
@@ -344,7 +341,7 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
     positions = sorted(np.ndindex(*outer), key=channel_of)
     passes = inference_passes(mode, *stack.plane_shape, inference["tile"], inference["ensemble"] or None)
     total = channels * iters + (len(positions) - channels) * later_iters + len(positions) * passes
-    results = {kind: np.empty(stack.planes.shape, np.float32 if floating else np.dtype(f"uint{bits}")) for kind in kinds}
+    results = {kind: np.empty(stack.planes.shape, np.float32 if np.issubdtype(dtype, np.floating) else dtype) for kind in kinds}
     losses: list[list[float]] = []
     done, model, channel = 0, None, None
     bar = _StepBar(total, f"{stack.path.name} ({len(positions)} planes)")
@@ -353,7 +350,7 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
             first = model is None or channel_of(position) != channel
             if first:
                 model, channel = new_model(), channel_of(position)
-            plane = whole[position] if whole is not None else to_float(stack.planes[position])[0]
+            plane = to_float(stack.planes[position], scale)[0]
             plane = plane[..., :3] if stack.rgb else plane
             steps = iters if first else later_iters
             plane_losses: list[float] = []
@@ -364,7 +361,7 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
             outputs = model.infer(plane, progress=lambda d, t: bar(done + d, total), **inference)._asdict()
             done += passes
             for kind, values in results.items():
-                stored = outputs[kind] * np.float32(float_scale) if floating else from_float(outputs[kind], bits)
+                stored = to_stored(outputs[kind], stored_scale, dtype)
                 if alpha:
                     stored = np.concatenate([stored, stack.planes[position][..., 3:].astype(values.dtype)], axis=-1)
                 values[position] = stored

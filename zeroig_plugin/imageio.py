@@ -22,7 +22,7 @@ from .errors import InputError, OutputError
 __all__ = [
     "LoadedImage", "LoadedStack", "read_image", "read_stack", "is_tiff", "tiff_stack_axes", "write_image", "write_tiff",
     "write_stack",
-    "to_float", "from_float", "IMAGE_SUFFIXES",
+    "to_float", "from_float", "to_stored", "stored_form", "value_scale", "IMAGE_SUFFIXES",
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
@@ -41,10 +41,10 @@ class LoadedImage:
     Attributes:
         pixels: float32 ``(H, W)`` (gray) or ``(H, W, 3)`` (RGB) in ``[0, 1]``.
         alpha: the alpha channel as stored (``(H, W)``, input dtype), or ``None``.
-        bits: 8 or 16, the depth integer outputs are written with.
+        bits: 8 or 16, the depth PNG outputs are written with.
         path: where it came from.
-        float_scale: for float input, what ``pixels`` were divided by (1, or the peak above 1),
-            so that :func:`write_tiff` writes float outputs on the input's scale; else ``None``.
+        stored_dtype, stored_scale: the input's dtype (uint8 for 1-bit) and what ``pixels`` were
+            divided by (:func:`value_scale`), so that :func:`write_tiff` writes outputs as stored.
         tiff_metadata: for TIFF input, the pixel size that :func:`write_tiff` copies (as
             :attr:`LoadedStack.metadata`; empty where the file has none); else ``None``.
     """
@@ -53,7 +53,8 @@ class LoadedImage:
     alpha: np.ndarray | None
     bits: int
     path: Path
-    float_scale: float | None = None
+    stored_dtype: np.dtype = np.dtype(np.uint8)
+    stored_scale: float = 255.0
     tiff_metadata: dict | None = None
 
     @property
@@ -61,30 +62,47 @@ class LoadedImage:
         return self.pixels.ndim == 2
 
 
-def to_float(array: np.ndarray) -> tuple[np.ndarray, int]:
-    """Integer or float pixels -> float32 in ``[0, 1]`` and the bit depth (8 or 16) to write back.
-
-    uint8 and uint16 are divided by their range; other integers by 65535, or by their maximum where
-    it is above that; floats are taken as they are when they lie in ``[0, 1]`` and divided by their
-    maximum when it is above 1 (a camera's counts stored as float), negatives clipped to 0."""
-    if array.dtype == np.uint8 or array.dtype == np.bool_:
-        return array.astype(np.float32) / (1 if array.dtype == np.bool_ else 255), 8
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535, 16
+def value_scale(array: np.ndarray) -> float:
+    """What :func:`to_float` divides ``array`` by: 255 for uint8, 65535 for uint16, 1 for bool; for
+    other integers 65535, or their maximum where it is above that; for floats 1, or their largest
+    finite value where it is above 1 (a camera's counts stored as float)."""
+    fixed = {np.dtype(np.bool_): 1.0, np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+    if array.dtype in fixed:
+        return fixed[array.dtype]
     if np.issubdtype(array.dtype, np.integer):
-        peak = 65535 if array.max(initial=0) <= 65535 else float(np.iinfo(array.dtype).max)
-        return np.clip(array.astype(np.float64) / peak, 0, 1).astype(np.float32), 16
+        return float(max(65535, int(array.max(initial=0))))
     if np.issubdtype(array.dtype, np.floating):
-        peak = float_peak(array)
-        finite = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=peak, neginf=0.0)
-        return np.clip(finite / peak, 0, 1), 16
+        finite = array[np.isfinite(array)]
+        return max(1.0, float(finite.max(initial=0.0)))
     raise InputError(f"unsupported pixel type {array.dtype}")
 
 
-def float_peak(array: np.ndarray) -> float:
-    """What :func:`to_float` divides float data by: 1, or the largest finite value where it is above 1."""
-    finite = array[np.isfinite(array)]
-    return max(1.0, float(finite.max(initial=0.0)))
+def to_float(array: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, int]:
+    """Integer or float pixels -> float32 in ``[0, 1]`` (divided by ``scale``, by default
+    :func:`value_scale`; negatives clipped to 0, NaN to 0) and the bit depth (8 or 16) to write a
+    PNG back with."""
+    scale = value_scale(array) if scale is None else scale
+    bits = 8 if array.dtype in (np.uint8, np.bool_) else 16
+    if array.dtype in (np.uint8, np.uint16, np.bool_):
+        return array.astype(np.float32) / np.float32(scale), bits
+    if np.issubdtype(array.dtype, np.floating):
+        array = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=scale, neginf=0.0)
+    return np.clip(array.astype(np.float64) / scale, 0, 1).astype(np.float32), bits
+
+
+def stored_form(array: np.ndarray) -> tuple[np.dtype, float]:
+    """The dtype and scale :func:`to_stored` writes ``array``'s outputs with (1-bit as uint8)."""
+    return (np.dtype(np.uint8), 255.0) if array.dtype == np.bool_ else (array.dtype, value_scale(array))
+
+
+def to_stored(pixels: np.ndarray, scale: float, dtype) -> np.ndarray:
+    """Float pixels in ``[0, 1]`` back on the scale :func:`to_float` read them from: ``pixels * scale``
+    in ``dtype``, rounded and clipped for integers, float32 for floats."""
+    values = np.clip(pixels, 0, 1).astype(np.float64) * scale
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(np.float32)
 
 
 def from_float(pixels: np.ndarray, bits: int) -> np.ndarray:
@@ -268,10 +286,10 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         if array.shape[2] == 1:
             array = array[..., 0]
     pixels, bits = to_float(array)
-    float_scale = float_peak(array) if np.issubdtype(array.dtype, np.floating) else None
+    stored_dtype, stored_scale = stored_form(array)
     if tiff_metadata and orientation in _TRANSPOSING_ORIENTATIONS and "resolution" in tiff_metadata:
         tiff_metadata = {**tiff_metadata, "resolution": tiff_metadata["resolution"][::-1]}
-    return LoadedImage(pixels, alpha, bits, path, float_scale, tiff_metadata)
+    return LoadedImage(pixels, alpha, bits, path, stored_dtype, stored_scale, tiff_metadata)
 
 
 def write_image(path: str | os.PathLike, pixels: np.ndarray, bits: int = 8, alpha: np.ndarray | None = None) -> Path:
@@ -465,22 +483,15 @@ def write_stack(path: str | os.PathLike, planes: np.ndarray, like: LoadedStack) 
 
 def write_tiff(path: str | os.PathLike, pixels: np.ndarray, like: LoadedImage) -> Path:
     """Write float pixels (``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]``) as a one-plane TIFF stored as
-    ``like`` was read: float32 on its scale for float input, else at its bit depth; its alpha
-    appended unchanged (rescaled only if its depth differs); its pixel size. The file appears at
-    ``path`` only once fully written.
+    ``like`` was read (:func:`to_stored`: its dtype and scale, float32 for floats); its alpha
+    appended unchanged; its pixel size. The file appears at ``path`` only once fully written.
 
     Raises:
         OutputError: the file cannot be written.
     """
-    if like.float_scale is not None:
-        stored = pixels.astype(np.float32) * np.float32(like.float_scale)
-    else:
-        stored = from_float(pixels, like.bits)
-    alpha = like.alpha
-    if alpha is not None:
-        if like.float_scale is None and alpha.dtype != stored.dtype:
-            alpha = from_float(to_float(alpha)[0], like.bits)
-        stored = np.dstack([stored, alpha.astype(stored.dtype)])
+    stored = to_stored(pixels, like.stored_scale, like.stored_dtype)
+    if like.alpha is not None:
+        stored = np.dstack([stored, like.alpha.astype(stored.dtype)])
     axes = "YX" if stored.ndim == 2 else "YXS"
     return _write_tiff(Path(path), stored, axes, like.tiff_metadata or {}, rgb=pixels.ndim == 3)
 

@@ -3,9 +3,11 @@ warm-started processing of stacks as a generator that reports progress step by s
 
 Intensity scaling (what users should know), ``scaling="auto"``:
 
-* integer data (``uint8``, ``uint16``, ...) is divided by its dtype's range (``0..255``,
-  ``0..65535``), so a dim 12-bit camera image stored as ``uint16`` stays dim, which is what
-  ZERO-IG brightens; outputs are rounded back to the input's dtype.
+* ``uint8`` and ``uint16`` data is divided by its dtype's range (``0..255``, ``0..65535``), so a
+  dim 12-bit camera image stored as ``uint16`` stays dim, which is what ZERO-IG brightens; other
+  integers with no negative value (``int16``, ``int32``, ``uint32``) by 65535 or their maximum
+  where it is above (as the command line reads them), and integers with negative values by the
+  percentiles below; outputs are rounded back to the input's dtype.
 * float data of any range is scaled so that its 0.1th and 99.9th percentiles (over the whole
   layer, per channel when there is a channel axis) become 0 and 1, values beyond are clipped;
   outputs are mapped back through the same two numbers, in the input's float dtype.
@@ -42,6 +44,7 @@ __all__ = [
     "HIGH_PERCENTILE",
 ]
 
+UNSIGNED_16_MAX = 65535
 LOW_PERCENTILE = 0.1
 HIGH_PERCENTILE = 99.9
 PERCENTILE_SAMPLE = 4_000_000  # values read to estimate float percentiles on big layers
@@ -68,14 +71,16 @@ class IntensityScale:
 
     @classmethod
     def for_data(cls, data: np.ndarray, scaling: str = "auto") -> IntensityScale:
-        """``auto``: the dtype's range for integer data, robust percentiles for float data;
-        ``percentiles``: robust percentiles for both."""
+        """``auto``: the dtype's range for ``uint8`` and ``uint16``, ``0..max(65535, peak)`` for
+        other non-negative integers, robust percentiles for float data and signed data with
+        negative values; ``percentiles``: robust percentiles for all."""
         dtype = np.dtype(data.dtype)
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
             raise InputError(f"cannot enhance {dtype} data: expected integers or floats")
-        if np.issubdtype(dtype, np.integer) and scaling == "auto":
-            info = np.iinfo(dtype)
-            return cls(float(info.min), float(info.max), dtype)
+        if dtype in (np.uint8, np.uint16) and scaling == "auto":
+            return cls(0.0, float(np.iinfo(dtype).max), dtype)
+        if np.issubdtype(dtype, np.integer) and scaling == "auto" and int(np.min(data)) >= 0:
+            return cls(0.0, float(max(UNSIGNED_16_MAX, int(np.max(data)))), dtype)
         flat = np.asarray(data).reshape(-1)
         sample = flat[:: max(1, math.ceil(flat.size / PERCENTILE_SAMPLE))].astype(np.float64)
         sample = sample[np.isfinite(sample)]
@@ -313,7 +318,7 @@ def enhance_stack(
 
 def _channel_scales(data: np.ndarray, layout: StackLayout, scaling: str) -> list[IntensityScale]:
     """One intensity scale per channel (the colour channels of RGB share one, alpha excluded)."""
-    by_dtype = scaling == "auto" and np.issubdtype(data.dtype, np.integer)
+    by_dtype = scaling == "auto" and data.dtype in (np.uint8, np.uint16)
     if layout.channel_axis is None or by_dtype:
         return [IntensityScale.for_data(data[..., :3] if layout.rgb else data, scaling)] * layout.channels
     before = (slice(None),) * layout.channel_axis

@@ -42,15 +42,24 @@ def model_spy(monkeypatch):
     return models
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
-def test_integer_data_scales_by_dtype_range_and_round_trips(dtype):
-    info = np.iinfo(dtype)
-    values = np.array([info.min, 0, 7, info.max], dtype=dtype)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_8_and_16_bit_data_scales_by_dtype_range_and_round_trips(dtype):
+    values = np.array([0, 7, np.iinfo(dtype).max], dtype=dtype)
     scale = IntensityScale.for_data(values)
     unit = scale.to_unit(values)
     assert unit.dtype == np.float32 and unit.min() == 0.0 and unit.max() == 1.0
     np.testing.assert_array_equal(scale.from_unit(unit), values)
     assert scale.from_unit(unit).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype, peak", [(np.int16, 4000), (np.int32, 4000), (np.int32, 300_000), (np.uint32, 300_000)])
+def test_other_non_negative_integers_are_read_from_zero_as_the_command_line_does(dtype, peak):
+    values = np.array([0, 7, 200, peak], dtype=dtype)  # e.g. a dim camera image read as signed
+    scale = IntensityScale.for_data(values)
+    assert (scale.low, scale.high) == (0.0, max(65535.0, peak))  # the dtype's range made them mid-grey
+    np.testing.assert_array_equal(scale.from_unit(scale.to_unit(values)), values)
+    signed = IntensityScale.for_data(np.array([-1000, 0, 3000], dtype=np.int16))
+    assert -1000 <= signed.low < 0 < signed.high <= 3000  # negative values: the percentiles
 
 
 def test_float_data_scales_by_robust_percentiles():

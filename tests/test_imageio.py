@@ -301,3 +301,12 @@ def test_ome_tiff_pixel_sizes_and_channel_names_are_copied(tmp_path):
     image = read_image(tmp_path / "plane.ome.tif")
     write_tiff(tmp_path / "plane-copy.ome.tif", image.pixels, like=image)
     assert {key: _ome_pixels(tmp_path / "plane-copy.ome.tif").get(key) for key in sizes} == sizes
+
+
+def test_a_layout_the_tiff_writer_refuses_is_an_output_error_and_leaves_nothing(tmp_path):
+    from zeroig_plugin import LoadedStack, OutputError
+
+    generic_pages = LoadedStack(np.zeros((2, 4, 5), np.uint16), "IYX", {"ome": {"PhysicalSizeX": 0.5}}, tmp_path / "x.tif")
+    with pytest.raises(OutputError, match="out.tif: cannot write this TIFF layout"):  # OME has no 'I' axis
+        write_stack(tmp_path / "out.tif", generic_pages.planes, like=generic_pages)
+    assert list(tmp_path.iterdir()) == []

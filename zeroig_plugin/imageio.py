@@ -44,7 +44,8 @@ class LoadedImage:
         bits: 8 or 16, the depth PNG outputs are written with.
         path: where it came from.
         stored_dtype, stored_scale: the input's dtype (uint8 for 1-bit) and what ``pixels`` were
-            divided by (:func:`value_scale`), so that :func:`write_tiff` writes outputs as stored.
+            divided by (:func:`value_scale`), so that :func:`write_tiff` writes outputs as stored
+            (by default the unsigned integers of ``bits``).
         tiff_metadata: for TIFF input, the pixel size that :func:`write_tiff` copies (as
             :attr:`LoadedStack.metadata`; empty where the file has none); else ``None``.
     """
@@ -53,9 +54,14 @@ class LoadedImage:
     alpha: np.ndarray | None
     bits: int
     path: Path
-    stored_dtype: np.dtype = np.dtype(np.uint8)
-    stored_scale: float = 255.0
+    stored_dtype: np.dtype | None = None
+    stored_scale: float | None = None
     tiff_metadata: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.stored_dtype is None:  # made by hand: stored as its bit depth says
+            self.stored_dtype = np.dtype(np.uint8 if self.bits == 8 else np.uint16)
+            self.stored_scale = 255.0 if self.bits == 8 else 65535.0
 
     @property
     def is_gray(self) -> bool:
@@ -515,9 +521,15 @@ def _write_tiff(path: Path, planes: np.ndarray, axes: str, metadata: dict, rgb: 
     if extra:
         options["extrasamples"] = ["unassalpha"] * extra
     photometric = "rgb" if rgb else "minisblack"
-    return _write_atomically(path, lambda temporary: tifffile.imwrite(
-        temporary, planes, imagej=imagej, metadata=tags, photometric=photometric,
-        planarconfig="contig" if samples > 1 else None, **options))
+
+    def write(temporary: Path) -> None:
+        try:
+            tifffile.imwrite(temporary, planes, imagej=imagej, metadata=tags, photometric=photometric,
+                             planarconfig="contig" if samples > 1 else None, **options)
+        except (ValueError, tifffile.OmeXmlError) as error:  # a layout or metadata the TIFF writer refuses
+            raise OutputError(f"{path}: cannot write this TIFF layout ({error})") from None
+
+    return _write_atomically(path, write)
 
 
 def _imagej_order(axes: str) -> bool:

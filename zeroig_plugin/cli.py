@@ -333,7 +333,7 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
 
     colours = stack.planes[..., :3] if stack.rgb else stack.planes  # alpha sets no scale
     scale = value_scale(colours)
-    dtype, stored_scale = stored_form(colours)
+    dtype, stored_scale = stored_form(colours, scale)
     alpha = stack.rgb and stack.planes.shape[-1] == 4
     outer = stack.planes.shape[: stack.planes.ndim - (3 if stack.rgb else 2)]
     channel_of = (lambda at: 0) if stack.channel_axis is None else (lambda at: at[stack.channel_axis])

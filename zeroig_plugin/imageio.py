@@ -96,9 +96,12 @@ def to_float(array: np.ndarray, scale: float | None = None) -> tuple[np.ndarray,
     return np.clip(array.astype(np.float64) / scale, 0, 1).astype(np.float32), bits
 
 
-def stored_form(array: np.ndarray) -> tuple[np.dtype, float]:
-    """The dtype and scale :func:`to_stored` writes ``array``'s outputs with (1-bit as uint8)."""
-    return (np.dtype(np.uint8), 255.0) if array.dtype == np.bool_ else (array.dtype, value_scale(array))
+def stored_form(array: np.ndarray, scale: float | None = None) -> tuple[np.dtype, float]:
+    """The dtype and scale :func:`to_stored` writes ``array``'s outputs with (1-bit as uint8);
+    ``scale``: ``array``'s :func:`value_scale`, where it is already known."""
+    if array.dtype == np.bool_:
+        return np.dtype(np.uint8), 255.0
+    return array.dtype, value_scale(array) if scale is None else scale
 
 
 def to_stored(pixels: np.ndarray, scale: float, dtype) -> np.ndarray:
@@ -291,8 +294,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         array, alpha = array[..., :-1], array[..., -1].copy()
         if array.shape[2] == 1:
             array = array[..., 0]
-    pixels, bits = to_float(array)
-    stored_dtype, stored_scale = stored_form(array)
+    scale = value_scale(array)
+    pixels, bits = to_float(array, scale)
+    stored_dtype, stored_scale = stored_form(array, scale)
     if tiff_metadata and orientation in _TRANSPOSING_ORIENTATIONS and "resolution" in tiff_metadata:
         tiff_metadata = {**tiff_metadata, "resolution": tiff_metadata["resolution"][::-1]}
     return LoadedImage(pixels, alpha, bits, path, stored_dtype, stored_scale, tiff_metadata)

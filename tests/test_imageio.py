@@ -272,6 +272,16 @@ def test_rgb_uint16_stack_is_written(tmp_path):
     assert np.array_equal(tifffile.imread(tmp_path / "copy.tif"), planes)
 
 
+def test_cmyk_tiff_read_through_pillow_keeps_its_pixel_size(tmp_path):
+    Image.fromarray(_gradient(4, 6, 3, 255, np.uint8)).convert("CMYK").save(tmp_path / "print.tif", dpi=(300, 150))
+    image = read_image(tmp_path / "print.tif")
+    write_tiff(tmp_path / "out.tif", image.pixels, like=image)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
+        tags = tiff.pages[0].tags
+        assert (tags["XResolution"].value, tags["YResolution"].value) == ((300, 1), (150, 1))
+        assert tags["ResolutionUnit"].value == 2  # inch
+
+
 def test_pixel_size_follows_an_orientation_that_swaps_the_axes(tmp_path):
     orientation_tag = (274, "H", 1, 6, False)  # EXIF/TIFF orientation 6: rotated a quarter turn
     tifffile.imwrite(tmp_path / "turned.tif", _gradient(4, 6, 1, 255, np.uint8), resolution=(5.0, 2.5), extratags=[orientation_tag])

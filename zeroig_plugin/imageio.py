@@ -139,13 +139,11 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None]:
     orientation and, for a TIFF, its pixel size (``None`` for other formats)."""
     from PIL import Image, UnidentifiedImageError
 
+    tiff_metadata = None
     if _is_tiff(path):
-        read = _read_tiff_page(path)
-        if read is not None:
-            return read
-        tiff_metadata = {}  # a colour space only Pillow converts; its pixel size is not carried
-    else:
-        tiff_metadata = None
+        array, orientation, tiff_metadata = _read_tiff_page(path)
+        if array is not None:
+            return array, orientation, tiff_metadata
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -168,9 +166,10 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None]:
     return array, orientation, tiff_metadata
 
 
-def _read_tiff_page(path: Path) -> tuple[np.ndarray, int, dict] | None:
-    """A one-plane TIFF by tifffile (any sample type Pillow lacks: float RGB, 32-bit integers, BigTIFF),
-    or ``None`` for colour spaces that Pillow converts to RGB (CMYK, Lab, uncompressed YCbCr)."""
+def _read_tiff_page(path: Path) -> tuple[np.ndarray | None, int, dict]:
+    """A one-plane TIFF by tifffile (any sample type Pillow lacks: float RGB, 32-bit integers, BigTIFF):
+    its pixels, orientation and pixel size; the pixels are ``None`` for the colour spaces that
+    Pillow converts to RGB (CMYK, Lab, uncompressed YCbCr)."""
     import tifffile
 
     try:
@@ -181,12 +180,12 @@ def _read_tiff_page(path: Path) -> tuple[np.ndarray, int, dict] | None:
             if axes is not None:
                 raise InputError(f"{path}: a TIFF stack ({axes}); read it with read_stack")
             page = tiff.pages[0]
+            metadata = _tiff_metadata(tiff)
             if not _tifffile_reads_colours_of(page):
-                return None
+                return None, 1, metadata
             array = _as_stored_colours(page.asarray(), page, tiff.is_imagej, path)
             orientation = page.tags.get("Orientation")
             orientation = int(orientation.value) if orientation is not None else 1
-            metadata = _tiff_metadata(tiff)
     except InputError:
         raise
     except Exception as error:  # tifffile and its codecs raise many types (zlib.error, ...) on a broken file

@@ -18,7 +18,14 @@ from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import notification_manager, show_error, show_info
 
-from zeroig_plugin import MAX_BRIGHTNESS, PUBLISHED_BRIGHTNESS, ZeroIGError, available_modes, describe_device
+from zeroig_plugin import (
+    MAX_BRIGHTNESS,
+    PUBLISHED_BRIGHTNESS,
+    ZeroIGError,
+    available_modes,
+    describe_device,
+    release_freed_memory,
+)
 
 from .processing import (
     ENSEMBLE_CHOICES,
@@ -41,8 +48,12 @@ as one line; anything else is a bug and gets napari's notification with its trac
 
 @thread_worker(ignore_errors=True)  # the widget reports errors itself (see ZeroIGWidget._on_error)
 def enhance_in_thread(data, layout: StackLayout, settings: RunSettings, should_cancel):
-    """:func:`enhance_stack` in a worker thread: yields its progress, returns its outputs."""
-    return (yield from enhance_stack(data, layout, settings, should_cancel))
+    """:func:`enhance_stack` in a worker thread: yields its progress, returns its outputs. The fit's
+    freed memory goes back to the system when it ends (napari keeps running)."""
+    try:
+        return (yield from enhance_stack(data, layout, settings, should_cancel))
+    finally:
+        release_freed_memory()
 
 
 def device_choices() -> list[str]:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
-from zeroig_plugin import InputError, OutputError
+from zeroig_plugin import InputError, OutputError, release_freed_memory
 
 from .enhancer import FrameReport, WarmStartEnhancer
 from .sink import VideoSink
@@ -159,6 +159,8 @@ def enhance_video(
         sink.abandon()
         partial.unlink(missing_ok=True)
         raise
+    finally:
+        release_freed_memory()
     result = RunResult(frames_done if written else 0, expected, complete, target if written else None, time.perf_counter() - started)
     if interrupted:
         raise VideoInterrupted(result)
@@ -189,5 +191,8 @@ def iter_enhanced_frames(
         ...     print(frame.index, frame.time, frame.rgb.shape)
     """
     enhancer = enhancer or WarmStartEnhancer()
-    for frame in prefetch(decode_frames(path, max_frames), QUEUE_DEPTH, name="video-decode"):
-        yield dataclasses.replace(frame, rgb=enhancer.enhance(frame.rgb))
+    try:
+        for frame in prefetch(decode_frames(path, max_frames), QUEUE_DEPTH, name="video-decode"):
+            yield dataclasses.replace(frame, rgb=enhancer.enhance(frame.rgb))
+    finally:
+        release_freed_memory()

@@ -27,6 +27,7 @@ _EXPORTS = {
     "resolve_device": "engine",
     "load_state_dict": "checkpoint",
     "save_state_dict": "checkpoint",
+    "release_freed_memory": "host_memory",
     "available_modes": "recipes",
     "get_recipe": "recipes",
     "register_recipe": "recipes",

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .acceleration import Acceleration, AutocastNetworks, convolution_precision, resolve_acceleration
+from .host_memory import keep_freed_memory
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
@@ -234,6 +235,8 @@ class ZeroIG:
             crops = self.recipe.crops_per_step if self.recipe.crop_size else FIT_CROPS_PER_STEP
             self.recipe = replace(self.recipe, crop_size=fit_crop, crops_per_step=crops)
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.acceleration, self.acceleration_notes = resolve_acceleration(acceleration, self.device)
         self.seed = seed
         if weights is None:

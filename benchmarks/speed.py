@@ -8,7 +8,9 @@ the stand-in is if anything faster than the real thing. The floor is the three n
 and backward alone, called as the published forward calls them.
 
 Each measurement runs in its own process (so peak memory is its own); the 128x128 comparison
-interleaves its three contestants step by step so a busy machine slows all of them alike.
+interleaves its three contestants step by step so a busy machine slows all of them alike. On CPU
+all of them run with the engine's malloc setting (:mod:`zeroig_plugin.host_memory`), so that the
+published stand-in and the floor differ from ours in computation only.
 
     python benchmarks/speed.py                      # CPU (and CUDA when present), a few minutes
     python benchmarks/speed.py --sizes 600x400 --steps 20 --devices cuda --json out.json
@@ -114,10 +116,19 @@ def _engine_step_runner(device: str, image, mode: str, acceleration: str):
     return steps
 
 
+def _host_memory(device: str) -> None:
+    """On CPU every contestant gets the engine's malloc setting, so that they differ in computation only."""
+    from zeroig_plugin.host_memory import keep_freed_memory
+
+    if device == "cpu":
+        keep_freed_memory()
+
+
 def _worker(config: dict) -> dict:
     """Time one configuration in this process; peak memory is this process's."""
     import torch
 
+    _host_memory(config["device"])
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     device, (width, height) = config["device"], config["size"]
@@ -165,6 +176,7 @@ def _compare(config: dict) -> dict:
 
     from zeroig_plugin import ZeroIG
 
+    _host_memory(config["device"])
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     device, (width, height) = config["device"], config["size"]

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from .acceleration import Acceleration, AutocastNetworks, convolution_precision, resolve_acceleration
-from .host_memory import keep_freed_memory
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
+from .host_memory import keep_freed_memory
 from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency

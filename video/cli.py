@@ -148,6 +148,10 @@ def video_command(
             def on_frame(done: int, expected: int, report) -> None:
                 if report.scene_cut:
                     warn(f"scene cut at frame {report.index} (statistic {report.cut_statistic:.2f}): restarting the fit")
+                if (report.index == 0 or report.scene_cut) and report.picture_box is not None:
+                    box = report.picture_box
+                    warn(f"flat borders (letterbox bars) left as they are: enhancing the {box.width}x{box.height} "
+                         f"picture at x {box.left}, y {box.top}")
                 bar.update(1)
 
             result = enhance_video(

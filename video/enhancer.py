@@ -15,6 +15,12 @@ What is left after that is per-frame noise that the denoiser passes differently 
 motion-compensated recursive filter on the output (:mod:`video.temporal`, ``temporal_strength``)
 blends each frame with the previous filtered one where they agree to within that noise, and
 restarts with the fit (first frame, scene cuts).
+
+Letterbox and pillarbox bars (flat borders, :mod:`zeroig_plugin.borders`) are left out of the fit
+and the inference and copied to the output as they came in, as the image front ends do. The box
+they enclose is found on the first frame of each scene and only grows within it (a frame whose
+dark edge happens to be flat further in does not shrink the picture), so the fit's input keeps
+its size from frame to frame.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from zeroig_plugin import ENSEMBLE_SIZES, InputError, ZeroIG
+from zeroig_plugin import ENSEMBLE_SIZES, ContentBox, InputError, ZeroIG, find_content, get_recipe, paste_content
 
 from .scenecut import SceneCutDetector
 from .temporal import TemporalFilter
@@ -56,6 +62,12 @@ class WarmStartSettings:
         temporal_strength: weight of the previous filtered frame in the temporal filter on the
             output (:class:`video.temporal.TemporalFilter`) where nothing moved, in ``[0, 1)``;
             0 switches the filter off. Restarted at the first frame and every cut.
+        keep_borders: leave flat borders (letterbox bars) out of the fit and the inference and
+            pass them through; ``None`` follows the mode (on in the improved modes, off in
+            ``faithful``).
+        border_tolerance: the most a bar's values may differ (0-1 scale): a codec leaves a few
+            levels of noise on black bars (x264 ultrafast: 0-3 of 255), where a whole row of a
+            dark scene spans more with its sensor noise.
         ensemble: inference passes per frame averaged over flips and transposes (1, 2, 4 or 8;
             see ``ZeroIG.infer``): N times the per-frame inference cost. 1 by default, where the
             image front ends use the mode's 8: a frame's budget is small, and the temporal filter
@@ -77,10 +89,14 @@ class WarmStartSettings:
     temporal_strength: float = 0.8
     ensemble: int = 1
     exposure_gain: bool = False
+    keep_borders: bool | None = None
+    border_tolerance: float = 4 / 255
 
     def __post_init__(self):
         if self.first_iters < 0 or self.iters_per_frame < 0 or self.fit_size < 0:
             raise ValueError("first_iters, iters_per_frame and fit_size must be >= 0")
+        if not 0 <= self.border_tolerance < 1:
+            raise ValueError("border_tolerance must be in [0, 1)")
         if not 0 <= self.weight_smoothing < 1:
             raise ValueError("weight_smoothing must be in [0, 1)")
         if not 0 <= self.temporal_strength < 1:
@@ -96,13 +112,15 @@ DEFAULTS = WarmStartSettings()
 
 @dataclass(frozen=True)
 class FrameReport:
-    """What the enhancer did for one frame."""
+    """What the enhancer did for one frame; ``picture_box``: the part within the frame's flat
+    borders (letterbox bars) that was fitted and enhanced, ``None`` when there were none."""
 
     index: int
     steps: int
     scene_cut: bool
     cut_statistic: float
     loss: float | None
+    picture_box: ContentBox | None
 
 
 class WarmStartEnhancer:
@@ -135,7 +153,9 @@ class WarmStartEnhancer:
         brightness: float | None = None,
     ):
         self.settings = settings
-        exposure = {"brightness": brightness, "exposure_gain": settings.exposure_gain}
+        self.keep_borders = get_recipe(mode).keep_borders if settings.keep_borders is None else settings.keep_borders
+        # keep_borders=False: the enhancer crops to its own box, one that holds still within a scene.
+        exposure = {"brightness": brightness, "exposure_gain": settings.exposure_gain, "keep_borders": False}
         self.model = ZeroIG(mode=mode, device=device, seed=seed, weights=weights, **exposure)
         self._smoothed = (
             ZeroIG(mode=mode, device=self.model.device, seed=seed, weights=self.model.state_dict(), **exposure)
@@ -143,7 +163,8 @@ class WarmStartEnhancer:
             else None
         )
         self._cuts = SceneCutDetector(settings.scene_cut_threshold)
-        self._temporal = TemporalFilter(settings.temporal_strength)
+        self._temporal_filter = TemporalFilter(settings.temporal_strength)
+        self._box: ContentBox | None = None
         self.frames_done = 0
         self.last_report: FrameReport | None = None
 
@@ -170,7 +191,8 @@ class WarmStartEnhancer:
         return _quantize(result).cpu().numpy()
 
     def enhance_tensor(self, frame: torch.Tensor) -> torch.Tensor:
-        """Fit on the downscaled frame, infer on the full frame, then filter it temporally.
+        """Fit on the downscaled frame, infer on the full frame, then filter it temporally
+        (within the frame's borders, with ``keep_borders``; the borders are passed through).
 
         Args:
             frame: float ``(1, 3, H, W)`` in ``[0, 1]`` on :attr:`device`.
@@ -184,19 +206,44 @@ class WarmStartEnhancer:
         if is_cut:
             self._restart()
         steps = self.settings.first_iters if fresh else self.settings.iters_per_frame
-        fit_view = self.fit_view(frame)
+        box = self._content_box(frame, fresh)
+        picture = box.crop(frame)
+        fit_view = self.fit_view(picture)
         report = self.model.fit(fit_view, steps) if steps else None
         # Normalisation statistics from the view the fit saw: what it optimised, and no extra
         # full-frame pass (they only matter for modes that read out with image statistics).
         outputs = self._inference_model(restart=fresh).infer_tensor(
-            frame, tile=self.settings.tile, statistics_from=fit_view.permute(2, 0, 1).unsqueeze(0),
+            picture, tile=self.settings.tile, statistics_from=fit_view.permute(2, 0, 1).unsqueeze(0),
             ensemble=self.settings.ensemble,
         )
+        output = self._temporal(getattr(outputs, self.settings.output), box, frame, reset=fresh)
         self.last_report = FrameReport(
-            self.frames_done, steps, is_cut, statistic, report.losses[-1] if report and report.losses else None
+            self.frames_done, steps, is_cut, statistic, report.losses[-1] if report and report.losses else None,
+            None if box.covers(*frame.shape[-2:]) else box,
         )
         self.frames_done += 1
-        return self._temporal(getattr(outputs, self.settings.output), reset=fresh)
+        return output
+
+    def _temporal(self, picture: torch.Tensor, box: ContentBox, frame: torch.Tensor, reset: bool) -> torch.Tensor:
+        """``picture`` (the output within ``box``) framed by ``frame``'s borders, through the
+        temporal filter; the bars are put back after it, which may have warped picture into them."""
+        if box.covers(*frame.shape[-2:]):
+            return self._temporal_filter(picture, reset=reset)
+        filtered = self._temporal_filter(paste_content(frame, box, picture), reset=reset)
+        return paste_content(frame, box, box.crop(filtered))
+
+    def _content_box(self, frame: torch.Tensor, fresh: bool) -> ContentBox:
+        """What the borders of ``frame`` ``(1, 3, H, W)`` enclose, grown to hold the box of the
+        scene so far (a new scene starts from its first frame's); the whole frame without
+        ``keep_borders``."""
+        height, width = frame.shape[-2:]
+        if not self.keep_borders:
+            return ContentBox.whole(height, width)
+        box = find_content(frame, self.settings.border_tolerance)
+        if not fresh and self._box is not None and self._box.bottom <= height and self._box.right <= width:
+            box = box.union(self._box)
+        self._box = box
+        return box
 
     def fit_view(self, frame: torch.Tensor) -> torch.Tensor:
         """The copy of ``frame`` ``(1, 3, H, W)`` the fit runs on, as float32 ``(h, w, 3)`` on the

@@ -76,6 +76,23 @@ def _expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
+def _border_note(model, pixels) -> str:
+    """Where the fit left an image's flat borders (letterbox bars, zero fill) as they were, what
+    it enhanced instead; empty when it enhanced the whole image."""
+    import numpy as np
+    import torch
+
+    from .borders import find_content
+
+    if not model.recipe.keep_borders:
+        return ""
+    height, width = pixels.shape[:2]
+    box = find_content(torch.from_numpy(np.atleast_3d(pixels)).permute(2, 0, 1))
+    if box.covers(height, width):
+        return ""
+    return f"; flat borders left as they are, the {box.width}x{box.height} picture at x {box.left}, y {box.top} enhanced"
+
+
 def _per_input_path(template: str | None, stem: str, option: str, many: bool) -> Path | None:
     if template is None:
         return None
@@ -268,6 +285,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                     results, losses, model = _enhance_stack(stack, new_model, mode, iters, later, kinds, inference)
                     for kind, target in targets.items():
                         write_stack(target, results[kind], like=stack)
+                    note = ""
                 else:
                     model = new_model()
                     losses = []
@@ -282,6 +300,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                         results = model.infer(image.pixels, progress=bar, **inference)._asdict()
                     finally:
                         bar.close()
+                    note = _border_note(model, image.pixels)
                     for kind, target in targets.items():
                         if image.tiff_metadata is not None:
                             write_tiff(target, results[kind], like=image)
@@ -293,7 +312,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 if weights_path is not None:
                     model.save(weights_path)
                 elapsed = time.perf_counter() - started
-                click.echo(f"{path} -> {', '.join(str(t) for t in targets.values())} ({elapsed:.1f} s)")
+                click.echo(f"{path} -> {', '.join(str(t) for t in targets.values())} ({elapsed:.1f} s{note})")
                 done += 1
             except (ZeroIGError, OSError, FloatingPointError) as error:
                 failures += 1

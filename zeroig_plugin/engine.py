@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .acceleration import Acceleration, AutocastNetworks, convolution_precision, resolve_acceleration
+from .borders import ContentBox, find_content, paste_content
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
@@ -105,9 +106,9 @@ class _Layout:
 
 
 def _to_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, _Layout]:
-    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` in ``[0, 1]`` -> ``(1, 3, H', W')`` on ``device``.
+    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` in ``[0, 1]`` -> ``(1, 3, H, W)`` on ``device``.
 
-    Gray is replicated to three channels; sides under ``MIN_FIT_SIDE`` are edge-padded.
+    Gray is replicated to three channels.
     """
     if isinstance(image, torch.Tensor):  # stays on its device when that is ``device``
         floating, tensor = image.is_floating_point(), image.detach()
@@ -127,14 +128,24 @@ def _to_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> tuple[
     if not torch.isfinite(tensor).all():
         raise InputError("the image contains NaN or infinite values")
     tensor = tensor.clamp(0, 1).expand(-1, 3, -1, -1) if layout.gray else tensor.clamp(0, 1)
-    pad_h, pad_w = max(0, MIN_FIT_SIDE - layout.height), max(0, MIN_FIT_SIDE - layout.width)
-    if pad_h or pad_w:
-        tensor = F.pad(tensor, (0, pad_w, 0, pad_h), mode="replicate")
     return tensor.contiguous(), layout
 
 
+def _padded_to_fit(image: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W)`` edge-padded at the bottom and right to sides of at least ``MIN_FIT_SIDE``."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = max(0, MIN_FIT_SIDE - height), max(0, MIN_FIT_SIDE - width)
+    return F.pad(image, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else image
+
+
+def _framed(output: torch.Tensor, image: torch.Tensor, box: ContentBox) -> torch.Tensor:
+    """The output for ``box`` of ``image`` (edge padding cut off) framed by ``image``'s borders."""
+    output = output[..., : box.height, : box.width]
+    return output if box.covers(*image.shape[-2:]) else paste_content(image, box, output)
+
+
 def _to_array(tensor: torch.Tensor, layout: _Layout) -> np.ndarray:
-    tensor = tensor[0, :, : layout.height, : layout.width]
+    tensor = tensor[0]
     if layout.gray:
         tensor = tensor.mean(0, keepdim=True)
     array = tensor.permute(1, 2, 0).float().cpu().numpy()
@@ -200,6 +211,10 @@ class ZeroIG:
             outputs to it by one gain (the improved modes' default), or the fit's exposure rule
             alone sets the level (``False``; the published way, and the video pipeline's, whose
             few steps per frame leave the fit short of its level); ``None`` keeps the recipe's.
+        keep_borders: whether flat borders (letterbox bars, zero fill; :mod:`borders`) are left
+            out of the fit and the inference and passed through to the outputs as they came in
+            (the improved modes' default), or fitted and enhanced as picture (``False``, the
+            published way); ``None`` keeps the recipe's.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
 
     Example:
@@ -221,6 +236,7 @@ class ZeroIG:
         fit_crop: int | None = None,
         brightness: float | None = None,
         exposure_gain: bool | None = None,
+        keep_borders: bool | None = None,
         **widths: int,
     ):
         self.recipe: Recipe = get_recipe(mode)
@@ -229,6 +245,8 @@ class ZeroIG:
                 raise ValueError(f"brightness must be in (0, {MAX_BRIGHTNESS}], got {brightness}")
             self.recipe = replace(self.recipe, brightness=brightness)
         self.recipe = self.recipe.with_exposure_gain(exposure_gain)
+        if keep_borders is not None:
+            self.recipe = replace(self.recipe, keep_borders=keep_borders)
         if fit_crop is not None:
             if fit_crop < MIN_FIT_SIDE:
                 raise ValueError(f"fit_crop must be at least {MIN_FIT_SIDE}")
@@ -320,8 +338,20 @@ class ZeroIG:
         (the average if there is one), on ``image``, laid out as for :meth:`fit`. Lower is better;
         scores compare checkpoints of one image only. For scripts that trace a fit
         (``benchmarks/selection_trace.py``)."""
+        return self._score(self._current_net(), self._fit_input(image), domain)
+
+    def content_box(self, image: torch.Tensor) -> ContentBox:
+        """The part of ``image`` ``(1, 3, H, W)`` this model fits and infers on: what its flat
+        borders enclose (:func:`borders.find_content`) with ``keep_borders``, else all of it."""
+        if self.recipe.keep_borders:
+            return find_content(image)
+        return ContentBox.whole(*image.shape[-2:])
+
+    def _fit_input(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``image`` as laid out for :meth:`fit` -> the ``(1, 3, h, w)`` tensor the fit runs on:
+        within its borders (with ``keep_borders``), edge-padded to ``MIN_FIT_SIDE``."""
         tensor, _ = _to_tensor(image, self.device)
-        return self._score(self._current_net(), tensor, domain)
+        return _padded_to_fit(self.content_box(tensor).crop(tensor)).contiguous()
 
     def _score(self, net: ZeroIGNet, image: torch.Tensor, domain: str | None = None) -> float:
         """``pair_consistency`` of ``net`` on ``image`` ``(1, 3, H, W)``, in this engine's convolution precision."""
@@ -394,7 +424,7 @@ class ZeroIG:
         """
         if steps < 0:
             raise ValueError("steps must be >= 0")
-        tensor, _ = _to_tensor(image, self.device)
+        tensor = self._fit_input(image)
         if self.acceleration.channels_last:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         if self.device.type == "cuda":
@@ -538,7 +568,13 @@ class ZeroIG:
         recipes that read out with the image's statistics, as many per view as there are pieces
         whose statistics are gathered (:func:`inference_passes`). Stopping early (``close()``, or
         dropping the generator) abandons the inference; the model stays usable.
+        With ``keep_borders``, the passes run on what the flat borders of ``image`` (and of
+        ``statistics_from``) enclose, and the borders are copied to the outputs unchanged.
         """
+        framed, box = image, self.content_box(image)
+        image = _padded_to_fit(box.crop(image))
+        if statistics_from is not None:
+            statistics_from = _padded_to_fit(self.content_box(statistics_from).crop(statistics_from))
         height, width = image.shape[-2:]
         tile = _automatic_tile(height, width, tile)
         size = _ensemble_size(self.recipe, ensemble)
@@ -570,7 +606,7 @@ class ZeroIG:
             if self.recipe.fit_brightness_ratio is not None:
                 gain = gain_to_brightness(denoise, self.recipe.brightness)
                 enhance, denoise = (enhance * gain).clamp(0, 1), (denoise * gain).clamp(0, 1)
-            return Outputs(enhance, denoise, linear)
+            return Outputs(*(_framed(output, framed, box) for output in (enhance, denoise, linear)))
         finally:
             self.net.train()
 

@@ -325,6 +325,7 @@ def improved_recipe(name: str = IMPROVED_MODE, options: ImprovedOptions = PUBLIS
     settings.setdefault("select_after", DEFAULT_LATE_AFTER)
     settings.setdefault("inference_ensemble", DEFAULT_ENSEMBLE)
     settings.setdefault("fit_brightness_ratio", DEFAULT_FIT_BRIGHTNESS_RATIO)
+    settings.setdefault("keep_borders", True)
     description = (
         "the published fit, read out with the image's own normalisation statistics (as in training) "
         "and averaged weights, learning rate lowered to 1e-4 after 250 steps, best weights by a "
@@ -346,7 +347,7 @@ def ablation_recipes() -> dict:
     """
     published = {
         "inference_statistics": "running", "weight_average": None, "late_learning_rate": None, "late_after": 0,
-        "select_after": None, "inference_ensemble": 1, "fit_brightness_ratio": None,
+        "select_after": None, "inference_ensemble": 1, "fit_brightness_ratio": None, "keep_borders": False,
     }
     variants = {
         "faithful+image-statistics": (PUBLISHED_LOSS, {**published, "inference_statistics": "image"}),
@@ -358,6 +359,7 @@ def ablation_recipes() -> dict:
         "improved+plateau-rate": (PUBLISHED_LOSS, {"late_on_plateau": PLATEAU_PATIENCE}),
         "improved-average": (PUBLISHED_LOSS, {"weight_average": None}),
         "improved-ensemble": (PUBLISHED_LOSS, {"inference_ensemble": 1}),
+        "improved-borders": (PUBLISHED_LOSS, {"keep_borders": False}),
         "improved+gamma": (replace(PUBLISHED_LOSS, exposure="gamma"), {}),
         "improved+quirks": (replace(PUBLISHED_LOSS, fix_quirks=True), {}),
         "improved+gamma+quirks": (replace(PUBLISHED_LOSS, exposure="gamma", fix_quirks=True), {}),

@@ -41,7 +41,10 @@ class Recipe:
     Without ``fit_brightness_ratio`` the fit's exposure rule alone sets it: ``loss(net, image,
     brightness)``. With it, the fit aims at ``fit_brightness_ratio * brightness``, and inference
     multiplies both outputs by the one gain that brings the denoised output's mean luminance to
-    ``brightness`` (:func:`improved.exposure_gain`)."""
+    ``brightness`` (:func:`improved.exposure_gain`).
+
+    ``keep_borders`` leaves an image's flat borders (letterbox bars, zero fill: :mod:`borders`) out
+    of the fit and the inference and copies them to the outputs as they came in."""
 
     name: str
     loss: Callable[[ZeroIGNet, torch.Tensor, float], torch.Tensor]
@@ -62,6 +65,7 @@ class Recipe:
     inference_ensemble: int = 1
     brightness: float = PUBLISHED_BRIGHTNESS
     fit_brightness_ratio: float | None = None
+    keep_borders: bool = False
 
     def fit_brightness(self) -> float:
         """The mean luminance the fit's exposure rule aims at."""

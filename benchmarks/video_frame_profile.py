@@ -43,7 +43,7 @@ def main() -> None:
             model = part("weight average", lambda: enhancer._inference_model(restart=fresh))
             outputs = part("infer", lambda: model.infer_tensor(frame, statistics_from=view.permute(2, 0, 1).unsqueeze(0), ensemble=1))
             enhancer.frames_done += 1
-            filtered = part("temporal filter", lambda: enhancer._temporal(outputs.denoise, reset=fresh))
+            filtered = part("temporal filter", lambda: enhancer._temporal_filter(outputs.denoise, reset=fresh))
             part("download", lambda: filtered[0].permute(1, 2, 0).mul(255).clamp(0, 255).byte().cpu().numpy())
         medians = {name: 1e3 * float(np.median(values[5:])) for name, values in times.items()}
         print(f"{width}x{height}: " + ", ".join(f"{name} {ms:.1f}" for name, ms in medians.items())

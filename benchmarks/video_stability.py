@@ -51,11 +51,12 @@ from video.pipeline import enhance_video
 from video.scenecut import SceneCutDetector, frame_difference, luma_thumbnail
 from video.source import decode_frames
 from video.temporal import TemporalFilter
-from zeroig_plugin import available_modes, describe_device
+from zeroig_plugin import ContentBox, available_modes, describe_device, paste_content
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("ZEROIG_SHARED", REPO.parent / "shared")) / "data" / "video-dev"
 EVERY_FRAME_IS_A_CUT = -1.0  # a scene-cut threshold below any statistic: each frame is fitted from scratch
+KEEP_BORDERS = {"mode": None, "on": True, "off": False}
 MOVED_PX = 2.0  # held_back: input flow (px) above which a pixel counts as moved
 CHANGED = 40 / 255  # held_back: and its unfiltered output changed by more than this (channel mean)
 
@@ -75,6 +76,10 @@ def parse_args() -> argparse.Namespace:
                         help="of the '+ filter' rows (0: no filtered rows)")
     parser.add_argument("--methods", default="warm,independent", help="comma-separated: warm, independent")
     parser.add_argument("--output", choices=["enhance", "denoise"], default="denoise")
+    parser.add_argument("--keep-borders", choices=sorted(KEEP_BORDERS), default="mode",
+                        help="leave flat borders (letterbox bars) out of the fits: as the mode does, on or off")
+    parser.add_argument("--border-tolerance", type=float, default=DEFAULTS.border_tolerance * 255,
+                        help="the most a bar's values may differ, in 8-bit levels")
     parser.add_argument("--mode", choices=available_modes(), default="default")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is faster on a busy shared CPU)")
@@ -109,18 +114,21 @@ def quantize(frame: np.ndarray) -> np.ndarray:
     return np.clip(frame * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def run_method(frames: list[np.ndarray], settings: WarmStartSettings, args) -> tuple[list[np.ndarray], list[bool], float, int]:
+def run_method(
+    frames: list[np.ndarray], settings: WarmStartSettings, args
+) -> tuple[list[np.ndarray], list[bool], list[ContentBox | None], float, int]:
     """Enhance ``frames`` in order (float in, so float out: the filter rows start from the
-    unquantised output); returns float outputs, where the enhancer restarted, seconds, total
-    fitting steps."""
+    unquantised output); returns float outputs, where the enhancer restarted, the box within each
+    frame's borders it enhanced (``None``: no borders), seconds, total fitting steps."""
     enhancer = WarmStartEnhancer(settings, mode=args.mode, device=args.device)
-    outputs, restarts, steps = [], [], 0
+    outputs, restarts, boxes, steps = [], [], [], 0
     started = time.perf_counter()
     for frame in frames:
         outputs.append(enhancer.enhance(frame.astype(np.float32) / 255))
         restarts.append(enhancer.last_report.index == 0 or enhancer.last_report.scene_cut)
+        boxes.append(enhancer.last_report.picture_box)
         steps += enhancer.last_report.steps
-    return outputs, restarts, time.perf_counter() - started, steps
+    return outputs, restarts, boxes, time.perf_counter() - started, steps
 
 
 def default_cuts(frames: list[np.ndarray]) -> list[bool]:
@@ -130,15 +138,20 @@ def default_cuts(frames: list[np.ndarray]) -> list[bool]:
             for index, frame in enumerate(frames)]
 
 
-def temporal_filter(outputs: list[np.ndarray], restarts: list[bool], strength: float, device: str) -> tuple[list[np.ndarray], float]:
-    """The filter over recorded float outputs; returns filtered float frames and seconds."""
+def temporal_filter(
+    outputs: list[np.ndarray], restarts: list[bool], boxes: list[ContentBox | None], strength: float, device: str
+) -> tuple[list[np.ndarray], float]:
+    """The filter over recorded float outputs, each frame's borders (outside its box) put back
+    after it as the enhancer does; returns filtered float frames and seconds."""
     stage = TemporalFilter(strength)
     target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
     filtered, seconds = [], 0.0
-    for output, restart in zip(outputs, restarts):
+    for output, restart, box in zip(outputs, restarts, boxes):
         frame = torch.from_numpy(output).permute(2, 0, 1)[None].to(target)
         started = time.perf_counter()
         result = stage(frame, reset=restart)
+        if box is not None:
+            result = paste_content(frame, box, box.crop(result))
         if target.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - started
@@ -220,7 +233,8 @@ def quality(outputs: list[np.ndarray], truth: list[np.ndarray] | None) -> tuple[
 def stability_table(args) -> None:
     print(f"device: {describe_device(args.device)}; mode {args.mode}; output {args.output}; fit size {args.fit_size}; "
           f"{args.frames} frames per clip from frame {args.skip}; warm start = {args.first_iters} steps then "
-          f"{args.iters_per_frame}/frame, weight smoothing {args.weight_smoothing}; temporal filter {args.temporal_strength}")
+          f"{args.iters_per_frame}/frame, weight smoothing {args.weight_smoothing}; temporal filter {args.temporal_strength}; "
+          f"keep borders: {args.keep_borders} (tolerance {args.border_tolerance:g} levels)")
     print()
     print("| clip | method | steps | warping error (x1e3) | luma flicker (x1e3) | mean luma | PSNR dB | SSIM | "
           "PSNR where moved | held back where moved, mean / max | frames/s |")
@@ -234,9 +248,11 @@ def stability_table(args) -> None:
             "warm": WarmStartSettings(
                 args.first_iters, args.iters_per_frame, args.fit_size,
                 weight_smoothing=args.weight_smoothing, output=args.output, temporal_strength=0.0,
+                keep_borders=KEEP_BORDERS[args.keep_borders], border_tolerance=args.border_tolerance / 255,
             ),
             "independent": WarmStartSettings(
                 per_frame, 0, args.fit_size, EVERY_FRAME_IS_A_CUT, output=args.output, temporal_strength=0.0,
+                keep_borders=KEEP_BORDERS[args.keep_borders], border_tolerance=args.border_tolerance / 255,
             ),
         }
         methods = {name: methods[name] for name in args.methods.split(",")}
@@ -246,11 +262,11 @@ def stability_table(args) -> None:
         moved = moved_masks(frames)
         errors = {}
         for method, settings in methods.items():
-            outputs, restarts, seconds, steps = run_method(frames, settings, args)
+            outputs, restarts, boxes, seconds, steps = run_method(frames, settings, args)
             rows = [(method, outputs, seconds, None)]
             if args.temporal_strength:
                 restarts = restarts if method == "warm" else default_cuts(frames)
-                filtered, filter_seconds = temporal_filter(outputs, restarts, args.temporal_strength, args.device)
+                filtered, filter_seconds = temporal_filter(outputs, restarts, boxes, args.temporal_strength, args.device)
                 rows.append((f"{method} + filter", filtered, seconds + filter_seconds, held_back(filtered, outputs, moved)))
             for label, result, total_seconds, ghost in rows:
                 result = [quantize(frame) for frame in result]

@@ -71,9 +71,12 @@ def _flat_run(lowest: torch.Tensor, highest: torch.Tensor, tolerance: float) -> 
 def _band_ends(image: torch.Tensor, dim: int, tolerance: float) -> tuple[int, int]:
     """``(start, end)`` of the lines along ``dim`` (2: rows, 3: columns) of ``(N, C, H, W)`` left
     after flat bands at either end."""
+    lines = image.shape[dim]
+    edges = image.index_select(dim, torch.tensor([0, lines - 1], device=image.device))
     reduce = tuple(d for d in range(4) if d != dim)
+    if bool((edges.amax(dim=reduce) - edges.amin(dim=reduce) > tolerance).all()):
+        return 0, lines  # neither outermost line is flat: no border (most images), without a full scan
     lowest, highest = image.amin(dim=reduce), image.amax(dim=reduce)
-    lines = lowest.shape[0]
     leading = _flat_run(lowest, highest, tolerance)
     trailing = _flat_run(lowest.flip(0), highest.flip(0), tolerance)
     start = leading if leading >= MIN_BORDER else 0

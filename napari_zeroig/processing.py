@@ -272,6 +272,9 @@ def enhance_stack(
     wanted = OUTPUTS_OF_CHOICE[settings.output]
     targets = [np.empty(data.shape, data.dtype) if kind in wanted else None for kind in ImageOutputs._fields]
     planes, total = layout.channels * layout.planes_per_channel, settings.progress_total(layout)
+    # A plane with flat borders is inferred in fewer tiles than planned: its passes are spread
+    # over the planned units, so the bar still ends at the total.
+    planned_passes = settings.inference_passes(layout)
     done = plane = 0
     for channel, scale in enumerate(scales):
         for order, index in enumerate(layout.planes(channel)):
@@ -306,9 +309,10 @@ def enhance_stack(
                     break
                 if passes_done < plane_passes and time.perf_counter() - reported < REPORT_INTERVAL_S:
                     continue
-                yield Progress(done + passes_done, total, plane, planes, plane_steps, plane_steps, None, passes_done, plane_passes)
+                units = passes_done * planned_passes // plane_passes
+                yield Progress(done + units, total, plane, planes, plane_steps, plane_steps, None, passes_done, plane_passes)
                 reported = time.perf_counter()
-            done += plane_passes
+            done += planned_passes
             for target, values in zip(targets, result):
                 if target is not None:
                     restored = scale.from_unit(values)

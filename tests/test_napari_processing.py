@@ -250,3 +250,20 @@ def test_the_brightness_setting_reaches_the_fit(dark_scene_rgb8):
         _, outputs = run_to_end(enhance_stack(plane, layout, settings))
         means[brightness] = outputs.denoised.mean() / 255
     assert means[0.25] == pytest.approx(0.25, abs=0.1) and means[0.7] == pytest.approx(0.7, abs=0.1)
+
+
+def test_zero_fill_is_passed_through_and_the_bar_ends_at_its_total(monkeypatch):
+    """A registered plane's zero fill stays zero; tiled, it needs fewer passes than planned."""
+    rng = np.random.default_rng(9)
+    image = np.zeros((40, 40), np.uint16)
+    image[:, 14:] = rng.integers(200, 900, (40, 26))
+    monkeypatch.setattr(processing, "LARGE_PLANE_PIXELS", 32 * 32)
+    monkeypatch.setattr(processing, "INFERENCE_TILE", 16)
+    settings = RunSettings(steps=1, device="cpu", output="all", ensemble=1)
+    layout = StackLayout(image.shape, rgb=False)
+    ticks, outputs = run_to_end(enhance_stack(image, layout, settings))
+    assert ticks[-1].inference_passes < settings.inference_passes(layout)  # 26 columns: fewer tiles
+    assert ticks[-1].done == ticks[-1].total == settings.progress_total(layout)
+    assert [tick.done for tick in ticks] == sorted(tick.done for tick in ticks)
+    for result in (outputs.enhanced, outputs.denoised, outputs.linear):
+        assert not result[:, :14].any() and result[:, 14:].mean() > 0

@@ -116,7 +116,8 @@ def video_command(
     """Enhance a low-light video, frame by frame, each fit warm-started from the previous frame.
 
     Timestamps (variable frame rate too), rotation and audio are kept; the video is re-encoded
-    with libx264 (yuv420p). The output is written under a temporary name and renamed when done;
+    with libx264 (yuv420p). Letterbox and pillarbox bars stay as they are: only the picture
+    between them is fitted and enhanced (in every mode but faithful). The output is written under a temporary name and renamed when done;
     Ctrl-C keeps the frames finished so far as a valid, shorter video.
     """
     import sys

@@ -185,6 +185,9 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     channel's first plane is fitted for --iters steps and every later plane for --iters-per-plane,
     starting from the previous plane's weights.
 
+    Flat borders (letterbox bars, the zero fill around a registered image) are not fitted and are
+    written out as they came in, in every mode but faithful.
+
     \b
     Examples:
       zeroig enhance dark.png -o out/                     # 2000 steps, the default mode

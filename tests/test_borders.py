@@ -112,6 +112,20 @@ def test_video_enhancer_keeps_bars_black_and_its_picture_box_still_within_a_scen
     assert len(set(fitted_shapes)) == 1  # the fit's input did not shrink to the second frame's bars
 
 
+def test_a_black_frame_before_a_letterboxed_scene_does_not_set_its_box():
+    """A fade from black: the first frame is blank, the bars appear with the picture."""
+    settings = WarmStartSettings(first_iters=1, iters_per_frame=1, fit_size=0, scene_cut_threshold=None)
+    enhancer = WarmStartEnhancer(settings, device="cpu")
+    fitted_shapes = []
+    real_fit = enhancer.model.fit
+    enhancer.model.fit = lambda image, steps, **kw: fitted_shapes.append(tuple(image.shape)) or real_fit(image, steps, **kw)
+    picture = (noisy_dark(24, 40) * 255).astype(np.uint8)
+    letterboxed = framed(picture.astype(np.float32), 8, 8, 0, 0).astype(np.uint8)
+    for divisor in (0, 16, 4, 1):  # black, then ever brighter (no scene cut: the first frame's fit goes on)
+        enhancer.enhance(letterboxed // divisor if divisor else np.zeros_like(letterboxed))
+    assert fitted_shapes[-2:] == [(24, 40, 3)] * 2  # the box of the first frame that showed the picture
+
+
 def test_video_enhancer_without_the_temporal_filter_treats_a_letterboxed_clip_as_the_clip():
     settings = WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=32, temporal_strength=0)
     frames = [(noisy_dark(40, 56, seed=seed) * 255).astype(np.uint8) for seed in range(3)]

@@ -235,12 +235,17 @@ class WarmStartEnhancer:
     def _content_box(self, frame: torch.Tensor, fresh: bool) -> ContentBox:
         """What the borders of ``frame`` ``(1, 3, H, W)`` enclose, grown to hold the box of the
         scene so far (a new scene starts from its first frame's); the whole frame without
-        ``keep_borders``."""
+        ``keep_borders``. A blank frame (a fade's black) is all picture but sets no box."""
         height, width = frame.shape[-2:]
         if not self.keep_borders:
             return ContentBox.whole(height, width)
-        box = find_content(frame, self.settings.border_tolerance)
-        if not fresh and self._box is not None and self._box.bottom <= height and self._box.right <= width:
+        if fresh:
+            self._box = None
+        tolerance = self.settings.border_tolerance
+        box = find_content(frame, tolerance)
+        if box.covers(height, width) and float(frame.amax() - frame.amin()) <= tolerance:
+            return box
+        if self._box is not None and self._box.bottom <= height and self._box.right <= width:
             box = box.union(self._box)
         self._box = box
         return box

@@ -18,9 +18,9 @@ restarts with the fit (first frame, scene cuts).
 
 Letterbox and pillarbox bars (flat borders, :mod:`zeroig_plugin.borders`) are left out of the fit
 and the inference and copied to the output as they came in, as the image front ends do. The box
-they enclose is found on the first frame of each scene and only grows within it (a frame whose
-dark edge happens to be flat further in does not shrink the picture), so the fit's input keeps
-its size from frame to frame.
+they enclose is found on the first frame of each scene (the first that is not blank, after a fade
+from black) and only grows within it (a frame whose dark edge happens to be flat further in does
+not shrink the picture), so the fit's input keeps its size from frame to frame.
 """
 from __future__ import annotations
 

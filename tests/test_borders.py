@@ -96,12 +96,17 @@ def test_faithful_mode_and_keep_borders_false_enhance_the_bars_as_published():
         assert model.infer(bordered, ensemble=1).denoise[:8].max() > 0.01
 
 
+def record_fitted_shapes(enhancer: WarmStartEnhancer) -> list[tuple]:
+    """The shape of every image the enhancer's model is fitted on, as it goes."""
+    shapes, real_fit = [], enhancer.model.fit
+    enhancer.model.fit = lambda image, steps, **options: shapes.append(tuple(image.shape)) or real_fit(image, steps, **options)
+    return shapes
+
+
 def test_video_enhancer_keeps_bars_black_and_its_picture_box_still_within_a_scene():
     settings = WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=32)
     enhancer = WarmStartEnhancer(settings, device="cpu")
-    fitted_shapes = []
-    real_fit = enhancer.model.fit
-    enhancer.model.fit = lambda image, steps, **kw: fitted_shapes.append(tuple(image.shape)) or real_fit(image, steps, **kw)
+    fitted_shapes = record_fitted_shapes(enhancer)
     picture = (noisy_dark(40, 56) * 255).astype(np.uint8)
     first = framed(picture.astype(np.float32), 12, 12, 0, 0).astype(np.uint8)
     darker_edge = first.copy()
@@ -116,9 +121,7 @@ def test_a_black_frame_before_a_letterboxed_scene_does_not_set_its_box():
     """A fade from black: the first frame is blank, the bars appear with the picture."""
     settings = WarmStartSettings(first_iters=1, iters_per_frame=1, fit_size=0, scene_cut_threshold=None)
     enhancer = WarmStartEnhancer(settings, device="cpu")
-    fitted_shapes = []
-    real_fit = enhancer.model.fit
-    enhancer.model.fit = lambda image, steps, **kw: fitted_shapes.append(tuple(image.shape)) or real_fit(image, steps, **kw)
+    fitted_shapes = record_fitted_shapes(enhancer)
     picture = (noisy_dark(24, 40) * 255).astype(np.uint8)
     letterboxed = framed(picture.astype(np.float32), 8, 8, 0, 0).astype(np.uint8)
     for divisor in (0, 16, 4, 1):  # black, then ever brighter (no scene cut: the first frame's fit goes on)

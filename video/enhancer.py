@@ -40,6 +40,12 @@ __all__ = ["WarmStartSettings", "FrameReport", "WarmStartEnhancer", "DEFAULTS"]
 _INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
+def _blank(frame: torch.Tensor, tolerance: float) -> bool:
+    """Whether ``frame`` holds one value to within ``tolerance`` (a fade's black); its top row is
+    read first, so a frame with a picture costs no full-frame pass."""
+    return all(float(part.amax() - part.amin()) <= tolerance for part in (frame[..., 0, :], frame))
+
+
 def _quantize(image: torch.Tensor) -> torch.Tensor:
     """Float in ``[0, 1]`` -> uint8, rounded, on the image's device."""
     return (image * 255 + 0.5).clamp(0, 255).to(torch.uint8)
@@ -243,7 +249,7 @@ class WarmStartEnhancer:
             self._box = None
         tolerance = self.settings.border_tolerance
         box = find_content(frame, tolerance)
-        if box.covers(height, width) and float(frame.amax() - frame.amin()) <= tolerance:
+        if box.covers(height, width) and _blank(frame, tolerance):
             return box
         if self._box is not None and self._box.bottom <= height and self._box.right <= width:
             box = box.union(self._box)

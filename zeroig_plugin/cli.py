@@ -79,16 +79,8 @@ def _expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[str]]:
 def _border_note(model, pixels) -> str:
     """Where the fit left an image's flat borders (letterbox bars, zero fill) as they were, what
     it enhanced instead; empty when it enhanced the whole image."""
-    import numpy as np
-    import torch
-
-    from .borders import find_content
-
-    if not model.recipe.keep_borders:
-        return ""
-    height, width = pixels.shape[:2]
-    box = find_content(torch.from_numpy(np.atleast_3d(pixels)).permute(2, 0, 1))
-    if box.covers(height, width):
+    box = model.content_box(pixels)
+    if box.covers(*pixels.shape[:2]):
         return ""
     return f"; flat borders left as they are, the {box.width}x{box.height} picture at x {box.left}, y {box.top} enhanced"
 

@@ -340,12 +340,15 @@ class ZeroIG:
         (``benchmarks/selection_trace.py``)."""
         return self._score(self._current_net(), self._fit_input(image), domain)
 
-    def content_box(self, image: torch.Tensor) -> ContentBox:
-        """The part of ``image`` ``(1, 3, H, W)`` this model fits and infers on: what its flat
-        borders enclose (:func:`borders.find_content`) with ``keep_borders``, else all of it."""
-        if self.recipe.keep_borders:
-            return find_content(image)
-        return ContentBox.whole(*image.shape[-2:])
+    def content_box(self, image: np.ndarray | torch.Tensor) -> ContentBox:
+        """The part of ``image`` (laid out as for :meth:`fit`, or a ``(1, 3, H, W)`` tensor) this
+        model fits and infers on: what its flat borders enclose (:func:`borders.find_content`)
+        with ``keep_borders``, else all of it."""
+        if not self.recipe.keep_borders:
+            return ContentBox.whole(*image.shape[-2:] if image.ndim == 4 else image.shape[:2])
+        if not (isinstance(image, torch.Tensor) and image.ndim == 4):
+            image = _to_tensor(image, torch.device("cpu"))[0]
+        return find_content(image)
 
     def _fit_input(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``image`` as laid out for :meth:`fit` -> the ``(1, 3, h, w)`` tensor the fit runs on:

@@ -74,6 +74,16 @@ def test_rgba_alpha_passes_through_untouched(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a_denoise.png"))[..., 3], rgba[..., 3])
 
 
+def test_colour_profile_of_a_photo_is_embedded_in_its_outputs(tmp_path):
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(_dark()).save(tmp_path / "phone.jpg", icc_profile=profile)
+    assert run(str(tmp_path / "phone.jpg"), "-o", str(tmp_path / "out")).exit_code == 0
+    for kind in ("enhance", "denoise"):
+        assert Image.open(tmp_path / "out" / f"phone_{kind}.png").info.get("icc_profile") == profile
+
+
 def test_folder_input_output_choice_loss_log_and_weights(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -320,3 +320,61 @@ def test_a_layout_the_tiff_writer_refuses_is_an_output_error_and_leaves_nothing(
     with pytest.raises(OutputError, match="out.tif: cannot write this TIFF layout"):  # OME has no 'I' axis
         write_stack(tmp_path / "out.tif", generic_pages.planes, like=generic_pages)
     assert list(tmp_path.iterdir()) == []
+
+
+def _profile(colour_space: bytes) -> bytes:
+    """An ICC profile (littleCMS's sRGB) whose header names ``colour_space``; readers copy it as bytes."""
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[16:20] = colour_space
+    return bytes(profile)
+
+
+@pytest.mark.parametrize(("suffix", "bits"), [(".png", 8), (".png", 16), (".jpg", 8)])
+def test_icc_profile_is_read_and_embedded_in_the_png_written(tmp_path, suffix, bits):
+    profile = _profile(b"RGB ")
+    source = tmp_path / f"p3{suffix}"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(source, icc_profile=profile)
+    image = read_image(source)
+    assert image.icc_profile == profile
+    out = write_image(tmp_path / "out.png", image.pixels, bits=bits, icc_profile=image.icc_profile)
+    written = read_image(out)
+    assert written.icc_profile == profile
+    assert written.bits == bits
+    np.testing.assert_allclose(written.pixels, image.pixels, atol=0.5 / 255)
+
+
+def test_gray_png_keeps_a_gray_profile_and_an_rgb_output_drops_it(tmp_path):
+    profile = _profile(b"GRAY")
+    source = tmp_path / "gray.png"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(source, icc_profile=profile)
+    image = read_image(source)
+    assert image.icc_profile == profile
+    assert read_image(write_image(tmp_path / "gray_out.png", image.pixels, icc_profile=profile)).icc_profile == profile
+    colour = np.repeat(image.pixels[..., None], 3, axis=2)
+    assert read_image(write_image(tmp_path / "rgb_out.png", colour, icc_profile=profile)).icc_profile is None
+
+
+def test_cmyk_profile_is_not_given_to_the_rgb_it_is_decoded_to(tmp_path):
+    source = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (8, 8), (10, 20, 30, 40)).save(source, icc_profile=_profile(b"CMYK"))
+    assert read_image(source).icc_profile is None
+
+
+@pytest.mark.parametrize("stack", [False, True])
+def test_tiff_icc_profile_is_copied_to_tiff_outputs(tmp_path, stack):
+    profile = _profile(b"RGB ")
+    source = tmp_path / "colour.tif"
+    shape = (2, 6, 8, 3) if stack else (6, 8, 3)
+    tifffile.imwrite(source, np.full(shape, 1000, np.uint16), photometric="rgb", iccprofile=profile)
+    out = tmp_path / "out.tif"
+    if stack:
+        loaded = read_stack(source)
+        write_stack(out, loaded.planes, like=loaded)
+    else:
+        loaded = read_image(source)
+        assert loaded.icc_profile == profile
+        write_tiff(out, loaded.pixels, like=loaded)
+    with tifffile.TiffFile(out) as written:
+        assert written.pages[0].tags["InterColorProfile"].value == profile

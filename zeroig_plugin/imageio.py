@@ -3,14 +3,18 @@ and TIFF stacks (several planes: z, time, channels).
 
 Pixels come back as float32 in ``[0, 1]`` (``(H, W)`` for gray, ``(H, W, 3)`` for colour) with the
 alpha channel kept apart, untouched, and the bit depth to write back with. EXIF orientation is
-applied. A TIFF of several planes is read whole by :func:`read_stack` (never one plane of it
+applied. An embedded ICC colour profile is kept and written with the outputs: their values are in
+the input's encoding, so a Display P3 or Adobe RGB photo without its profile would be shown as
+sRGB, its colours wrong. A TIFF of several planes is read whole by :func:`read_stack` (never one plane of it
 silently) and written back by :func:`write_stack` with its axes and pixel size. Writes go to a
 temporary name and are renamed into place when complete.
 """
 from __future__ import annotations
 
 import os
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +50,10 @@ class LoadedImage:
         stored_dtype, stored_scale: the input's dtype (uint8 for 1-bit) and what ``pixels`` were
             divided by (:func:`value_scale`), so that :func:`write_tiff` writes outputs as stored
             (by default the unsigned integers of ``bits``).
-        tiff_metadata: for TIFF input, the pixel size that :func:`write_tiff` copies (as
-            :attr:`LoadedStack.metadata`; empty where the file has none); else ``None``.
+        tiff_metadata: for TIFF input, the pixel size and ICC profile that :func:`write_tiff`
+            copies (as :attr:`LoadedStack.metadata`; empty where the file has none); else ``None``.
+        icc_profile: the ICC colour profile embedded in the input, or ``None``; pass it to
+            :func:`write_image`.
     """
 
     pixels: np.ndarray
@@ -57,6 +63,7 @@ class LoadedImage:
     stored_dtype: np.dtype | None = None
     stored_scale: float | None = None
     tiff_metadata: dict | None = None
+    icc_profile: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.stored_dtype is None:  # made by hand: stored as its bit depth says
@@ -134,16 +141,20 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(transforms[orientation](array)) if orientation in transforms else array
 
 
-def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None]:
+def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None]:
     """Decode ``path`` to an ``(H, W)`` or ``(H, W, C)`` array in its stored dtype, plus its EXIF
-    orientation and, for a TIFF, its pixel size (``None`` for other formats)."""
+    orientation, for a TIFF its pixel size and ICC profile (``None`` for other formats), and the ICC
+    profile of the colours it was decoded to (``None`` where it has none, or where they were
+    converted from another colour space, as CMYK is to RGB)."""
     from PIL import Image, UnidentifiedImageError
 
     tiff_metadata = None
     if _is_tiff(path):
         array, orientation, tiff_metadata = _read_tiff_page(path)
         if array is not None:
-            return array, orientation, tiff_metadata
+            colours = 1 if array.ndim == 2 or array.shape[2] <= 2 else 3
+            profile = tiff_metadata.get("iccprofile")
+            return array, orientation, tiff_metadata, profile if _profile_fits(profile, colours) else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -153,6 +164,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None]:
                 image.load()  # decodes everything: truncated files fail here
                 if image_format not in _FORMATS:
                     raise InputError(f"{path}: unsupported image format {image_format} (use PNG, JPEG, TIFF or BMP)")
+                icc_profile = image.info.get("icc_profile") or None
                 if image_format == "PNG" and (image.mode.startswith("I") or _png_header(path)[0] == 16):
                     array = _read_png_with_opencv(path)
                 else:
@@ -163,7 +175,24 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None]:
         raise InputError(f"{path}: not an image Pillow can read (PNG, JPEG, TIFF or BMP expected)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: cannot decode image ({error})") from None
-    return array, orientation, tiff_metadata
+    colours = 1 if array.ndim == 2 or array.shape[2] <= 2 else 3
+    return array, orientation, tiff_metadata, icc_profile if _profile_fits(icc_profile, colours) else None
+
+
+def _profile_fits(profile: bytes | None, colours: int) -> bool:
+    """Whether ICC ``profile`` describes pixels of ``colours`` channels (1: gray, 3: RGB), by the
+    data colour space in its header: a CMYK or Lab profile does not describe the RGB a CMYK or Lab
+    image is decoded to."""
+    if not profile or len(profile) < 128:
+        return False
+    return profile[16:20] == (b"GRAY" if colours == 1 else b"RGB ")
+
+
+def _with_png_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
+    """``png`` with a chunk of ``kind`` inserted right after its header chunk (IHDR: 8 bytes of
+    signature, then 25 of chunk), where ancillary chunks such as iCCP must precede the image data."""
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return png[:33] + chunk + png[33:]
 
 
 def _read_tiff_page(path: Path) -> tuple[np.ndarray | None, int, dict]:
@@ -280,7 +309,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise InputError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
-    array, orientation, tiff_metadata = _read_pixels(path)
+    array, orientation, tiff_metadata, icc_profile = _read_pixels(path)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
@@ -298,14 +327,19 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     stored_dtype, stored_scale = stored_form(array, scale)
     if tiff_metadata and orientation in _TRANSPOSING_ORIENTATIONS and "resolution" in tiff_metadata:
         tiff_metadata = {**tiff_metadata, "resolution": tiff_metadata["resolution"][::-1]}
-    return LoadedImage(pixels, alpha, bits, path, stored_dtype, stored_scale, tiff_metadata)
+    return LoadedImage(pixels, alpha, bits, path, stored_dtype, stored_scale, tiff_metadata, icc_profile)
 
 
-def write_image(path: str | os.PathLike, pixels: np.ndarray, bits: int = 8, alpha: np.ndarray | None = None) -> Path:
+def write_image(
+    path: str | os.PathLike, pixels: np.ndarray, bits: int = 8, alpha: np.ndarray | None = None,
+    icc_profile: bytes | None = None,
+) -> Path:
     """Write float pixels (``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]``) as a PNG of ``bits`` depth.
 
     ``alpha`` (stored values, any integer dtype) is appended unchanged (rescaled only if its depth
-    differs from ``bits``). The file appears at ``path`` only once fully written.
+    differs from ``bits``). ``icc_profile`` (:attr:`LoadedImage.icc_profile`) is embedded where it
+    describes the pixels written (an RGB profile for colour, a gray one for gray), else left out.
+    The file appears at ``path`` only once fully written.
 
     Raises:
         OutputError: the file cannot be written.
@@ -323,7 +357,10 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, bits: int = 8, alph
     ok, encoded = cv2.imencode(".png", array)
     if not ok:
         raise OutputError(f"{path}: PNG encoding failed")
-    return _write_atomically(path, encoded.tofile)
+    png = encoded.tobytes()
+    if _profile_fits(icc_profile, 1 if pixels.ndim == 2 else 3):
+        png = _with_png_chunk(png, b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile))
+    return _write_atomically(path, lambda temporary: temporary.write_bytes(png))
 
 
 def _write_atomically(path: Path, write) -> Path:
@@ -348,8 +385,8 @@ class LoadedStack:
         axes: one letter per axis of ``planes`` as tifffile names them (``"ZCYX"``, ``"TYXS"``,
             ``"IYX"``...): ``C`` holds channels, ``S`` colour samples, ``Y`` and ``X`` the plane.
         metadata: what :func:`write_stack` copies to outputs: the pixel size, ImageJ's spacing,
-            unit and frame interval, and OME-XML's physical sizes, time increment and channel
-            names, where the file has them.
+            unit and frame interval, OME-XML's physical sizes, time increment and channel
+            names, and the ICC colour profile, where the file has them.
         path: where it came from.
     """
 
@@ -458,6 +495,9 @@ def _tiff_metadata(tiff) -> dict:
         metadata["imagej"] = {k: v for k, v in tiff.imagej_metadata.items() if k in _IMAGEJ_METADATA}
     if tiff.is_ome and (ome := _ome_pixel_metadata(tiff)):
         metadata["ome"] = ome
+    profile = page.tags.get("InterColorProfile")
+    if profile is not None and isinstance(profile.value, bytes):
+        metadata["iccprofile"] = profile.value
     return metadata
 
 
@@ -523,6 +563,8 @@ def _write_tiff(path: Path, planes: np.ndarray, axes: str, metadata: dict, rgb: 
         tags = {**metadata.get("imagej", {}), "axes": axes} if imagej else {"axes": axes}
     if extra:
         options["extrasamples"] = ["unassalpha"] * extra
+    if _profile_fits(metadata.get("iccprofile"), 3 if rgb else 1):
+        options["iccprofile"] = metadata["iccprofile"]
     photometric = "rgb" if rgb else "minisblack"
 
     def write(temporary: Path) -> None:

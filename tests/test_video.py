@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from video.cli import video_command
 from video.enhancer import WarmStartEnhancer, WarmStartSettings
 from video.pipeline import VideoInterrupted, enhance_video, iter_enhanced_frames
+from video.sink import VideoSink
 from video.source import decode_frames, probe
 from video.threads import BackgroundConsumer, prefetch
 from zeroig_plugin import MAX_BRIGHTNESS, InputError, OutputError
@@ -162,6 +163,54 @@ def test_ten_bit_input_read_at_16_bits(tmp_path):
     assert frames[0].rgb.dtype == np.uint16 and frames[0].rgb.shape == (32, 32, 3)
     out = tiny_enhancer().enhance(frames[0].rgb)
     assert out.dtype == np.uint8 and out.shape == (32, 32, 3)
+
+
+COLOUR_PATCHES = ((200, 40, 40), (40, 200, 40), (40, 40, 200), (220, 200, 60))
+
+
+def make_colour_clip(path: Path, width: int, matrix: str, full_range: bool, tags: dict | None) -> np.ndarray:
+    """Three frames of saturated colour bars (16 px high) encoded with ``matrix`` and range, tagged
+    with ``tags`` (codec-context colour fields) or untagged; returns the bars' RGB."""
+    rgb = np.repeat(np.repeat(np.array(COLOUR_PATCHES, np.uint8)[None], width // 4, axis=1), 16, axis=0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"crf": "0", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, 16, "yuv420p"
+        for name, value in (tags or {}).items():
+            setattr(stream.codec_context, name, value)
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace=matrix, dst_color_range="JPEG" if full_range else "MPEG")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return rgb
+
+
+def _bar_error(decoded: np.ndarray, rgb: np.ndarray) -> int:
+    """Largest difference inside the bars (chroma subsampling blurs their edges)."""
+    width = rgb.shape[1] // 4
+    inner = np.concatenate([np.arange(i * width + 2, (i + 1) * width - 2) for i in range(4)])
+    return int(np.abs(decoded[:, inner].astype(int) - rgb[:, inner]).max())
+
+
+@pytest.mark.parametrize(("width", "matrix"), [(1280, "ITU709"), (320, "ITU601")])
+def test_untagged_video_is_read_with_the_matrix_players_assume_for_its_size(tmp_path, width, matrix):
+    rgb = make_colour_clip(tmp_path / "untagged.mp4", width, matrix, full_range=False, tags=None)
+    assert _bar_error(next(decode_frames(tmp_path / "untagged.mp4")).rgb, rgb) <= 3
+
+
+def test_colour_tags_are_read_converted_with_and_written_to_the_output(tmp_path):
+    tags = {"colorspace": 1, "color_range": 2, "color_primaries": 1, "color_trc": 1}  # BT.709, full range
+    rgb = make_colour_clip(tmp_path / "tagged.mp4", 128, "ITU709", full_range=True, tags=tags)
+    assert _bar_error(next(decode_frames(tmp_path / "tagged.mp4")).rgb, rgb) <= 3
+    enhance_video(tmp_path / "tagged.mp4", tmp_path / "copy.mp4", tiny_enhancer(NO_FIT))
+    frame = first_frame(tmp_path / "copy.mp4")
+    assert (frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc) == (1, 2, 1, 1)
+    passthrough = tmp_path / "passthrough.mp4"
+    with VideoSink(passthrough, probe(tmp_path / "tagged.mp4"), None, crf=0) as sink:
+        for decoded in decode_frames(tmp_path / "tagged.mp4"):
+            sink.write(decoded.rgb, decoded.pts)
+    assert _bar_error(next(decode_frames(passthrough)).rgb, rgb) <= 6  # two 8-bit round trips; the wrong matrix: 27
 
 
 def test_audio_the_container_cannot_hold_is_reencoded_to_aac(tmp_path):

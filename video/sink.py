@@ -1,5 +1,6 @@
 """Writing the enhanced video with PyAV: libx264 yuv420p, the input's exact timestamps, its
-rotation matrix and its audio (see :mod:`video.audio`).
+rotation matrix, its colour tags (YUV matrix and range, primaries, transfer: the frames are converted
+with the matrix and range they are tagged with) and its audio (see :mod:`video.audio`).
 """
 from __future__ import annotations
 
@@ -85,6 +86,9 @@ class VideoSink:
                 "by repeating the last row/column (yuv420p needs even sides)"
             )
         stream.pix_fmt = "yuv420p"
+        context = stream.codec_context
+        context.colorspace, context.color_range = info.colour.matrix, 2 if info.colour.full_range else 1
+        context.color_primaries, context.color_trc = info.colour.primaries, info.colour.transfer
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
         stream.thread_type = "AUTO"
@@ -94,7 +98,10 @@ class VideoSink:
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one uint8 ``(H, W, 3)`` RGB frame (the input's size) at ``pts`` (input time base)."""
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pad_to_even(rgb)), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pad_to_even(rgb)), format="rgb24").reformat(
+            format="yuv420p", dst_colorspace=self.info.colour.swscale_matrix,
+            dst_color_range="JPEG" if self.info.colour.full_range else "MPEG",
+        )
         frame.pts = pts
         frame.time_base = self.info.time_base
         if self._last_pts is not None and pts > self._last_pts:

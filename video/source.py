@@ -1,7 +1,9 @@
 """Reading a video with PyAV: probe what it holds, then decode every frame with its exact timestamp.
 
 Frames come out as RGB ``(H, W, 3)`` arrays: uint8 for 8-bit video, uint16 (``rgb48le``) for
-inputs with more bits per component, so no precision is lost before the fit.
+inputs with more bits per component, so no precision is lost before the fit. YUV is converted with
+the matrix and range the stream is tagged with; an untagged stream is read as players show it
+(:func:`colour_tags`), and the writer encodes with the same tags.
 """
 from __future__ import annotations
 
@@ -15,7 +17,48 @@ import av
 import numpy as np
 from zeroig_plugin import InputError
 
-__all__ = ["VideoInfo", "DecodedFrame", "probe", "decode_frames", "open_input"]
+__all__ = ["ColourTags", "VideoInfo", "DecodedFrame", "colour_tags", "probe", "decode_frames", "open_input"]
+
+_BT709, _SMPTE170M = 1, 6  # AVColorSpace
+_FULL_RANGE, _UNSPECIFIED_RANGE = 2, 0  # AVColorRange
+_SWSCALE_MATRICES = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
+"""The AVColorSpace matrices swscale converts with, by the names PyAV's reformatter takes."""
+
+
+@dataclass(frozen=True)
+class ColourTags:
+    """How a stream's YUV samples become colours, as FFmpeg numbers its tags.
+
+    Attributes:
+        matrix: YUV <-> RGB matrix (AVColorSpace: 1 BT.709, 6 BT.601, 9 BT.2020, ...), never
+            unspecified: an untagged stream gets the one players assume (:func:`colour_tags`).
+        full_range: samples span 0-255 (JPEG range) rather than 16-235 (MPEG, TV range).
+        primaries, transfer: AVColorPrimaries and AVColorTransferCharacteristic, copied to the
+            output as they are (2: unspecified).
+    """
+
+    matrix: int
+    full_range: bool
+    primaries: int
+    transfer: int
+
+    @property
+    def swscale_matrix(self) -> str:
+        """The matrix by the name PyAV's reformatter takes."""
+        return _SWSCALE_MATRICES[self.matrix]
+
+
+def colour_tags(frame: av.VideoFrame) -> ColourTags:
+    """``frame``'s colour tags, with an untagged matrix read as players read it (mpv, VLC): BT.709
+    for HD (at least 1280 wide or over 576 high), BT.601 below; an untagged range is full for the
+    ``yuvj`` formats, TV range otherwise."""
+    matrix = frame.colorspace
+    if matrix not in _SWSCALE_MATRICES:  # untagged, RGB-coded, or one swscale lacks (YCgCo, ICtCp)
+        matrix = _BT709 if frame.width >= 1280 or frame.height > 576 else _SMPTE170M
+    full_range = frame.color_range == _FULL_RANGE or (
+        frame.color_range == _UNSPECIFIED_RANGE and frame.format.name.startswith("yuvj")
+    )
+    return ColourTags(matrix, full_range, frame.color_primaries, frame.color_trc)
 
 
 @dataclass(frozen=True)
@@ -32,6 +75,7 @@ class VideoInfo:
         average_rate: the average frame rate, used for the encoder's rate hint only.
         audio_codec: the first audio stream's codec name, or ``None`` when there is no audio.
         truncated: the container's index points past the end of the file (frames are missing).
+        colour: the first frame's :class:`ColourTags`, which the writer encodes and tags with.
     """
 
     width: int
@@ -44,6 +88,7 @@ class VideoInfo:
     average_rate: Fraction | None
     audio_codec: str | None
     truncated: bool
+    colour: ColourTags
 
 
 @dataclass(frozen=True)
@@ -112,6 +157,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             average_rate=stream.average_rate or stream.guessed_rate,
             audio_codec=audio,
             truncated=_index_past_end(stream, os.path.getsize(path)),
+            colour=colour_tags(first),
         )
 
 
@@ -145,8 +191,14 @@ def decode_frames(path: str | os.PathLike, max_frames: int | None = None) -> Ite
 
 
 def frame_to_rgb(frame: av.VideoFrame, high_depth: bool) -> np.ndarray:
-    """A decoded frame as ``(H, W, 3)`` RGB: uint16 (``rgb48le``) when ``high_depth``, else uint8."""
-    return frame.to_ndarray(format="rgb48le" if high_depth else "rgb24")
+    """A decoded frame as ``(H, W, 3)`` RGB: uint16 (``rgb48le``) when ``high_depth``, else uint8,
+    converted with its :func:`colour_tags` (swscale alone would read every untagged frame as
+    BT.601, which players show HD video with BT.709: greens 26 levels apart)."""
+    tags = colour_tags(frame)
+    return frame.to_ndarray(
+        format="rgb48le" if high_depth else "rgb24",
+        src_colorspace=tags.swscale_matrix, src_color_range="JPEG" if tags.full_range else "MPEG",
+    )
 
 
 def _decode(container: av.container.InputContainer, stream: av.VideoStream, path: str) -> Iterator[av.VideoFrame]:

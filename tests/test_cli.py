@@ -74,14 +74,18 @@ def test_rgba_alpha_passes_through_untouched(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a_denoise.png"))[..., 3], rgba[..., 3])
 
 
-def test_colour_profile_of_a_photo_is_embedded_in_its_outputs(tmp_path):
+def test_colour_profile_and_exif_of_a_photo_are_embedded_in_its_outputs(tmp_path):
     from PIL import ImageCms
 
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    Image.fromarray(_dark()).save(tmp_path / "phone.jpg", icc_profile=profile)
+    exif = Image.Exif()
+    exif[0x0110], exif[0x0112] = "Night 1", 3  # camera model, upside down
+    Image.fromarray(_dark()).save(tmp_path / "phone.jpg", icc_profile=profile, exif=exif)
     assert run(str(tmp_path / "phone.jpg"), "-o", str(tmp_path / "out")).exit_code == 0
     for kind in ("enhance", "denoise"):
-        assert Image.open(tmp_path / "out" / f"phone_{kind}.png").info.get("icc_profile") == profile
+        with Image.open(tmp_path / "out" / f"phone_{kind}.png") as written:
+            assert written.info.get("icc_profile") == profile
+            assert written.getexif()[0x0110] == "Night 1" and written.getexif()[0x0112] == 1
 
 
 def test_folder_input_output_choice_loss_log_and_weights(tmp_path):

@@ -378,3 +378,28 @@ def test_tiff_icc_profile_is_copied_to_tiff_outputs(tmp_path, stack):
         write_tiff(out, loaded.pixels, like=loaded)
     with tifffile.TiffFile(out) as written:
         assert written.pages[0].tags["InterColorProfile"].value == profile
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_is_written_with_the_outputs_upright_and_without_the_turned_dimensions(tmp_path, suffix):
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0132] = 6, "Acme", "2026:12:04 21:30:00"  # orientation, make, date
+    exif.get_ifd(0x8769).update({0x829A: (1, 4), 0xA002: 30, 0xA003: 20})  # exposure 1/4 s, pixel size
+    exif.get_ifd(0x8825)[1] = "N"  # GPS latitude reference
+    source = tmp_path / f"night{suffix}"
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(source, exif=exif)
+    image = read_image(source)
+    assert image.pixels.shape == (30, 20, 3)  # turned upright
+    with Image.open(write_image(tmp_path / "out.png", image.pixels, exif=image.exif)) as written:
+        kept = written.getexif()
+        assert kept[0x0112] == 1 and kept[0x010F] == "Acme" and kept[0x0132] == "2026:12:04 21:30:00"
+        assert dict(kept.get_ifd(0x8769)) == {0x829A: (1, 4)}
+        assert dict(kept.get_ifd(0x8825)) == {1: "N"}
+
+
+def test_malformed_or_missing_exif_is_no_exif(tmp_path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "plain.png")
+    assert read_image(tmp_path / "plain.png").exif is None
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "broken.jpg", exif=b"Exif\0\0not a tiff header")
+    broken = read_image(tmp_path / "broken.jpg")
+    assert broken.exif is None and broken.pixels.shape == (4, 4, 3)

@@ -7,7 +7,8 @@ Example::
     model = ZeroIG(device="auto")              # mode="faithful" is the published method, exactly
     model.fit(image.pixels, steps=2000)
     outputs = model.infer(image.pixels)        # .enhance, .denoise (and .linear), float32 in [0, 1]
-    write_image("bright.png", outputs.denoise, bits=image.bits, alpha=image.alpha, icc_profile=image.icc_profile)
+    write_image("bright.png", outputs.denoise, bits=image.bits, alpha=image.alpha,
+                icc_profile=image.icc_profile, exif=image.exif)
 
 Names are imported on first use so that ``zeroig --help`` does not load torch.
 """

@@ -169,9 +169,10 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     """Brighten and denoise images: each is fitted on its own, then inferred.
 
     INPUT is an image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
-    Outputs keep the input's bit depth (16-bit PNG for 16-bit input), gray stays gray, alpha and
-    the ICC colour profile are passed through. A TIFF gives TIFFs ({stem}_denoise.tif, ...) in its dtype (float stays float,
-    on its own scale) with its pixel size. Exit status: 0 all done, 1 some input failed, 2 usage error.
+    Outputs keep the input's bit depth (16-bit PNG for 16-bit input), gray stays gray; alpha, the
+    ICC colour profile and a photo's EXIF (orientation made upright) are passed through. A TIFF
+    gives TIFFs ({stem}_denoise.tif, ...) in its dtype (float stays float, on its own scale) with
+    its pixel size. Exit status: 0 all done, 1 some input failed, 2 usage error.
 
     A TIFF of several planes (z, time, channels) gives TIFF stacks of the same layout: each
     channel's first plane is fitted for --iters steps and every later plane for --iters-per-plane,
@@ -301,7 +302,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                             write_tiff(target, results[kind], like=image)
                         else:
                             write_image(target, results[kind], bits=image.bits, alpha=image.alpha,
-                                        icc_profile=image.icc_profile)
+                                        icc_profile=image.icc_profile, exif=image.exif)
                 loss_path, weights_path = extras
                 if loss_path is not None:
                     _write_text_atomically(loss_path, json.dumps(losses))

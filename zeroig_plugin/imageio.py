@@ -5,7 +5,8 @@ Pixels come back as float32 in ``[0, 1]`` (``(H, W)`` for gray, ``(H, W, 3)`` fo
 alpha channel kept apart, untouched, and the bit depth to write back with. EXIF orientation is
 applied. An embedded ICC colour profile is kept and written with the outputs: their values are in
 the input's encoding, so a Display P3 or Adobe RGB photo without its profile would be shown as
-sRGB, its colours wrong. A TIFF of several planes is read whole by :func:`read_stack` (never one plane of it
+sRGB, its colours wrong. So is a photo's EXIF (camera, exposure, date, place), its orientation
+reset to upright since the pixels are turned. A TIFF of several planes is read whole by :func:`read_stack` (never one plane of it
 silently) and written back by :func:`write_stack` with its axes and pixel size. Writes go to a
 temporary name and are renamed into place when complete.
 """
@@ -54,6 +55,8 @@ class LoadedImage:
             copies (as :attr:`LoadedStack.metadata`; empty where the file has none); else ``None``.
         icc_profile: the ICC colour profile embedded in the input, or ``None``; pass it to
             :func:`write_image`.
+        exif: the input's EXIF block (PNG, JPEG), its orientation set to upright and its pixel
+            dimensions left out (the pixels are turned), or ``None``; pass it to :func:`write_image`.
     """
 
     pixels: np.ndarray
@@ -64,6 +67,7 @@ class LoadedImage:
     stored_scale: float | None = None
     tiff_metadata: dict | None = None
     icc_profile: bytes | None = None
+    exif: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.stored_dtype is None:  # made by hand: stored as its bit depth says
@@ -141,11 +145,12 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(transforms[orientation](array)) if orientation in transforms else array
 
 
-def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None]:
+def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None, bytes | None]:
     """Decode ``path`` to an ``(H, W)`` or ``(H, W, C)`` array in its stored dtype, plus its EXIF
-    orientation, for a TIFF its pixel size and ICC profile (``None`` for other formats), and the ICC
+    orientation, for a TIFF its pixel size and ICC profile (``None`` for other formats), the ICC
     profile of the colours it was decoded to (``None`` where it has none, or where they were
-    converted from another colour space, as CMYK is to RGB)."""
+    converted from another colour space, as CMYK is to RGB) and the EXIF to write with its outputs
+    (:func:`_exif_for_outputs`; ``None`` for TIFFs, whose tags are the file's own)."""
     from PIL import Image, UnidentifiedImageError
 
     tiff_metadata = None
@@ -154,7 +159,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None
         if array is not None:
             colours = 1 if array.ndim == 2 or array.shape[2] <= 2 else 3
             profile = tiff_metadata.get("iccprofile")
-            return array, orientation, tiff_metadata, profile if _profile_fits(profile, colours) else None
+            return array, orientation, tiff_metadata, profile if _profile_fits(profile, colours) else None, None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -165,6 +170,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None
                 if image_format not in _FORMATS:
                     raise InputError(f"{path}: unsupported image format {image_format} (use PNG, JPEG, TIFF or BMP)")
                 icc_profile = image.info.get("icc_profile") or None
+                exif = None if image_format == "TIFF" else _exif_for_outputs(image)
                 if image_format == "PNG" and (image.mode.startswith("I") or _png_header(path)[0] == 16):
                     array = _read_png_with_opencv(path)
                 else:
@@ -176,7 +182,25 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: cannot decode image ({error})") from None
     colours = 1 if array.ndim == 2 or array.shape[2] <= 2 else 3
-    return array, orientation, tiff_metadata, icc_profile if _profile_fits(icc_profile, colours) else None
+    return array, orientation, tiff_metadata, icc_profile if _profile_fits(icc_profile, colours) else None, exif
+
+
+def _exif_for_outputs(image) -> bytes | None:
+    """The EXIF of Pillow ``image`` as a PNG eXIf chunk holds it (the TIFF-structured block), with
+    the orientation upright and the pixel dimensions left out, since the pixels are turned upright
+    when read; ``None`` where it has none or it cannot be parsed (metadata never fails a read)."""
+    try:
+        exif = image.getexif()
+        if not exif:
+            return None
+        exif[0x0112] = 1  # Orientation
+        details = exif.get_ifd(0x8769)  # the Exif IFD
+        for dimension in (0xA002, 0xA003):  # PixelXDimension, PixelYDimension
+            details.pop(dimension, None)
+        block = exif.tobytes()
+    except Exception:  # Pillow raises many types on malformed EXIF
+        return None
+    return block.removeprefix(b"Exif\0\0")
 
 
 def _profile_fits(profile: bytes | None, colours: int) -> bool:
@@ -309,7 +333,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise InputError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
-    array, orientation, tiff_metadata, icc_profile = _read_pixels(path)
+    array, orientation, tiff_metadata, icc_profile, exif = _read_pixels(path)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
@@ -327,19 +351,20 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     stored_dtype, stored_scale = stored_form(array, scale)
     if tiff_metadata and orientation in _TRANSPOSING_ORIENTATIONS and "resolution" in tiff_metadata:
         tiff_metadata = {**tiff_metadata, "resolution": tiff_metadata["resolution"][::-1]}
-    return LoadedImage(pixels, alpha, bits, path, stored_dtype, stored_scale, tiff_metadata, icc_profile)
+    return LoadedImage(pixels, alpha, bits, path, stored_dtype, stored_scale, tiff_metadata, icc_profile, exif)
 
 
 def write_image(
     path: str | os.PathLike, pixels: np.ndarray, bits: int = 8, alpha: np.ndarray | None = None,
-    icc_profile: bytes | None = None,
+    icc_profile: bytes | None = None, exif: bytes | None = None,
 ) -> Path:
     """Write float pixels (``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]``) as a PNG of ``bits`` depth.
 
     ``alpha`` (stored values, any integer dtype) is appended unchanged (rescaled only if its depth
     differs from ``bits``). ``icc_profile`` (:attr:`LoadedImage.icc_profile`) is embedded where it
-    describes the pixels written (an RGB profile for colour, a gray one for gray), else left out.
-    The file appears at ``path`` only once fully written.
+    describes the pixels written (an RGB profile for colour, a gray one for gray), else left out;
+    ``exif`` (:attr:`LoadedImage.exif`) is embedded as it is. The file appears at ``path`` only
+    once fully written.
 
     Raises:
         OutputError: the file cannot be written.
@@ -360,6 +385,8 @@ def write_image(
     png = encoded.tobytes()
     if _profile_fits(icc_profile, 1 if pixels.ndim == 2 else 3):
         png = _with_png_chunk(png, b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile))
+    if exif:
+        png = _with_png_chunk(png, b"eXIf", exif)
     return _write_atomically(path, lambda temporary: temporary.write_bytes(png))
 
 

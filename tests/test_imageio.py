@@ -353,7 +353,11 @@ def test_gray_png_keeps_a_gray_profile_and_an_rgb_output_drops_it(tmp_path):
     assert image.icc_profile == profile
     assert read_image(write_image(tmp_path / "gray_out.png", image.pixels, icc_profile=profile)).icc_profile == profile
     colour = np.repeat(image.pixels[..., None], 3, axis=2)
-    assert read_image(write_image(tmp_path / "rgb_out.png", colour, icc_profile=profile)).icc_profile is None
+    with Image.open(write_image(tmp_path / "rgb_out.png", colour, icc_profile=profile)) as written:
+        assert "icc_profile" not in written.info
+    alpha = np.full(image.pixels.shape, 255, np.uint8)
+    with Image.open(write_image(tmp_path / "ga_out.png", image.pixels, alpha=alpha, icc_profile=profile)) as written:
+        assert written.mode == "RGBA" and "icc_profile" not in written.info  # a gray profile does not describe RGBA
 
 
 def test_cmyk_profile_is_not_given_to_the_rgb_it_is_decoded_to(tmp_path):

@@ -362,7 +362,8 @@ def write_image(
 
     ``alpha`` (stored values, any integer dtype) is appended unchanged (rescaled only if its depth
     differs from ``bits``). ``icc_profile`` (:attr:`LoadedImage.icc_profile`) is embedded where it
-    describes the pixels written (an RGB profile for colour, a gray one for gray), else left out;
+    describes the pixels written (an RGB profile for colour, a gray one for gray without alpha,
+    which is written as RGBA), else left out;
     ``exif`` (:attr:`LoadedImage.exif`) is embedded as it is. The file appears at ``path`` only
     once fully written.
 
@@ -377,13 +378,14 @@ def write_image(
         if alpha.dtype != array.dtype:
             alpha = from_float(to_float(alpha)[0], bits)
         array = np.dstack([array, alpha]) if array.ndim == 3 else np.dstack([array, array, array, alpha])
+    colours = 1 if array.ndim == 2 else 3  # gray with alpha is written as RGBA
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA if array.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     ok, encoded = cv2.imencode(".png", array)
     if not ok:
         raise OutputError(f"{path}: PNG encoding failed")
     png = encoded.tobytes()
-    if _profile_fits(icc_profile, 1 if pixels.ndim == 2 else 3):
+    if _profile_fits(icc_profile, colours):
         png = _with_png_chunk(png, b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile))
     if exif:
         png = _with_png_chunk(png, b"eXIf", exif)

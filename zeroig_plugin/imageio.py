@@ -6,9 +6,9 @@ alpha channel kept apart, untouched, and the bit depth to write back with. EXIF 
 applied. An embedded ICC colour profile is kept and written with the outputs: their values are in
 the input's encoding, so a Display P3 or Adobe RGB photo without its profile would be shown as
 sRGB, its colours wrong. So is a photo's EXIF (camera, exposure, date, place), its orientation
-reset to upright since the pixels are turned. A TIFF of several planes is read whole by :func:`read_stack` (never one plane of it
-silently) and written back by :func:`write_stack` with its axes and pixel size. Writes go to a
-temporary name and are renamed into place when complete.
+reset to upright since the pixels are turned. A TIFF of several planes is read whole by
+:func:`read_stack` (never one plane of it silently) and written back by :func:`write_stack` with
+its axes and pixel size. Writes go to a temporary name and are renamed into place when complete.
 """
 from __future__ import annotations
 
@@ -147,9 +147,8 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
 
 def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None, bytes | None]:
     """Decode ``path`` to an ``(H, W)`` or ``(H, W, C)`` array in its stored dtype, plus its EXIF
-    orientation, for a TIFF its pixel size and ICC profile (``None`` for other formats), the ICC
-    profile of the colours it was decoded to (``None`` where it has none, or where they were
-    converted from another colour space, as CMYK is to RGB) and the EXIF to write with its outputs
+    orientation, for a TIFF its pixel size and ICC profile (``None`` for other formats), its
+    embedded ICC profile (``None`` where it has none) and the EXIF to write with its outputs
     (:func:`_exif_for_outputs`; ``None`` for TIFFs, whose tags are the file's own)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -157,9 +156,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None
     if _is_tiff(path):
         array, orientation, tiff_metadata = _read_tiff_page(path)
         if array is not None:
-            colours = 1 if array.ndim == 2 or array.shape[2] <= 2 else 3
-            profile = tiff_metadata.get("iccprofile")
-            return array, orientation, tiff_metadata, profile if _profile_fits(profile, colours) else None, None
+            return array, orientation, tiff_metadata, tiff_metadata.get("iccprofile"), None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -181,8 +178,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None
         raise InputError(f"{path}: not an image Pillow can read (PNG, JPEG, TIFF or BMP expected)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: cannot decode image ({error})") from None
-    colours = 1 if array.ndim == 2 or array.shape[2] <= 2 else 3
-    return array, orientation, tiff_metadata, icc_profile if _profile_fits(icc_profile, colours) else None, exif
+    return array, orientation, tiff_metadata, icc_profile, exif
 
 
 def _exif_for_outputs(image) -> bytes | None:
@@ -346,6 +342,8 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         array, alpha = array[..., :-1], array[..., -1].copy()
         if array.shape[2] == 1:
             array = array[..., 0]
+    if not _profile_fits(icc_profile, 1 if array.ndim == 2 else 3):
+        icc_profile = None  # e.g. a CMYK or Lab profile: the pixels were decoded to RGB
     scale = value_scale(array)
     pixels, bits = to_float(array, scale)
     stored_dtype, stored_scale = stored_form(array, scale)
@@ -363,9 +361,8 @@ def write_image(
     ``alpha`` (stored values, any integer dtype) is appended unchanged (rescaled only if its depth
     differs from ``bits``). ``icc_profile`` (:attr:`LoadedImage.icc_profile`) is embedded where it
     describes the pixels written (an RGB profile for colour, a gray one for gray without alpha,
-    which is written as RGBA), else left out;
-    ``exif`` (:attr:`LoadedImage.exif`) is embedded as it is. The file appears at ``path`` only
-    once fully written.
+    which is written as RGBA), else left out; ``exif`` (:attr:`LoadedImage.exif`) is embedded as
+    it is. The file appears at ``path`` only once fully written.
 
     Raises:
         OutputError: the file cannot be written.

@@ -48,8 +48,7 @@ UNSIGNED_16_MAX = 65535
 LOW_PERCENTILE = 0.1
 HIGH_PERCENTILE = 99.9
 PERCENTILE_SAMPLE = 4_000_000  # values read to estimate float percentiles on big layers
-LARGE_PLANE_PIXELS = 2048 * 2048  # planes above this are fitted on crops and inferred tile by tile
-LARGE_PLANE_FIT_CROP = 512  # side of the random crops each fitting step sees on such planes
+LARGE_PLANE_PIXELS = 2048 * 2048  # planes above this are inferred tile by tile
 INFERENCE_TILE = 1024
 REPORT_INTERVAL_S = 0.1  # fit about this long between progress reports (one step at least)
 OUTPUTS_OF_CHOICE = {
@@ -204,13 +203,13 @@ class RunSettings:
         if self.brightness is not None and not 0 < self.brightness <= MAX_BRIGHTNESS:
             raise InputError(f"brightness must be in (0, {MAX_BRIGHTNESS}], got {self.brightness!r}")
 
-    def model_factory(self) -> Callable[[bool], ZeroIG]:
-        """A maker of fresh models, given whether the planes are large (then each fitting step
-        sees a random crop, so memory stays bounded); the checkpoint is read once, here."""
+    def model_factory(self) -> Callable[[], ZeroIG]:
+        """A maker of fresh models (which fit planes too large for a whole-plane step in the device's
+        memory on random crops); the checkpoint is read once, here."""
         weights = load_state_dict(self.checkpoint) if self.checkpoint else None
-        return lambda large: ZeroIG(
-            mode=self.mode, device=self.device, weights=weights, fit_crop=LARGE_PLANE_FIT_CROP if large else None,
-            brightness=self.brightness, exposure_gain=self.exposure_gain,
+        return lambda: ZeroIG(
+            mode=self.mode, device=self.device, weights=weights, brightness=self.brightness,
+            exposure_gain=self.exposure_gain,
         )
 
     def inference_passes(self, layout: StackLayout) -> int:
@@ -283,9 +282,9 @@ def enhance_stack(
             source = np.asarray(data[index])
             colour, alpha = (source[..., :3], source[..., 3:]) if layout.rgb else (source, None)
             unit = scale.to_unit(colour)
-            large = unit.shape[0] * unit.shape[1] > LARGE_PLANE_PIXELS
+            tile = INFERENCE_TILE if unit.shape[0] * unit.shape[1] > LARGE_PLANE_PIXELS else None
             if order == 0:
-                model = new_model(large)
+                model = new_model()
             step, chunk = 0, 1
             while step < plane_steps:
                 started = time.perf_counter()
@@ -296,7 +295,7 @@ def enhance_stack(
                 yield Progress(done, total, plane, planes, step, plane_steps, report.losses[-1])
                 seconds_per_step = (time.perf_counter() - started) / report.steps_done
                 chunk = max(1, int(REPORT_INTERVAL_S / seconds_per_step))
-            passes = model.infer_in_passes(unit, tile=INFERENCE_TILE if large else None, ensemble=settings.ensemble)
+            passes = model.infer_in_passes(unit, tile=tile, ensemble=settings.ensemble)
             reported = time.perf_counter()
             while True:
                 if should_cancel():

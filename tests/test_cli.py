@@ -215,6 +215,27 @@ def test_fit_crop_fits_on_crops_and_writes_the_whole_image(tmp_path):
     assert json.loads((tmp_path / "l.json").read_text())[0] != json.loads((tmp_path / "w.json").read_text())[0]
 
 
+def test_images_too_large_for_whole_image_steps_are_fitted_on_crops_with_a_note(tmp_path, monkeypatch):
+    from zeroig_plugin import cli as cli_module, sizing
+
+    monkeypatch.setattr(sizing, "device_memory", lambda device: 32 * 32 * sizing.whole_image_fit_bytes(1, 1, device) / 0.8)
+    monkeypatch.setattr(cli_module, "LARGE_FOR_CPU", 32 * 32)
+    Image.fromarray(_dark(40, 48)).save(tmp_path / "x.png")
+    logs = {}
+    for fit_crop in ("auto", "16", "off"):
+        log = tmp_path / f"{fit_crop}.json"
+        result = run(str(tmp_path / "x.png"), "-o", str(tmp_path / fit_crop), "--fit-crop", fit_crop, "--loss-log", str(log))
+        assert result.exit_code == 0, result.output
+        logs[fit_crop] = (json.loads(log.read_text()), result.output)
+    assert "x.png is 48x40: each step fits two random 16x16 crops" in logs["auto"][1]
+    assert logs["auto"][0] == logs["16"][0] != logs["off"][0]
+    assert "crops" not in logs["16"][1], "a crop side the user chose needs no note"
+    assert "whole-image fitting on a CPU takes long" in logs["off"][1]
+    for bad in ("banana", "8"):
+        rejected = run(str(tmp_path / "x.png"), "-o", str(tmp_path / "bad"), "--fit-crop", bad)
+        assert rejected.exit_code == 2 and "--fit-crop" in rejected.output
+
+
 def test_brightness_option_reaches_the_fit_and_is_checked(tmp_path):
     from zeroig_plugin import MAX_BRIGHTNESS, cli as cli_module
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zeroig_plugin import CheckpointError, DeviceError, ZeroIG, resolve_device
+from zeroig_plugin import CheckpointError, DeviceError, ZeroIG, resolve_device, sizing
 from zeroig_plugin.engine import FIT_CROPS_PER_STEP
 from zeroig_plugin.networks import published_init
 from zeroig_plugin.objective import first_denoised, image_statistics, infer
@@ -137,6 +137,40 @@ def test_fit_crop_bounds_the_fitted_view_and_infers_the_whole_image():
     assert ZeroIG(mode="faithful", device="cpu").recipe.crop_size is None
     crop_mode = get_recipe("crop")
     assert ZeroIG(mode="crop", device="cpu", fit_crop=24).recipe.crops_per_step == crop_mode.crops_per_step
+
+
+def test_images_too_large_for_a_whole_image_step_are_fitted_on_crops(monkeypatch):
+    image = (np.random.default_rng(4).random((40, 44, 3)) * 0.15).astype(np.float32)
+    # memory for a whole-image step of 32x32 pixels at 80 %: two 16x16 crops of 40x44 fit, the whole does not
+    monkeypatch.setattr(sizing, "device_memory", lambda device: 32 * 32 * sizing.whole_image_fit_bytes(1, 1, device) / 0.8)
+    model = ZeroIG(device="cpu")
+    automatic = model.fit(image, 3)
+    explicit = ZeroIG(device="cpu", fit_crop=16).fit(image, 3)
+    whole = ZeroIG(device="cpu", fit_crop=None).fit(image, 3)
+    assert automatic.crop_size == explicit.crop_size == 16 and whole.crop_size is None
+    assert automatic.losses == explicit.losses != whole.losses
+    assert ZeroIG(device="cpu").fit(image[:30, :30], 1).crop_size is None, "within the memory: whole image"
+    assert model.fit(image[:30, :30], 1).crop_size == 16, "a model that switched to crops stays on them"
+    assert model.infer(image).denoise.shape == image.shape
+
+
+def test_the_automatic_crop_is_the_largest_that_fits_the_device_memory(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert sizing.whole_image_fit_bytes(1080, 1920, cuda) >= 12.5 * 2**30, "the H100's measured peak at 1080p"
+    assert sizing.whole_image_fit_bytes(400, 600, cpu) >= 1.8 * 2**30, "the CPU's measured peak at 600x400"
+    assert sizing.device_memory(cpu) > 0
+    memory = 2 * 2**30
+    monkeypatch.setattr(sizing, "device_memory", lambda device: memory)
+    assert sizing.automatic_fit_crop(300, 400, cpu) is None, "1.0 GiB of 2: whole image"
+    side = sizing.automatic_fit_crop(400, 600, cpu)
+    assert side % sizing.CROP_MULTIPLE == 0
+    budget = sizing.MEMORY_SHARE * memory
+    assert sizing.FIT_CROPS_PER_STEP * sizing.whole_image_fit_bytes(side, side, cpu) <= budget
+    larger = side + sizing.CROP_MULTIPLE
+    assert sizing.FIT_CROPS_PER_STEP * sizing.whole_image_fit_bytes(larger, larger, cpu) > budget
+    assert sizing.fit_crop_side(None, True, 400, 600, cpu) == side
+    assert sizing.fit_crop_side(None, False, 400, 600, cpu) is None
+    assert sizing.fit_crop_side(side, False, side, side - 1, cpu) is None, "no larger than the crops: fitted whole"
 
 
 def test_a_tensor_input_fits_like_the_same_numpy_array(dark):

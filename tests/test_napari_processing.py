@@ -11,7 +11,7 @@ import pytest
 
 from napari_zeroig import processing
 from napari_zeroig.processing import IntensityScale, RunSettings, StackLayout, enhance_stack
-from zeroig_plugin import InputError, ZeroIG
+from zeroig_plugin import InputError, ZeroIG, sizing
 
 TINY = RunSettings(steps=1, later_steps=1, device="cpu", output="all")
 
@@ -32,8 +32,8 @@ def model_spy(monkeypatch):
     models: list[ZeroIG] = []
 
     def factory(settings):
-        def new_model(large):
-            models.append(ZeroIG(mode=settings.mode, device=settings.device, fit_crop=16 if large else None))
+        def new_model():
+            models.append(ZeroIG(mode=settings.mode, device=settings.device))
             return models[-1]
 
         return new_model
@@ -195,21 +195,22 @@ def test_large_planes_are_inferred_in_tiles_with_the_same_result(monkeypatch):
     np.testing.assert_array_equal(tiled.denoised, whole.denoised)
 
 
-def test_large_planes_are_fitted_on_crops(monkeypatch):
+def test_planes_too_large_for_the_device_memory_are_fitted_on_crops(monkeypatch):
     image = np.random.default_rng(5).integers(0, 80, (40, 40)).astype(np.uint16)
-    created = []
+    crops = []
+    original_fit = ZeroIG.fit
 
-    def recording_zeroig(**options):
-        created.append(options["fit_crop"])
-        return ZeroIG(**options)
+    def fit_spy(model, *args, **kwargs):
+        report = original_fit(model, *args, **kwargs)
+        crops.append(report.crop_size)
+        return report
 
-    monkeypatch.setattr(processing, "ZeroIG", recording_zeroig)
+    monkeypatch.setattr(ZeroIG, "fit", fit_spy)
     settings = RunSettings(steps=1, later_steps=1, device="cpu", output="denoise")
     run_to_end(enhance_stack(image, StackLayout(image.shape, rgb=False), settings))
-    monkeypatch.setattr(processing, "LARGE_PLANE_PIXELS", 32 * 32)
-    monkeypatch.setattr(processing, "LARGE_PLANE_FIT_CROP", 24)
+    monkeypatch.setattr(sizing, "device_memory", lambda device: 40 * 40 * sizing.whole_image_fit_bytes(1, 1, device))
     _, outputs = run_to_end(enhance_stack(image, StackLayout(image.shape, rgb=False), settings))
-    assert created == [None, 24]
+    assert crops == [None, 16]
     assert outputs.denoised.shape == image.shape and outputs.denoised.dtype == np.uint16
 
 
@@ -234,12 +235,12 @@ def test_the_ensemble_setting_reaches_the_inference(monkeypatch):
 
 
 def test_exposure_gain_is_off_by_default_and_reaches_the_model():
-    assert RunSettings(device="cpu").model_factory()(False).recipe.fit_brightness_ratio is None
-    assert RunSettings(device="cpu", exposure_gain=True).model_factory()(False).recipe.fit_brightness_ratio == 0.7
+    assert RunSettings(device="cpu").model_factory()().recipe.fit_brightness_ratio is None
+    assert RunSettings(device="cpu", exposure_gain=True).model_factory()().recipe.fit_brightness_ratio == 0.7
 
 
 def test_the_brightness_setting_reaches_the_fit(dark_scene_rgb8):
-    assert RunSettings(brightness=0.3, device="cpu").model_factory()(False).recipe.brightness == 0.3
+    assert RunSettings(brightness=0.3, device="cpu").model_factory()().recipe.brightness == 0.3
     with pytest.raises(InputError, match="brightness"):
         RunSettings(brightness=0.9)
     plane = dark_scene_rgb8[..., 0]

@@ -54,6 +54,25 @@ def cli() -> None:
     """
 
 
+class _FitCrop(click.ParamType):
+    """``--fit-crop``: a crop side of at least 16, ``auto`` or ``off`` (``None``: whole-image steps)."""
+
+    name = "fit_crop"
+
+    def convert(self, value, param, ctx):
+        if value in ("auto", None) or isinstance(value, int):
+            return value
+        if value == "off":
+            return None
+        try:
+            side = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a crop side, auto or off", param, ctx)
+        if side < 16:
+            self.fail(f"a crop side must be at least 16, got {side}", param, ctx)
+        return side
+
+
 def _fail(message: str) -> None:
     click.secho(f"zeroig: error: {message}", fg="red", err=True)
 
@@ -146,9 +165,12 @@ class _StepBar:
               help="auto: on CUDA whole-step CUDA graphs and TF32 convolutions (PyTorch's default; on CPU plain "
                    "float32); exact: the same in full float32 (about half the speed); max: + bf16 networks and "
                    "torch.compile (not bit-exact); off: plain eager float32. CPU-unavailable parts fall back.")
-@click.option("--fit-crop", type=click.IntRange(min=16), metavar="N",
+@click.option("--fit-crop", default="auto", show_default=True, type=_FitCrop(), metavar="N|auto|off",
               help="Fit on random NxN native-resolution crops, two per step (cost and memory stop growing with "
-                   "the image); the whole image is still inferred. E.g. 512 for large microscopy planes.")
+                   "the image); the whole image is still inferred. auto: whole-image steps, except for images "
+                   "whose whole-image step would take over 80% of the device's memory (about 6.5 KiB per pixel "
+                   "on CUDA, 12.5 GiB at 1080p; 8.5 KiB of RAM on a CPU), which are fitted on the largest crops "
+                   "that fit; off: whole-image steps whatever the size.")
 @click.option("--tile", type=click.IntRange(min=64), help="Infer in tiles of this size to bound memory (results are identical).")
 @click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]),
               help="Average the inference over this many flips and transposes of the image (geometric "
@@ -210,17 +232,29 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
             network_from_state_dict(state, source=str(weights))
         except ZeroIGError as error:
             raise click.BadParameter(str(error), param_hint="--weights") from None
-    from .engine import ZeroIG, describe_device
+    from .engine import ZeroIG, describe_device, resolve_device
+    from .sizing import device_memory, fit_crop_side, whole_image_fit_bytes
 
     try:
         device_name = describe_device(device)
     except ZeroIGError as error:
         raise click.BadParameter(str(error), param_hint="--device") from None
 
-    crop_fits = fit_crop is not None or get_recipe(mode).crop_size is not None
+    torch_device = resolve_device(device)
 
-    def model_is_slow_for(size: tuple[int, int]) -> bool:
-        return device_name.startswith("cpu") and not crop_fits and size[0] * size[1] > LARGE_FOR_CPU
+    def fit_note(name: str, shape: tuple[int, int]) -> str | None:
+        """What to say before fitting an image of ``shape``: that it is fitted on crops when the
+        size chose that, or that a whole-image fit of it will be slow on a CPU."""
+        crop_size = fit_crop if isinstance(fit_crop, int) else recipe.crop_size
+        crop = fit_crop_side(crop_size, fit_crop == "auto", *shape, torch_device)
+        size = f"{name} is {shape[1]}x{shape[0]}"
+        if crop is not None and crop_size is None:
+            need, have = whole_image_fit_bytes(*shape, torch_device) / 2**30, device_memory(torch_device) / 2**30
+            return (f"{size}: each step fits two random {crop}x{crop} crops, as a whole-image step would take about "
+                    f"{need:.1f} GiB of the {have:.1f} GiB of {device_name} (--fit-crop off fits it whole)")
+        if crop is None and torch_device.type == "cpu" and shape[0] * shape[1] > LARGE_FOR_CPU:
+            return f"{size}; whole-image fitting on a CPU takes long per step: --fit-crop 512 keeps the step cost fixed"
+        return None
 
     files, problems = _expand_inputs(inputs)
     for problem in problems:
@@ -261,9 +295,9 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 stack = read_stack(path) if stack_axes else None
                 image = None if stack else read_image(path)
                 plane_shape = stack.plane_shape if stack else image.pixels.shape[:2]
-                if iters and model_is_slow_for(plane_shape):
-                    click.echo(f"zeroig: note: {path.name} is {plane_shape[1]}x{plane_shape[0]}; whole-image "
-                               "fitting on a CPU takes long per step: --fit-crop 512 keeps the step cost fixed", err=True)
+                size_note = fit_note(path.name, plane_shape) if iters else None
+                if size_note:
+                    click.echo(f"zeroig: note: {size_note}", err=True)
                 started = time.perf_counter()
 
                 def new_model() -> ZeroIG:

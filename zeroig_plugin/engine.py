@@ -27,6 +27,7 @@ from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency
 from .recipes import Recipe, get_recipe
+from .sizing import FIT_CROPS_PER_STEP, fit_crop_side
 
 __all__ = [
     "ZeroIG", "FitReport", "ImageOutputs", "resolve_device", "describe_device", "inference_passes", "ProgressCallback",
@@ -39,9 +40,6 @@ ProgressCallback = Callable[[int, int, "float | None"], None]
 before that step, given every ``loss_every`` steps and on the last step, else ``None``."""
 
 MIN_FIT_SIDE = 16  # the blur's reflect padding needs 11 pixels; tiny images are edge-padded to this
-# One crop's BatchNorm statistics stray further from the whole image's, which the image readout
-# uses: LOL at 200x133, 85x85 crops, 1000 steps: 18.71 dB with one crop per step, 20.36 with two.
-FIT_CROPS_PER_STEP = 2
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -79,11 +77,13 @@ def describe_device(device: str | torch.device = "auto") -> str:
 
 
 class FitReport(NamedTuple):
-    """What one ``fit`` call did: the loss before each step it ran, how many, whether cancelled."""
+    """What one ``fit`` call did: the loss before each step it ran, how many, whether cancelled,
+    and the side of the random crops its steps fitted (``None``: the whole image)."""
 
     losses: list[float]
     steps_done: int
     cancelled: bool
+    crop_size: int | None = None
 
 
 class ImageOutputs(NamedTuple):
@@ -202,7 +202,11 @@ class ZeroIG:
         fit_crop: fit on random native-resolution ``fit_crop x fit_crop`` crops instead of the
             recipe's own choice (as many per step as the recipe's crops, else
             ``FIT_CROPS_PER_STEP``), so a step's cost and memory stop growing with the image;
-            inference still covers the whole image. ``None`` keeps the recipe's setting.
+            inference still covers the whole image. ``"auto"`` (the default) keeps the recipe's
+            setting until an image is too large for a whole-image step in this device's memory
+            (:func:`~zeroig_plugin.sizing.automatic_fit_crop`: over 80 % of it at the measured
+            cost per pixel); from that fit on, the model fits on the largest crops that fit.
+            ``None`` keeps the recipe's setting whatever the size.
         brightness: the outputs' mean luminance, in ``(0, 0.8]``, that the fit's exposure rule
             aims at (and, with ``exposure_gain``, one gain at inference brings them to); ``None``
             keeps the recipe's (0.5, mid-grey, as published). One dark image cannot tell a night
@@ -233,7 +237,7 @@ class ZeroIG:
         weights: str | os.PathLike | dict | None = None,
         optimizer_state: dict | None = None,
         acceleration: str | Acceleration = "auto",
-        fit_crop: int | None = None,
+        fit_crop: int | str | None = "auto",
         brightness: float | None = None,
         exposure_gain: bool | None = None,
         keep_borders: bool | None = None,
@@ -247,11 +251,11 @@ class ZeroIG:
         self.recipe = self.recipe.with_exposure_gain(exposure_gain)
         if keep_borders is not None:
             self.recipe = replace(self.recipe, keep_borders=keep_borders)
-        if fit_crop is not None:
-            if fit_crop < MIN_FIT_SIDE:
-                raise ValueError(f"fit_crop must be at least {MIN_FIT_SIDE}")
-            crops = self.recipe.crops_per_step if self.recipe.crop_size else FIT_CROPS_PER_STEP
-            self.recipe = replace(self.recipe, crop_size=fit_crop, crops_per_step=crops)
+        self._crops_when_large = fit_crop == "auto"
+        if fit_crop is not None and not self._crops_when_large:
+            if isinstance(fit_crop, str) or fit_crop < MIN_FIT_SIDE:
+                raise ValueError(f"fit_crop must be 'auto', None or a side of at least {MIN_FIT_SIDE}, got {fit_crop!r}")
+            self._fit_on_crops(int(fit_crop))
         self.device = resolve_device(device)
         if self.device.type == "cpu":
             keep_freed_memory()
@@ -289,6 +293,15 @@ class ZeroIG:
     @property
     def mode(self) -> str:
         return self.recipe.name
+
+    def _fit_on_crops(self, side: int) -> None:
+        crops = self.recipe.crops_per_step if self.recipe.crop_size else FIT_CROPS_PER_STEP
+        self.recipe = replace(self.recipe, crop_size=side, crops_per_step=crops)
+
+    def fit_crop_for(self, height: int, width: int) -> int | None:
+        """The side of the random crops a fit of a ``height x width`` image (within its flat
+        borders) runs on with this model, or ``None`` for the whole image (``fit_crop`` above)."""
+        return fit_crop_side(self.recipe.crop_size, self._crops_when_large, height, width, self.device)
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         options = {}
@@ -428,6 +441,9 @@ class ZeroIG:
         if steps < 0:
             raise ValueError("steps must be >= 0")
         tensor = self._fit_input(image)
+        crop = self.fit_crop_for(*tensor.shape[-2:])
+        if crop is not None and self.recipe.crop_size is None:
+            self._fit_on_crops(crop)
         if self.acceleration.channels_last:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         if self.device.type == "cuda":
@@ -469,7 +485,7 @@ class ZeroIG:
             if self.acceleration.network_dtype is not None or self.acceleration.compile:
                 hint = "; bf16 networks or torch.compile are on: acceleration 'exact' fits in full float32"
             raise FloatingPointError(f"the fit diverged (non-finite loss){hint}")
-        return FitReport(history, len(history), cancelled)
+        return FitReport(history, len(history), cancelled, crop)
 
     def _eager_step(self, view: torch.Tensor) -> torch.Tensor:
         """One optimiser step on ``view`` ``(B, 3, H, W)``; the loss before it, as a device scalar.

@@ -1,0 +1,82 @@
+"""Whether an image fits one whole-image fitting step in the device's memory, and if not, how large
+the crops fitted instead can be.
+
+A whole-image step holds every feature map of the three networks and its gradient, so its memory
+grows with the image: measured peaks of 6.3 KiB per pixel on CUDA (1.45 GiB at 600x400 and
+12.5 GiB at 1920x1080 on an H100; BENCHMARKS.md, "Speed") and about 8.3 KiB per pixel of host
+memory on a CPU (2.3 GiB at 600x400 and 2.4 GiB at 512x512; "Host memory"). A 12-megapixel photo
+would need about 75 GiB. Where a whole-image step would take more than :data:`MEMORY_SHARE` of the
+device's memory, ``ZeroIG(fit_crop="auto")`` (the default) fits each step on two random crops, as
+large as that share allows: crops that cover a small part of the image fit worse (LOL at 600x400,
+2000 steps: two 96x96 crops per step lost up to 5.2 dB against the whole image; BENCHMARKS.md,
+"Images too large for a whole-image step"). Inference still covers the whole image.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "FIT_CROPS_PER_STEP", "MEMORY_SHARE", "automatic_fit_crop", "device_memory", "fit_crop_side", "whole_image_fit_bytes",
+]
+
+# One crop's BatchNorm statistics stray further from the whole image's, which the image readout
+# uses: LOL at 200x133, 85x85 crops, 1000 steps: 18.71 dB with one crop per step, 20.36 with two.
+FIT_CROPS_PER_STEP = 2
+
+MEMORY_SHARE = 0.8  # of the device's memory a fitting step may be estimated to take
+UNKNOWN_MEMORY = 16 * 2**30  # assumed where the host's memory cannot be read
+CROP_MULTIPLE = 16  # automatic crop sides are rounded down to this
+_BYTES_PER_PIXEL = {"cuda": 6.5 * 2**10, "cpu": 8.5 * 2**10}  # the measured peaks above, rounded up
+_CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def whole_image_fit_bytes(height: int, width: int, device: torch.device) -> int:
+    """Estimated peak memory of one whole-image fitting step on a ``height x width`` image, in bytes."""
+    return int(height * width * _BYTES_PER_PIXEL["cpu" if device.type == "cpu" else "cuda"])
+
+
+def device_memory(device: torch.device) -> int:
+    """The memory a fit on ``device`` can use, in bytes: a CUDA device's total memory, or for the CPU
+    the host's physical memory (or the container's limit, where lower; :data:`UNKNOWN_MEMORY` where
+    it cannot be read). The total, not what is free now, so that the fit, and with it the result,
+    does not depend on what else runs."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return UNKNOWN_MEMORY
+    for limit in _CGROUP_LIMITS:
+        try:
+            text = limit.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            host = min(host, int(text))
+    return host
+
+
+def automatic_fit_crop(height: int, width: int, device: torch.device) -> int | None:
+    """The crop side a ``fit_crop="auto"`` fit of a ``height x width`` image runs on: ``None`` (the
+    whole image) where a whole-image step takes at most :data:`MEMORY_SHARE` of ``device``'s memory,
+    else the largest side (a multiple of :data:`CROP_MULTIPLE`) whose :data:`FIT_CROPS_PER_STEP`
+    square crops take no more."""
+    budget = MEMORY_SHARE * device_memory(device)
+    if whole_image_fit_bytes(height, width, device) <= budget:
+        return None
+    per_crop_pixels = budget / FIT_CROPS_PER_STEP / whole_image_fit_bytes(1, 1, device)
+    return max(CROP_MULTIPLE, math.isqrt(int(per_crop_pixels)) // CROP_MULTIPLE * CROP_MULTIPLE)
+
+
+def fit_crop_side(crop_size: int | None, automatic: bool, height: int, width: int, device: torch.device) -> int | None:
+    """The side of the random crops that a fit of a ``height x width`` image runs on, or ``None`` for
+    the whole image: ``crop_size`` (a recipe's or the user's; ``None``: whole images), or with
+    ``automatic`` and no ``crop_size``, :func:`automatic_fit_crop`'s choice. An image no larger
+    than the crops is fitted whole."""
+    if crop_size is None and automatic:
+        crop_size = automatic_fit_crop(height, width, device)
+    return crop_size if crop_size is not None and (height > crop_size or width > crop_size) else None

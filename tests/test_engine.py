@@ -141,8 +141,8 @@ def test_fit_crop_bounds_the_fitted_view_and_infers_the_whole_image():
 
 def test_images_too_large_for_a_whole_image_step_are_fitted_on_crops(monkeypatch):
     image = (np.random.default_rng(4).random((40, 44, 3)) * 0.15).astype(np.float32)
-    # memory for a whole-image step of 32x32 pixels at 80 %: two 16x16 crops of 40x44 fit, the whole does not
-    monkeypatch.setattr(sizing, "device_memory", lambda device: 32 * 32 * sizing.whole_image_fit_bytes(1, 1, device) / 0.8)
+    # memory for a whole-image step of 32x32 pixels: two 16x16 crops of 40x44 fit, the whole does not
+    monkeypatch.setattr(sizing, "fit_memory_budget", lambda device: sizing.whole_image_fit_bytes(32, 32, device))
     model = ZeroIG(device="cpu")
     automatic = model.fit(image, 3)
     explicit = ZeroIG(device="cpu", fit_crop=16).fit(image, 3)
@@ -161,10 +161,11 @@ def test_the_automatic_crop_is_the_largest_that_fits_the_device_memory(monkeypat
     assert sizing.device_memory(cpu) > 0
     memory = 2 * 2**30
     monkeypatch.setattr(sizing, "device_memory", lambda device: memory)
-    assert sizing.automatic_fit_crop(300, 400, cpu) is None, "1.0 GiB of 2: whole image"
+    assert sizing.automatic_fit_crop(200, 300, cpu) is None, "0.5 GiB of 2: whole image"
     side = sizing.automatic_fit_crop(400, 600, cpu)
     assert side % sizing.CROP_MULTIPLE == 0
-    budget = sizing.MEMORY_SHARE * memory
+    budget = sizing.fit_memory_budget(cpu)
+    assert budget == sizing.MEMORY_SHARE["cpu"] * memory
     assert sizing.FIT_CROPS_PER_STEP * sizing.whole_image_fit_bytes(side, side, cpu) <= budget
     larger = side + sizing.CROP_MULTIPLE
     assert sizing.FIT_CROPS_PER_STEP * sizing.whole_image_fit_bytes(larger, larger, cpu) > budget

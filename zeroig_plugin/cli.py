@@ -168,9 +168,9 @@ class _StepBar:
 @click.option("--fit-crop", default="auto", show_default=True, type=_FitCrop(), metavar="N|auto|off",
               help="Fit on random NxN native-resolution crops, two per step (cost and memory stop growing with "
                    "the image); the whole image is still inferred. auto: whole-image steps, except for images "
-                   "whose whole-image step would take over 80% of the device's memory (about 6.5 KiB per pixel "
-                   "on CUDA, 12.5 GiB at 1080p; 8.5 KiB of RAM on a CPU), which are fitted on the largest crops "
-                   "that fit; off: whole-image steps whatever the size.")
+                   "whose whole-image step would take over 80% of the GPU's memory (about 6.5 KiB per pixel, "
+                   "12.5 GiB at 1080p) or half of the host's (8.5 KiB per pixel on a CPU), which are fitted on "
+                   "the largest crops that fit; off: whole-image steps whatever the size.")
 @click.option("--tile", type=click.IntRange(min=64), help="Infer in tiles of this size to bound memory (results are identical).")
 @click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]),
               help="Average the inference over this many flips and transposes of the image (geometric "
@@ -233,7 +233,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         except ZeroIGError as error:
             raise click.BadParameter(str(error), param_hint="--weights") from None
     from .engine import ZeroIG, describe_device, resolve_device
-    from .sizing import device_memory, fit_crop_side, whole_image_fit_bytes
+    from .sizing import fit_crop_side, fit_memory_budget, whole_image_fit_bytes
 
     try:
         device_name = describe_device(device)
@@ -249,9 +249,10 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         crop = fit_crop_side(crop_size, fit_crop == "auto", *shape, torch_device)
         size = f"{name} is {shape[1]}x{shape[0]}"
         if crop is not None and crop_size is None:
-            need, have = whole_image_fit_bytes(*shape, torch_device) / 2**30, device_memory(torch_device) / 2**30
+            need, allowed = whole_image_fit_bytes(*shape, torch_device) / 2**30, fit_memory_budget(torch_device) / 2**30
             return (f"{size}: each step fits two random {crop}x{crop} crops, as a whole-image step would take about "
-                    f"{need:.1f} GiB of the {have:.1f} GiB of {device_name} (--fit-crop off fits it whole)")
+                    f"{need:.1f} GiB, over the {allowed:.1f} GiB a fit may take on {device_name} (--fit-crop off fits "
+                    "it whole)")
         if crop is None and torch_device.type == "cpu" and shape[0] * shape[1] > LARGE_FOR_CPU:
             return f"{size}; whole-image fitting on a CPU takes long per step: --fit-crop 512 keeps the step cost fixed"
         return None

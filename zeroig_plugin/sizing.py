@@ -5,11 +5,11 @@ A whole-image step holds every feature map of the three networks and its gradien
 grows with the image: measured peaks of 6.3 KiB per pixel on CUDA (1.45 GiB at 600x400 and
 12.5 GiB at 1920x1080 on an H100; BENCHMARKS.md, "Speed") and about 8.3 KiB per pixel of host
 memory on a CPU (2.3 GiB at 600x400 and 2.4 GiB at 512x512; "Host memory"). A 12-megapixel photo
-would need about 75 GiB. Where a whole-image step would take more than :data:`MEMORY_SHARE` of the
-device's memory, ``ZeroIG(fit_crop="auto")`` (the default) fits each step on two random crops, as
-large as that share allows: crops that cover a small part of the image fit worse (LOL at 600x400,
-2000 steps: two 96x96 crops per step lost up to 5.2 dB against the whole image; BENCHMARKS.md,
-"Images too large for a whole-image step"). Inference still covers the whole image.
+would need about 75 GiB. Where a whole-image step would take more than 80 % of a GPU's memory
+(half of the host's on a CPU), ``ZeroIG(fit_crop="auto")`` (the default) fits each step on two
+random crops, as large as that share allows: crops that cover a small part of the image fit worse
+(LOL at 600x400, 2000 steps: two 96x96 crops per step lost up to 5.4 dB against the whole image;
+BENCHMARKS.md, "Images too large for a whole-image step"). Inference still covers the whole image.
 """
 from __future__ import annotations
 
@@ -20,23 +20,36 @@ from pathlib import Path
 import torch
 
 __all__ = [
-    "FIT_CROPS_PER_STEP", "MEMORY_SHARE", "automatic_fit_crop", "device_memory", "fit_crop_side", "whole_image_fit_bytes",
+    "FIT_CROPS_PER_STEP", "MEMORY_SHARE", "automatic_fit_crop", "device_memory", "fit_crop_side", "fit_memory_budget",
+    "whole_image_fit_bytes",
 ]
 
 # One crop's BatchNorm statistics stray further from the whole image's, which the image readout
 # uses: LOL at 200x133, 85x85 crops, 1000 steps: 18.71 dB with one crop per step, 20.36 with two.
 FIT_CROPS_PER_STEP = 2
 
-MEMORY_SHARE = 0.8  # of the device's memory a fitting step may be estimated to take
+# Of the device's memory a fitting step may be estimated to take: a GPU is the fit's alone; a host
+# also holds the system, other programs, and the image and its outputs.
+MEMORY_SHARE = {"cuda": 0.8, "cpu": 0.5}
 UNKNOWN_MEMORY = 16 * 2**30  # assumed where the host's memory cannot be read
 CROP_MULTIPLE = 16  # automatic crop sides are rounded down to this
 _BYTES_PER_PIXEL = {"cuda": 6.5 * 2**10, "cpu": 8.5 * 2**10}  # the measured peaks above, rounded up
 _CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
 
+def _kind(device: torch.device) -> str:
+    return "cpu" if device.type == "cpu" else "cuda"
+
+
 def whole_image_fit_bytes(height: int, width: int, device: torch.device) -> int:
     """Estimated peak memory of one whole-image fitting step on a ``height x width`` image, in bytes."""
-    return int(height * width * _BYTES_PER_PIXEL["cpu" if device.type == "cpu" else "cuda"])
+    return int(height * width * _BYTES_PER_PIXEL[_kind(device)])
+
+
+def fit_memory_budget(device: torch.device) -> float:
+    """The memory a fitting step on ``device`` may take, in bytes: :data:`MEMORY_SHARE` of
+    :func:`device_memory`."""
+    return MEMORY_SHARE[_kind(device)] * device_memory(device)
 
 
 def device_memory(device: torch.device) -> int:
@@ -62,10 +75,9 @@ def device_memory(device: torch.device) -> int:
 
 def automatic_fit_crop(height: int, width: int, device: torch.device) -> int | None:
     """The crop side a ``fit_crop="auto"`` fit of a ``height x width`` image runs on: ``None`` (the
-    whole image) where a whole-image step takes at most :data:`MEMORY_SHARE` of ``device``'s memory,
-    else the largest side (a multiple of :data:`CROP_MULTIPLE`) whose :data:`FIT_CROPS_PER_STEP`
+    whole image) where a whole-image step takes at most :func:`fit_memory_budget`, else the largest side (a multiple of :data:`CROP_MULTIPLE`) whose :data:`FIT_CROPS_PER_STEP`
     square crops take no more."""
-    budget = MEMORY_SHARE * device_memory(device)
+    budget = fit_memory_budget(device)
     if whole_image_fit_bytes(height, width, device) <= budget:
         return None
     per_crop_pixels = budget / FIT_CROPS_PER_STEP / whole_image_fit_bytes(1, 1, device)

@@ -48,8 +48,6 @@ UNSIGNED_16_MAX = 65535
 LOW_PERCENTILE = 0.1
 HIGH_PERCENTILE = 99.9
 PERCENTILE_SAMPLE = 4_000_000  # values read to estimate float percentiles on big layers
-LARGE_PLANE_PIXELS = 2048 * 2048  # planes above this are inferred tile by tile
-INFERENCE_TILE = 1024
 REPORT_INTERVAL_S = 0.1  # fit about this long between progress reports (one step at least)
 OUTPUTS_OF_CHOICE = {
     "linear": ("linear",), "denoise": ("denoise",), "enhance": ("enhance",),
@@ -215,8 +213,7 @@ class RunSettings:
     def inference_passes(self, layout: StackLayout) -> int:
         """Inference passes per plane of ``layout``: views times tiles, statistics passes included."""
         height, width = (layout.shape[axis] for axis in layout.plane_axes)
-        tile = INFERENCE_TILE if height * width > LARGE_PLANE_PIXELS else None
-        return inference_passes(self.mode, height, width, tile, self.ensemble)
+        return inference_passes(self.mode, height, width, ensemble=self.ensemble, device=self.device)
 
     def progress_total(self, layout: StackLayout) -> int:
         """Units of progress in a run on ``layout``: one per fitting step and per inference pass."""
@@ -282,7 +279,6 @@ def enhance_stack(
             source = np.asarray(data[index])
             colour, alpha = (source[..., :3], source[..., 3:]) if layout.rgb else (source, None)
             unit = scale.to_unit(colour)
-            tile = INFERENCE_TILE if unit.shape[0] * unit.shape[1] > LARGE_PLANE_PIXELS else None
             if order == 0:
                 model = new_model()
             step, chunk = 0, 1
@@ -295,7 +291,7 @@ def enhance_stack(
                 yield Progress(done, total, plane, planes, step, plane_steps, report.losses[-1])
                 seconds_per_step = (time.perf_counter() - started) / report.steps_done
                 chunk = max(1, int(REPORT_INTERVAL_S / seconds_per_step))
-            passes = model.infer_in_passes(unit, tile=tile, ensemble=settings.ensemble)
+            passes = model.infer_in_passes(unit, ensemble=settings.ensemble)
             reported = time.perf_counter()
             while True:
                 if should_cancel():

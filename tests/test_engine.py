@@ -174,6 +174,18 @@ def test_the_automatic_crop_is_the_largest_that_fits_the_device_memory(monkeypat
     assert sizing.fit_crop_side(side, False, side, side - 1, cpu) is None, "no larger than the crops: fitted whole"
 
 
+def test_inference_is_tiled_only_where_one_pass_would_not_fit_the_memory(monkeypatch):
+    cpu, margin = torch.device("cpu"), 16
+    assert sizing.inference_bytes(1024, 1024) >= 1.8 * 2**30, "the CPU's measured 1.83 KiB per pixel"
+    budget = sizing.inference_bytes(1000, 1000)
+    monkeypatch.setattr(sizing, "fit_memory_budget", lambda device: budget)
+    assert sizing.automatic_tile(1000, 1000, cpu, margin) is None
+    tile = sizing.automatic_tile(1000, 1001, cpu, margin)
+    assert tile % sizing.TILE_MULTIPLE == 0 and sizing.inference_bytes(tile + 2 * margin, tile + 2 * margin) <= budget
+    wider = tile + sizing.TILE_MULTIPLE + 2 * margin
+    assert sizing.inference_bytes(wider, wider) > budget
+
+
 def test_a_tensor_input_fits_like_the_same_numpy_array(dark):
     from_array = ZeroIG(mode="faithful", device="cpu").fit(dark, 2).losses
     from_tensor = ZeroIG(mode="faithful", device="cpu").fit(torch.from_numpy(dark), 2).losses

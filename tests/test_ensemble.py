@@ -7,8 +7,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from zeroig_plugin import ZeroIG, ZeroIGError, inference_passes
+from zeroig_plugin import ZeroIG, ZeroIGError, inference_passes, sizing
 from zeroig_plugin.cli import cli
+from zeroig_plugin.engine import RECEPTIVE_MARGIN
 from zeroig_plugin.ensemble import EnsembleMean, check_ensemble_size, dihedral, undo_dihedral
 from zeroig_plugin.improved import exposure_gain
 from zeroig_plugin.objective import Outputs, image_statistics, infer
@@ -118,14 +119,17 @@ def test_inference_reports_progress_per_pass_over_views_and_tiles():
     assert calls == [(1, 1)]  # one view, the running statistics: one pass
 
 
-def test_the_pass_count_is_known_before_the_model_and_a_closed_inference_leaves_it_usable():
+def test_the_pass_count_is_known_before_the_model_and_a_closed_inference_leaves_it_usable(monkeypatch):
     image = (np.random.default_rng(4).random((70, 90, 3)) * 0.2).astype(np.float32)
     model = ZeroIG(mode="improved", device="cpu")
     ticks = []
     model.infer(image, tile=32, ensemble=4, progress=lambda done, total: ticks.append(total))
     assert set(ticks) == {inference_passes("improved", 70, 90, tile=32, ensemble=4)} == {4 * 9 * 2}
     assert inference_passes("faithful", 70, 90) == 1 and inference_passes("default", 70, 90) == 16
-    assert inference_passes("faithful", 5000, 4000) == 3 * 2, "huge images are tiled by 2048 when no tile is given"
+    window = 2048 + 2 * RECEPTIVE_MARGIN
+    monkeypatch.setattr(sizing, "fit_memory_budget", lambda device: sizing.inference_bytes(window, window))
+    assert inference_passes("faithful", 5000, 4000, device="cpu") == 3 * 2, "no tile given: as large as memory allows"
+    monkeypatch.undo()
 
     passes = model.infer_in_passes(image)
     next(passes)

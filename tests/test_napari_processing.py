@@ -11,7 +11,7 @@ import pytest
 
 from napari_zeroig import processing
 from napari_zeroig.processing import IntensityScale, RunSettings, StackLayout, enhance_stack
-from zeroig_plugin import InputError, ZeroIG, sizing
+from zeroig_plugin import InputError, ZeroIG, engine, sizing
 
 TINY = RunSettings(steps=1, later_steps=1, device="cpu", output="all")
 
@@ -177,19 +177,18 @@ def test_reports_come_in_chunks_of_steps_on_fast_devices(model_spy, monkeypatch)
     assert model_spy[0].steps_done == 5
 
 
-def test_large_planes_are_inferred_in_tiles_with_the_same_result(monkeypatch):
+def _memory_for_16x16_tiles(monkeypatch):
+    """As if a plane's one-pass inference did not fit the device's memory, which 16x16 tiles do."""
+    monkeypatch.setattr(engine, "automatic_tile", lambda height, width, device, margin: 16)
+
+
+def test_planes_too_large_for_the_device_memory_are_inferred_in_tiles_with_the_same_result(monkeypatch):
     image = np.random.default_rng(4).integers(0, 80, (40, 40, 3)).astype(np.uint8)
     layout, inference_only = StackLayout(image.shape, rgb=True), RunSettings(steps=0, device="cpu")
-    _, whole = run_to_end(enhance_stack(image, layout, inference_only))
-    tiles = []
-    monkeypatch.setattr(processing, "LARGE_PLANE_PIXELS", 32 * 32)
-    monkeypatch.setattr(processing, "INFERENCE_TILE", 16)
-    original_infer = ZeroIG.infer_in_passes
-    monkeypatch.setattr(
-        ZeroIG, "infer_in_passes", lambda model, unit, tile=None, ensemble=None: tiles.append(tile) or original_infer(model, unit, tile)
-    )
+    whole_ticks, whole = run_to_end(enhance_stack(image, layout, inference_only))
+    assert whole_ticks[-1].total == 8 * 2
+    _memory_for_16x16_tiles(monkeypatch)
     ticks, tiled = run_to_end(enhance_stack(image, layout, inference_only))
-    assert tiles == [16]
     assert ticks[-1].done == ticks[-1].total == inference_only.inference_passes(layout) == 8 * 3 * 3 * 2
     np.testing.assert_array_equal(tiled.enhanced, whole.enhanced)
     np.testing.assert_array_equal(tiled.denoised, whole.denoised)
@@ -258,8 +257,7 @@ def test_zero_fill_is_passed_through_and_the_bar_ends_at_its_total(monkeypatch):
     rng = np.random.default_rng(9)
     image = np.zeros((40, 40), np.uint16)
     image[:, 14:] = rng.integers(200, 900, (40, 26))
-    monkeypatch.setattr(processing, "LARGE_PLANE_PIXELS", 32 * 32)
-    monkeypatch.setattr(processing, "INFERENCE_TILE", 16)
+    _memory_for_16x16_tiles(monkeypatch)
     settings = RunSettings(steps=1, device="cpu", output="all", ensemble=1)
     layout = StackLayout(image.shape, rgb=False)
     ticks, outputs = run_to_end(enhance_stack(image, layout, settings))

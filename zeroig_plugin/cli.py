@@ -313,7 +313,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 inference = {"tile": tile, "ensemble": ensemble and int(ensemble)}
                 if stack:
                     later = min(iters, STACK_LATER_STEPS) if iters_per_plane is None else iters_per_plane
-                    results, losses, model = _enhance_stack(stack, new_model, mode, iters, later, kinds, inference)
+                    results, losses, model = _enhance_stack(stack, new_model, mode, device, iters, later, kinds, inference)
                     for kind, target in targets.items():
                         write_stack(target, results[kind], like=stack)
                     note = ""
@@ -368,7 +368,9 @@ def _output_name(path: Path, kind: str, tiff: bool) -> str:
     return f"{path.name[: path.name.lower().rindex('.ome.')]}_{kind}.ome.tif" if ome else f"{path.stem}_{kind}.tif"
 
 
-def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, kinds: tuple[str, ...], inference: dict):
+def _enhance_stack(
+    stack, new_model, mode: str, device: str, iters: int, later_iters: int, kinds: tuple[str, ...], inference: dict
+):
     """Fit and infer every plane of a TIFF stack, warm-starting each from the previous plane's fit.
 
     Each channel (the ``C`` axis) gets a fresh model; within it the planes are visited in storage
@@ -390,7 +392,7 @@ def _enhance_stack(stack, new_model, mode: str, iters: int, later_iters: int, ki
     channel_of = (lambda at: 0) if stack.channel_axis is None else (lambda at: at[stack.channel_axis])
     channels = 1 if stack.channel_axis is None else outer[stack.channel_axis]
     positions = sorted(np.ndindex(*outer), key=channel_of)
-    passes = inference_passes(mode, *stack.plane_shape, inference["tile"], inference["ensemble"] or None)
+    passes = inference_passes(mode, *stack.plane_shape, inference["tile"], inference["ensemble"] or None, device)
     total = channels * iters + (len(positions) - channels) * later_iters + len(positions) * passes
     results = {kind: np.empty(stack.planes.shape, np.float32 if np.issubdtype(dtype, np.floating) else dtype) for kind in kinds}
     losses: list[list[float]] = []

@@ -27,7 +27,7 @@ from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency
 from .recipes import Recipe, get_recipe
-from .sizing import FIT_CROPS_PER_STEP, fit_crop_side
+from .sizing import FIT_CROPS_PER_STEP, automatic_tile, fit_crop_side
 
 __all__ = [
     "ZeroIG", "FitReport", "ImageOutputs", "resolve_device", "describe_device", "inference_passes", "ProgressCallback",
@@ -561,7 +561,8 @@ class ZeroIG:
         """Inference on ``(1, 3, H, W)`` on this device, tiled when ``tile`` is set.
 
         Tiles overlap by the networks' receptive field, so tiled output equals whole-image output;
-        images over ``AUTO_TILE_PIXELS`` are tiled by ``AUTO_TILE`` when no ``tile`` is given.
+        with no ``tile`` given, images whose one-pass inference would not fit the device's memory
+        budget are tiled (:func:`~zeroig_plugin.sizing.automatic_tile`).
         Recipes with ``inference_statistics="image"`` normalise the enhancer with the statistics of
         ``statistics_from`` (``(1, 3, h, w)``, e.g. the downscaled copy a video frame was fitted
         on), by default of ``image`` itself. ``ensemble`` (1, 2, 4 or 8; default: the recipe's)
@@ -595,7 +596,7 @@ class ZeroIG:
         if statistics_from is not None:
             statistics_from = _padded_to_fit(self.content_box(statistics_from).crop(statistics_from))
         height, width = image.shape[-2:]
-        tile = _automatic_tile(height, width, tile)
+        tile = _automatic_tile(height, width, tile, self.device)
         size = _ensemble_size(self.recipe, ensemble)
         net = self._inference_net().eval()
         source = image if statistics_from is None else statistics_from
@@ -675,11 +676,15 @@ class ZeroIG:
         return ImageOutputs(*(_to_array(output, layout) for output in outputs))
 
 
-def inference_passes(mode: str, height: int, width: int, tile: int | None = None, ensemble: int | None = None) -> int:
-    """The ``total`` that :meth:`ZeroIG.infer` reports for a ``height x width`` image in ``mode``
-    (statistics from the image itself), e.g. to size a progress bar before the model exists."""
+def inference_passes(
+    mode: str, height: int, width: int, tile: int | None = None, ensemble: int | None = None,
+    device: str | torch.device = "auto",
+) -> int:
+    """The ``total`` that :meth:`ZeroIG.infer` on ``device`` reports for a ``height x width`` image
+    in ``mode`` (statistics from the image itself), e.g. to size a progress bar before the model
+    exists."""
     recipe = get_recipe(mode)
-    pieces = _pieces(height, width, _automatic_tile(height, width, tile))
+    pieces = _pieces(height, width, _automatic_tile(height, width, tile, resolve_device(device)))
     return _pass_total(recipe, _ensemble_size(recipe, ensemble), pieces, pieces)
 
 
@@ -708,12 +713,8 @@ def _run_to_end(passes: Generator[tuple[int, int], None, T], progress: Callable[
             progress(*tick)
 
 
-AUTO_TILE_PIXELS = 4096 * 4096
-AUTO_TILE = 2048
-
-
-def _automatic_tile(height: int, width: int, tile: int | None) -> int | None:
-    return AUTO_TILE if tile is None and height * width > AUTO_TILE_PIXELS else tile
+def _automatic_tile(height: int, width: int, tile: int | None, device: torch.device) -> int | None:
+    return tile if tile is not None else automatic_tile(height, width, device, RECEPTIVE_MARGIN)
 
 
 GRAPH_WARMUP_STEPS = 3  # eager steps (real ones) before capture: cuDNN autotuning, Adam state, compile

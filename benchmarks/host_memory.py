@@ -39,7 +39,7 @@ def _worker(config: dict) -> dict:
         zeroig_plugin.engine.keep_freed_memory = lambda: False
     width, height = config["width"], config["height"]
     image = np.random.default_rng(0).uniform(0, 0.2, (height, width, 3)).astype(np.float32)
-    model = ZeroIG(device="cpu", seed=2)
+    model = ZeroIG(device="cpu", seed=2, fit_crop=None)  # whole-image steps at every size measured
     if config["task"] == "fit":
         run = lambda: model.fit(image, 1).losses  # noqa: E731
     else:

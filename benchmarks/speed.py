@@ -106,7 +106,7 @@ def _floor_step_runner(device: str, image, acceleration: str = "off"):
 def _engine_step_runner(device: str, image, mode: str, acceleration: str):
     from zeroig_plugin import ZeroIG
 
-    model = ZeroIG(mode=mode, device=device, acceleration=acceleration)
+    model = ZeroIG(mode=mode, device=device, acceleration=acceleration, fit_crop=None)  # the mode's own steps at any size
     array = image[0].permute(1, 2, 0).cpu().numpy()
 
     def steps(count: int) -> None:
@@ -184,7 +184,7 @@ def _compare(config: dict) -> dict:
     array = image[0].permute(1, 2, 0).cpu().numpy()
     contestants = {"published": _published_step_runner(device, image)}
     for acceleration in config["accelerations"]:
-        model = ZeroIG(mode="faithful", device=device, acceleration=acceleration)
+        model = ZeroIG(mode="faithful", device=device, acceleration=acceleration, fit_crop=None)
         contestants[f"ours ({acceleration})"] = lambda model=model: model.fit(array, 1, loss_every=1)
     for acceleration in ("off", "max"):
         contestants[f"floor ({acceleration})"] = _floor_step_runner(device, image, acceleration)

@@ -218,7 +218,7 @@ def test_fit_crop_fits_on_crops_and_writes_the_whole_image(tmp_path):
 def test_images_too_large_for_whole_image_steps_are_fitted_on_crops_with_a_note(tmp_path, monkeypatch):
     from zeroig_plugin import cli as cli_module, sizing
 
-    monkeypatch.setattr(sizing, "fit_memory_budget", lambda device: sizing.whole_image_fit_bytes(32, 32, device))
+    monkeypatch.setattr(sizing, "memory_budget", lambda device: sizing.whole_image_fit_bytes(32, 32, device))
     monkeypatch.setattr(cli_module, "LARGE_FOR_CPU", 32 * 32)
     Image.fromarray(_dark(40, 48)).save(tmp_path / "x.png")
     logs = {}

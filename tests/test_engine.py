@@ -142,7 +142,7 @@ def test_fit_crop_bounds_the_fitted_view_and_infers_the_whole_image():
 def test_images_too_large_for_a_whole_image_step_are_fitted_on_crops(monkeypatch):
     image = (np.random.default_rng(4).random((40, 44, 3)) * 0.15).astype(np.float32)
     # memory for a whole-image step of 32x32 pixels: two 16x16 crops of 40x44 fit, the whole does not
-    monkeypatch.setattr(sizing, "fit_memory_budget", lambda device: sizing.whole_image_fit_bytes(32, 32, device))
+    monkeypatch.setattr(sizing, "memory_budget", lambda device: sizing.whole_image_fit_bytes(32, 32, device))
     model = ZeroIG(device="cpu")
     automatic = model.fit(image, 3)
     explicit = ZeroIG(device="cpu", fit_crop=16).fit(image, 3)
@@ -164,7 +164,7 @@ def test_the_automatic_crop_is_the_largest_that_fits_the_device_memory(monkeypat
     assert sizing.automatic_fit_crop(200, 300, cpu) is None, "0.5 GiB of 2: whole image"
     side = sizing.automatic_fit_crop(400, 600, cpu)
     assert side % sizing.CROP_MULTIPLE == 0
-    budget = sizing.fit_memory_budget(cpu)
+    budget = sizing.memory_budget(cpu)
     assert budget == sizing.MEMORY_SHARE["cpu"] * memory
     assert sizing.FIT_CROPS_PER_STEP * sizing.whole_image_fit_bytes(side, side, cpu) <= budget
     larger = side + sizing.CROP_MULTIPLE
@@ -178,7 +178,7 @@ def test_inference_is_tiled_only_where_one_pass_would_not_fit_the_memory(monkeyp
     cpu, margin = torch.device("cpu"), 16
     assert sizing.inference_bytes(1024, 1024) >= 1.8 * 2**30, "the CPU's measured 1.83 KiB per pixel"
     budget = sizing.inference_bytes(1000, 1000)
-    monkeypatch.setattr(sizing, "fit_memory_budget", lambda device: budget)
+    monkeypatch.setattr(sizing, "memory_budget", lambda device: budget)
     assert sizing.automatic_tile(1000, 1000, cpu, margin) is None
     tile = sizing.automatic_tile(1000, 1001, cpu, margin)
     assert tile % sizing.TILE_MULTIPLE == 0 and sizing.inference_bytes(tile + 2 * margin, tile + 2 * margin) <= budget

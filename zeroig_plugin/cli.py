@@ -233,7 +233,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         except ZeroIGError as error:
             raise click.BadParameter(str(error), param_hint="--weights") from None
     from .engine import ZeroIG, describe_device, resolve_device
-    from .sizing import fit_crop_side, fit_memory_budget, whole_image_fit_bytes
+    from .sizing import fit_crop_side, memory_budget, whole_image_fit_bytes
 
     try:
         device_name = describe_device(device)
@@ -249,7 +249,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         crop = fit_crop_side(crop_size, fit_crop == "auto", *shape, torch_device)
         size = f"{name} is {shape[1]}x{shape[0]}"
         if crop is not None and crop_size is None:
-            need, allowed = whole_image_fit_bytes(*shape, torch_device) / 2**30, fit_memory_budget(torch_device) / 2**30
+            need, allowed = whole_image_fit_bytes(*shape, torch_device) / 2**30, memory_budget(torch_device) / 2**30
             return (f"{size}: each step fits two random {crop}x{crop} crops, as a whole-image step would take about "
                     f"{need:.1f} GiB, over the {allowed:.1f} GiB a fit may take on {device_name} (--fit-crop off fits "
                     "it whole)")

@@ -1,5 +1,5 @@
-"""Whether an image fits one whole-image fitting step in the device's memory, and if not, how large
-the crops fitted instead can be.
+"""Whether an image fits one whole-image fitting step, or one inference pass, in the device's
+memory, and if not, how large the crops fitted or the tiles inferred instead can be.
 
 A whole-image step holds every feature map of the three networks and its gradient, so its memory
 grows with the image: measured peaks of 6.3 KiB per pixel on CUDA (1.45 GiB at 600x400 and
@@ -8,8 +8,9 @@ memory on a CPU (2.3 GiB at 600x400 and 2.4 GiB at 512x512; "Host memory"). A 12
 would need about 75 GiB. Where a whole-image step would take more than 80 % of a GPU's memory
 (half of the host's on a CPU), ``ZeroIG(fit_crop="auto")`` (the default) fits each step on two
 random crops, as large as that share allows: crops that cover a small part of the image fit worse
-(LOL at 600x400, 2000 steps: two 96x96 crops per step lost up to 5.4 dB against the whole image;
-BENCHMARKS.md, "Images too large for a whole-image step"). Inference still covers the whole image.
+(LOL at 600x400, 2000 steps: two 96x96 crops per step lost up to 5.5 dB against the whole image;
+BENCHMARKS.md, "Images too large for a whole-image step"). Inference covers the whole image, in
+tiles where one pass would not fit (tiled results are identical).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 
 __all__ = [
     "FIT_CROPS_PER_STEP", "MEMORY_SHARE", "automatic_fit_crop", "automatic_tile", "device_memory", "fit_crop_side",
-    "fit_memory_budget", "inference_bytes", "whole_image_fit_bytes",
+    "memory_budget", "inference_bytes", "whole_image_fit_bytes",
 ]
 
 # One crop's BatchNorm statistics stray further from the whole image's, which the image readout
@@ -50,9 +51,9 @@ def whole_image_fit_bytes(height: int, width: int, device: torch.device) -> int:
     return int(height * width * _BYTES_PER_PIXEL[_kind(device)])
 
 
-def fit_memory_budget(device: torch.device) -> float:
-    """The memory a fitting step on ``device`` may take, in bytes: :data:`MEMORY_SHARE` of
-    :func:`device_memory`."""
+def memory_budget(device: torch.device) -> float:
+    """The memory a fitting step or an inference pass on ``device`` may take, in bytes:
+    :data:`MEMORY_SHARE` of :func:`device_memory`."""
     return MEMORY_SHARE[_kind(device)] * device_memory(device)
 
 
@@ -79,9 +80,10 @@ def device_memory(device: torch.device) -> int:
 
 def automatic_fit_crop(height: int, width: int, device: torch.device) -> int | None:
     """The crop side a ``fit_crop="auto"`` fit of a ``height x width`` image runs on: ``None`` (the
-    whole image) where a whole-image step takes at most :func:`fit_memory_budget`, else the largest side (a multiple of :data:`CROP_MULTIPLE`) whose :data:`FIT_CROPS_PER_STEP`
-    square crops take no more."""
-    budget = fit_memory_budget(device)
+    whole image) where a whole-image step takes at most :func:`memory_budget`, else the largest
+    side (a multiple of :data:`CROP_MULTIPLE`) whose :data:`FIT_CROPS_PER_STEP` square crops take
+    no more."""
+    budget = memory_budget(device)
     if whole_image_fit_bytes(height, width, device) <= budget:
         return None
     per_crop_pixels = budget / FIT_CROPS_PER_STEP / whole_image_fit_bytes(1, 1, device)
@@ -95,10 +97,10 @@ def inference_bytes(height: int, width: int) -> int:
 
 def automatic_tile(height: int, width: int, device: torch.device, margin: int) -> int | None:
     """The tile side inference on ``device`` uses when none is given: ``None`` (the whole image in
-    one pass) where a pass takes at most :func:`fit_memory_budget`, else the largest multiple of
+    one pass) where a pass takes at most :func:`memory_budget`, else the largest multiple of
     :data:`TILE_MULTIPLE` whose window (the tile and a ``margin`` on each side) takes no more.
     Tiled inference gives the same result, so this only bounds memory."""
-    budget = fit_memory_budget(device)
+    budget = memory_budget(device)
     if inference_bytes(height, width) <= budget:
         return None
     window = math.isqrt(int(budget / _INFERENCE_BYTES_PER_PIXEL))

@@ -236,6 +236,19 @@ def test_images_too_large_for_whole_image_steps_are_fitted_on_crops_with_a_note(
         assert rejected.exit_code == 2 and "--fit-crop" in rejected.output
 
 
+def test_out_of_device_memory_is_one_line_with_what_bounds_the_memory(tmp_path, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(ZeroIG, "fit", out_of_memory)
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    result = run(str(tmp_path / "x.png"), "-o", str(tmp_path / "out"))
+    _no_traceback(result)
+    assert result.exit_code == 1
+    assert "x.png: CUDA out of memory. Tried to allocate 2.00 GiB (" in result.output and "--fit-crop" in result.output
+    assert "more detail" not in result.output
+
+
 def test_brightness_option_reaches_the_fit_and_is_checked(tmp_path):
     from zeroig_plugin import MAX_BRIGHTNESS, cli as cli_module
 

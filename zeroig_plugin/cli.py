@@ -351,7 +351,11 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 _fail(str(error) if isinstance(error, ZeroIGError) else f"{path}: {error}")
             except RuntimeError as error:  # e.g. out of memory on the device
                 failures += 1
-                _fail(f"{path}: {str(error).splitlines()[0]}")
+                message = str(error).splitlines()[0]
+                if "out of memory" in message:
+                    message += (" (the device's memory is shared with other programs: a smaller --fit-crop and "
+                                "--tile bound what the fit and the inference take)")
+                _fail(f"{path}: {message}")
     except KeyboardInterrupt:
         click.echo(f"\nzeroig: interrupted after {done} of {len(files)} image(s); every file written is complete, "
                    "nothing partial was left.", err=True)

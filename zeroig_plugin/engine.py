@@ -204,8 +204,9 @@ class ZeroIG:
             ``FIT_CROPS_PER_STEP``), so a step's cost and memory stop growing with the image;
             inference still covers the whole image. ``"auto"`` (the default) keeps the recipe's
             setting until an image is too large for a whole-image step in this device's memory
-            (:func:`~zeroig_plugin.sizing.automatic_fit_crop`: over 80 % of it at the measured
-            cost per pixel); from that fit on, the model fits on the largest crops that fit.
+            (:func:`~zeroig_plugin.sizing.automatic_fit_crop`: over 80 % of a GPU's, or half of
+            the host's, at the measured cost per pixel); from that fit on, the model fits on the
+            largest crops that fit.
             ``None`` keeps the recipe's setting whatever the size.
         brightness: the outputs' mean luminance, in ``(0, 0.8]``, that the fit's exposure rule
             aims at (and, with ``exposure_gain``, one gain at inference brings them to); ``None``
@@ -298,7 +299,7 @@ class ZeroIG:
         crops = self.recipe.crops_per_step if self.recipe.crop_size else FIT_CROPS_PER_STEP
         self.recipe = replace(self.recipe, crop_size=side, crops_per_step=crops)
 
-    def fit_crop_for(self, height: int, width: int) -> int | None:
+    def _fit_crop_for(self, height: int, width: int) -> int | None:
         """The side of the random crops a fit of a ``height x width`` image (within its flat
         borders) runs on with this model, or ``None`` for the whole image (``fit_crop`` above)."""
         return fit_crop_side(self.recipe.crop_size, self._crops_when_large, height, width, self.device)
@@ -441,7 +442,7 @@ class ZeroIG:
         if steps < 0:
             raise ValueError("steps must be >= 0")
         tensor = self._fit_input(image)
-        crop = self.fit_crop_for(*tensor.shape[-2:])
+        crop = self._fit_crop_for(*tensor.shape[-2:])
         if crop is not None and self.recipe.crop_size is None:
             self._fit_on_crops(crop)
         if self.acceleration.channels_last:

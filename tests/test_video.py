@@ -325,6 +325,26 @@ def test_cli_bad_inputs_one_line_no_traceback(kind, message, clip, tmp_path):
     assert not (tmp_path / "out.mp4").exists()
 
 
+def test_native_frames_too_large_for_the_memory_are_fitted_on_crops_with_a_note(clip, tmp_path, monkeypatch):
+    from zeroig_plugin import sizing
+
+    frame = np.random.default_rng(2).integers(0, 30, (30, 34, 3), dtype=np.uint8)
+    native = WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=0)
+    whole = tiny_enhancer(native)
+    whole.enhance(frame)
+    assert whole.last_report.fit_crop is None
+    monkeypatch.setattr(sizing, "memory_budget", lambda device: sizing.whole_image_fit_bytes(24, 24, device))
+    enhancer = tiny_enhancer(native)
+    enhancer.enhance(frame)
+    assert enhancer.last_report.fit_crop == 16
+    enhancer.enhance(frame)
+    assert enhancer.last_report.fit_crop == 16, "the warm-started frames too"
+    result = run_cli(clip, tmp_path / "out.mp4", "--device", "cpu", "--fit-size", "0", "--first-iters", "2",
+                     "--iters-per-frame", "1", "--max-frames", "2")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("each fitting step sees two random 16x16 crops of the frame") == 1
+
+
 def test_cli_enhances_with_progress_and_options(clip, tmp_path):
     output = tmp_path / "cli.mp4"
     result = run_cli(

@@ -149,6 +149,9 @@ def video_command(
             def on_frame(done: int, expected: int, report) -> None:
                 if report.scene_cut:
                     warn(f"scene cut at frame {report.index} (statistic {report.cut_statistic:.2f}): restarting the fit")
+                if report.index == 0 and report.fit_crop is not None:
+                    warn(f"each fitting step sees two random {report.fit_crop}x{report.fit_crop} crops of the frame: a "
+                         "whole-frame step would not fit the device's memory (--fit-size fits a downscaled copy instead)")
                 if (report.index == 0 or report.scene_cut) and report.picture_box is not None:
                     box = report.picture_box
                     warn(f"flat borders (letterbox bars) left as they are: enhancing the {box.width}x{box.height} "

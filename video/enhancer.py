@@ -119,7 +119,10 @@ DEFAULTS = WarmStartSettings()
 @dataclass(frozen=True)
 class FrameReport:
     """What the enhancer did for one frame; ``picture_box``: the part within the frame's flat
-    borders (letterbox bars) that was fitted and enhanced, ``None`` when there were none."""
+    borders (letterbox bars) that was fitted and enhanced, ``None`` when there were none;
+    ``fit_crop``: the side of the random crops the frame's fit ran on, where the fitted view was
+    too large for a whole-view step in the device's memory (native ``fit_size`` on large frames),
+    else ``None``."""
 
     index: int
     steps: int
@@ -127,6 +130,7 @@ class FrameReport:
     cut_statistic: float
     loss: float | None
     picture_box: ContentBox | None
+    fit_crop: int | None = None
 
 
 class WarmStartEnhancer:
@@ -225,7 +229,7 @@ class WarmStartEnhancer:
         output = self._temporal(getattr(outputs, self.settings.output), box, frame, reset=fresh)
         self.last_report = FrameReport(
             self.frames_done, steps, is_cut, statistic, report.losses[-1] if report and report.losses else None,
-            None if box.covers(*frame.shape[-2:]) else box,
+            None if box.covers(*frame.shape[-2:]) else box, report.crop_size if report else None,
         )
         self.frames_done += 1
         return output

@@ -74,7 +74,8 @@ class _Interrupted(click.ClickException):
 )
 @click.option(
     "--fit-size", type=click.IntRange(min=0), default=DEFAULT_FIT_SIZE, show_default=True,
-    help="Fit on a copy downscaled to this longest side (0: native size); inference is full size.",
+    help="Fit on a copy downscaled to this longest side (0: native size, on the largest crops that fit where a "
+         "whole frame would not fit the device's memory); inference is full size.",
 )
 @click.option(
     "--scene-cut", type=click.FloatRange(min=0), default=DEFAULT_SCENE_CUT, show_default=True,

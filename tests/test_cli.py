@@ -234,6 +234,11 @@ def test_images_too_large_for_whole_image_steps_are_fitted_on_crops_with_a_note(
     for bad in ("banana", "8"):
         rejected = run(str(tmp_path / "x.png"), "-o", str(tmp_path / "bad"), "--fit-crop", bad)
         assert rejected.exit_code == 2 and "--fit-crop" in rejected.output
+    framed = np.zeros((40, 48, 3), np.uint8)
+    framed[6:34, 9:39] = _dark(28, 30)  # a picture of 840 pixels in black bars: within the budget
+    Image.fromarray(framed).save(tmp_path / "framed.png")
+    result = run(str(tmp_path / "framed.png"), "-o", str(tmp_path / "framed"))
+    assert result.exit_code == 0 and "crops" not in result.output, result.output
 
 
 def test_out_of_device_memory_is_one_line_with_what_bounds_the_memory(tmp_path, monkeypatch):

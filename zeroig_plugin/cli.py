@@ -295,10 +295,6 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                     claimed[target.resolve()] = path
                 stack = read_stack(path) if stack_axes else None
                 image = None if stack else read_image(path)
-                plane_shape = stack.plane_shape if stack else image.pixels.shape[:2]
-                size_note = fit_note(path.name, plane_shape) if iters else None
-                if size_note:
-                    click.echo(f"zeroig: note: {size_note}", err=True)
                 started = time.perf_counter()
 
                 def new_model() -> ZeroIG:
@@ -310,8 +306,14 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                         acceleration_noted = True
                     return model
 
+                def say_how_it_fits(shape: tuple[int, int]) -> None:
+                    size_note = fit_note(path.name, shape) if iters else None
+                    if size_note:
+                        click.echo(f"zeroig: note: {size_note}", err=True)
+
                 inference = {"tile": tile, "ensemble": ensemble and int(ensemble)}
                 if stack:
+                    say_how_it_fits(stack.plane_shape)
                     later = min(iters, STACK_LATER_STEPS) if iters_per_plane is None else iters_per_plane
                     results, losses, model = _enhance_stack(stack, new_model, mode, device, iters, later, kinds, inference)
                     for kind, target in targets.items():
@@ -319,6 +321,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                     note = ""
                 else:
                     model = new_model()
+                    picture = model.content_box(image.pixels)  # what is fitted: within flat borders
+                    say_how_it_fits((picture.height, picture.width))
                     losses = []
                     if iters:
                         bar = _StepBar(iters, path.name)

@@ -176,14 +176,33 @@ def test_the_automatic_crop_is_the_largest_that_fits_the_device_memory(monkeypat
 
 def test_inference_is_tiled_only_where_one_pass_would_not_fit_the_memory(monkeypatch):
     cpu, margin = torch.device("cpu"), 16
-    assert sizing.inference_bytes(1024, 1024) >= 1.8 * 2**30, "the CPU's measured 1.83 KiB per pixel"
+    assert sizing.inference_bytes(2336, 2336) >= 11.4 * 2**30, "the CPU's measured 2.2 KiB per pixel of a tile window"
     budget = sizing.inference_bytes(1000, 1000)
     monkeypatch.setattr(sizing, "memory_budget", lambda device: budget)
     assert sizing.automatic_tile(1000, 1000, cpu, margin) is None
     tile = sizing.automatic_tile(1000, 1001, cpu, margin)
-    assert tile % sizing.TILE_MULTIPLE == 0 and sizing.inference_bytes(tile + 2 * margin, tile + 2 * margin) <= budget
+    buffers = 1000 * 1001 * sizing.WHOLE_IMAGE_BUFFER_BYTES_PER_PIXEL
+    assert tile % sizing.TILE_MULTIPLE == 0
+    assert buffers + sizing.inference_bytes(tile + 2 * margin, tile + 2 * margin) <= budget
     wider = tile + sizing.TILE_MULTIPLE + 2 * margin
-    assert sizing.inference_bytes(wider, wider) > budget
+    assert buffers + sizing.inference_bytes(wider, wider) > budget
+
+
+def test_tiled_inference_on_a_cpu_hands_the_fits_kept_memory_back_once_per_fit(monkeypatch, dark):
+    from zeroig_plugin import engine
+
+    released = []
+    monkeypatch.setattr(engine, "release_freed_memory", lambda: released.append(True))
+    model = ZeroIG(device="cpu")
+    model.fit(dark, 1)
+    model.infer(dark, ensemble=1)
+    assert released == [], "untiled: malloc keeps what the next step or pass reuses"
+    model.infer(dark, tile=16, ensemble=1)
+    model.infer(dark, tile=16, ensemble=1)
+    assert released == [True]
+    model.fit(dark, 1)
+    model.infer(dark, tile=16, ensemble=1)
+    assert released == [True, True]
 
 
 def test_a_tensor_input_fits_like_the_same_numpy_array(dark):

@@ -127,7 +127,8 @@ def test_the_pass_count_is_known_before_the_model_and_a_closed_inference_leaves_
     assert set(ticks) == {inference_passes("improved", 70, 90, tile=32, ensemble=4)} == {4 * 9 * 2}
     assert inference_passes("faithful", 70, 90) == 1 and inference_passes("default", 70, 90) == 16
     window = 2048 + 2 * RECEPTIVE_MARGIN
-    monkeypatch.setattr(sizing, "memory_budget", lambda device: sizing.inference_bytes(window, window))
+    buffers = 5000 * 4000 * sizing.WHOLE_IMAGE_BUFFER_BYTES_PER_PIXEL
+    monkeypatch.setattr(sizing, "memory_budget", lambda device: buffers + sizing.inference_bytes(window, window))
     assert inference_passes("faithful", 5000, 4000, device="cpu") == 3 * 2, "no tile given: as large as memory allows"
     monkeypatch.undo()
 

@@ -22,7 +22,7 @@ from .borders import ContentBox, find_content, paste_content
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
-from .host_memory import keep_freed_memory
+from .host_memory import keep_freed_memory, release_freed_memory
 from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency
@@ -290,6 +290,7 @@ class ZeroIG:
         self._warmup_key: tuple | None = None
         self._warmup_steps = 0
         self.steps_done = 0
+        self._released_after_step: int | None = None
 
     @property
     def mode(self) -> str:
@@ -598,6 +599,11 @@ class ZeroIG:
             statistics_from = _padded_to_fit(self.content_box(statistics_from).crop(statistics_from))
         height, width = image.shape[-2:]
         tile = _automatic_tile(height, width, tile, self.device)
+        if tile is not None and self.device.type == "cpu" and self._released_after_step != self.steps_done:
+            # The fit's freed feature maps, which malloc keeps for the next step, would stay beside
+            # the tiles' (a 12-megapixel photo on the CPU: 18.6 GiB peak kept, 14.4 handed back).
+            release_freed_memory()
+            self._released_after_step = self.steps_done
         size = _ensemble_size(self.recipe, ensemble)
         net = self._inference_net().eval()
         source = image if statistics_from is None else statistics_from

@@ -35,9 +35,12 @@ MEMORY_SHARE = {"cuda": 0.8, "cpu": 0.5}
 UNKNOWN_MEMORY = 16 * 2**30  # assumed where the host's memory cannot be read
 CROP_MULTIPLE = 16  # automatic crop sides are rounded down to this
 _BYTES_PER_PIXEL = {"cuda": 6.5 * 2**10, "cpu": 8.5 * 2**10}  # the measured peaks above, rounded up
-# One inference pass (no gradients): 1.83 KiB per pixel measured on a CPU (one view at 1024x1024
-# and 1536x1536), about 1.7 on CUDA (3.4 GiB at 1080p on an H100); rounded up.
-_INFERENCE_BYTES_PER_PIXEL = 2 * 2**10
+# One inference pass (no gradients), per pixel of the piece inferred: 1.83 KiB measured on a CPU
+# for whole images (one view at 1024x1024 and 1536x1536), about 2.2 for a 2336x2336 tile window
+# (whose statistics pass accumulates in float64), about 1.7 on CUDA (3.4 GiB at 1080p on an H100);
+# rounded up. Tiled, the whole image's input, first-denoised copy and outputs stay in memory too.
+_INFERENCE_BYTES_PER_PIXEL = 2.5 * 2**10
+WHOLE_IMAGE_BUFFER_BYTES_PER_PIXEL = 128
 TILE_MULTIPLE = 256  # automatic inference tiles are rounded down to this
 _CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
@@ -98,12 +101,14 @@ def inference_bytes(height: int, width: int) -> int:
 def automatic_tile(height: int, width: int, device: torch.device, margin: int) -> int | None:
     """The tile side inference on ``device`` uses when none is given: ``None`` (the whole image in
     one pass) where a pass takes at most :func:`memory_budget`, else the largest multiple of
-    :data:`TILE_MULTIPLE` whose window (the tile and a ``margin`` on each side) takes no more.
-    Tiled inference gives the same result, so this only bounds memory."""
+    :data:`TILE_MULTIPLE` whose window (the tile and a ``margin`` on each side) takes no more,
+    beside the whole image's buffers. Tiled inference gives the same result, so this only bounds
+    memory."""
     budget = memory_budget(device)
     if inference_bytes(height, width) <= budget:
         return None
-    window = math.isqrt(int(budget / _INFERENCE_BYTES_PER_PIXEL))
+    for_windows = budget - height * width * WHOLE_IMAGE_BUFFER_BYTES_PER_PIXEL
+    window = math.isqrt(max(0, int(for_windows / _INFERENCE_BYTES_PER_PIXEL)))
     return max(TILE_MULTIPLE, (window - 2 * margin) // TILE_MULTIPLE * TILE_MULTIPLE)
 
 

@@ -242,20 +242,24 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
 
     torch_device = resolve_device(device)
 
-    def fit_note(name: str, shape: tuple[int, int]) -> str | None:
-        """What to say before fitting an image of ``shape``: that it is fitted on crops when the
-        size chose that, or that a whole-image fit of it will be slow on a CPU."""
+    def say_how_it_fits(name: str, shape: tuple[int, int]) -> None:
+        """Before fitting an image of ``shape``: say that it is fitted on crops when its size chose
+        that, or that a whole-image fit of it will be slow on a CPU."""
+        if not iters:
+            return
         crop_size = fit_crop if isinstance(fit_crop, int) else recipe.crop_size
         crop = fit_crop_side(crop_size, fit_crop == "auto", *shape, torch_device)
         size = f"{name} is {shape[1]}x{shape[0]}"
         if crop is not None and crop_size is None:
             need, allowed = whole_image_fit_bytes(*shape, torch_device) / 2**30, memory_budget(torch_device) / 2**30
-            return (f"{size}: each step fits two random {crop}x{crop} crops, as a whole-image step would take about "
-                    f"{need:.1f} GiB, over the {allowed:.1f} GiB a fit may take on {device_name} (--fit-crop off fits "
-                    "it whole)")
-        if crop is None and torch_device.type == "cpu" and shape[0] * shape[1] > LARGE_FOR_CPU:
-            return f"{size}; whole-image fitting on a CPU takes long per step: --fit-crop 512 keeps the step cost fixed"
-        return None
+            message = (f"{size}: each step fits two random {crop}x{crop} crops, as a whole-image step would take "
+                       f"about {need:.1f} GiB, over the {allowed:.1f} GiB a fit may take on {device_name} "
+                       "(--fit-crop off fits it whole)")
+        elif crop is None and torch_device.type == "cpu" and shape[0] * shape[1] > LARGE_FOR_CPU:
+            message = f"{size}; whole-image fitting on a CPU takes long per step: --fit-crop 512 keeps the step cost fixed"
+        else:
+            return
+        click.echo(f"zeroig: note: {message}", err=True)
 
     files, problems = _expand_inputs(inputs)
     for problem in problems:
@@ -306,14 +310,9 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                         acceleration_noted = True
                     return model
 
-                def say_how_it_fits(shape: tuple[int, int]) -> None:
-                    size_note = fit_note(path.name, shape) if iters else None
-                    if size_note:
-                        click.echo(f"zeroig: note: {size_note}", err=True)
-
                 inference = {"tile": tile, "ensemble": ensemble and int(ensemble)}
                 if stack:
-                    say_how_it_fits(stack.plane_shape)
+                    say_how_it_fits(path.name, stack.plane_shape)
                     later = min(iters, STACK_LATER_STEPS) if iters_per_plane is None else iters_per_plane
                     results, losses, model = _enhance_stack(stack, new_model, mode, device, iters, later, kinds, inference)
                     for kind, target in targets.items():
@@ -322,7 +321,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 else:
                     model = new_model()
                     picture = model.content_box(image.pixels)  # what is fitted: within flat borders
-                    say_how_it_fits((picture.height, picture.width))
+                    say_how_it_fits(path.name, (picture.height, picture.width))
                     losses = []
                     if iters:
                         bar = _StepBar(iters, path.name)

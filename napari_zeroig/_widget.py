@@ -268,6 +268,8 @@ class ZeroIGWidget(Container):
             text += f"inference pass {tick.inference_pass}/{tick.inference_passes}"
         else:
             text += f"step {tick.step}/{tick.steps}"
+            if tick.fit_crop is not None:
+                text += f" on {tick.fit_crop}x{tick.fit_crop} crops"
             if tick.loss is not None:
                 text += f", loss {tick.loss:.4g}"
         self._status.value = text

@@ -224,7 +224,9 @@ class RunSettings:
 
 class Progress(NamedTuple):
     """A progress report: ``done`` of ``total`` units (steps and inference passes), where the run
-    is; ``inference_pass`` is ``None`` while the plane is being fitted."""
+    is; ``inference_pass`` is ``None`` while the plane is being fitted; ``fit_crop``: the side of
+    the random crops the plane's fit runs on, where the plane is too large for a whole-plane step
+    in the device's memory."""
 
     done: int
     total: int
@@ -235,6 +237,7 @@ class Progress(NamedTuple):
     loss: float | None
     inference_pass: int | None = None
     inference_passes: int | None = None
+    fit_crop: int | None = None
 
 
 class StackOutputs(NamedTuple):
@@ -288,7 +291,7 @@ def enhance_stack(
                 if report.cancelled:
                     return None
                 step, done = step + report.steps_done, done + report.steps_done
-                yield Progress(done, total, plane, planes, step, plane_steps, report.losses[-1])
+                yield Progress(done, total, plane, planes, step, plane_steps, report.losses[-1], fit_crop=report.crop_size)
                 seconds_per_step = (time.perf_counter() - started) / report.steps_done
                 chunk = max(1, int(REPORT_INTERVAL_S / seconds_per_step))
             passes = model.infer_in_passes(unit, ensemble=settings.ensemble)

@@ -115,6 +115,18 @@ def test_stack_run_goes_plane_by_plane(viewer, qtbot):
     assert ticks[-1].done == ticks[-1].total == 3 * (1 + 4)
 
 
+def test_the_status_says_when_a_plane_is_fitted_on_crops(viewer, qtbot, monkeypatch):
+    from zeroig_plugin import sizing
+
+    monkeypatch.setattr(sizing, "memory_budget", lambda device: sizing.whole_image_fit_bytes(32, 32, device))
+    layer = viewer.add_image(np.random.default_rng(3).integers(0, 1000, (40, 40)).astype(np.uint16), name="large")
+    widget = docked_widget(viewer)
+    widget.select_layer(layer)
+    shown = []
+    run_and_wait(qtbot, widget, layer, output="denoise", ensemble="1", on_progress=lambda tick: shown.append(widget["status"].value))
+    assert shown[0].startswith("plane 1/1, step 1/1 on 16x16 crops")
+
+
 def test_channel_axis_is_guessed_from_its_label(viewer):
     stack = np.zeros((2, 3, 16, 16), np.uint16)
     layer = viewer.add_image(stack, name="multichannel", axis_labels=("c", "z", "y", "x"), channel_axis=None)

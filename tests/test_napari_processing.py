@@ -208,8 +208,9 @@ def test_planes_too_large_for_the_device_memory_are_fitted_on_crops(monkeypatch)
     settings = RunSettings(steps=1, later_steps=1, device="cpu", output="denoise")
     run_to_end(enhance_stack(image, StackLayout(image.shape, rgb=False), settings))
     monkeypatch.setattr(sizing, "memory_budget", lambda device: sizing.whole_image_fit_bytes(32, 32, device))
-    _, outputs = run_to_end(enhance_stack(image, StackLayout(image.shape, rgb=False), settings))
+    ticks, outputs = run_to_end(enhance_stack(image, StackLayout(image.shape, rgb=False), settings))
     assert crops == [None, 16]
+    assert [tick.fit_crop for tick in ticks if tick.inference_pass is None] == [16], "the widget shows it"
     assert outputs.denoised.shape == image.shape and outputs.denoised.dtype == np.uint16
 
 

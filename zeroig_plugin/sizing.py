@@ -14,6 +14,7 @@ tiles where one pass would not fit (tiled results are identical).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -60,11 +61,13 @@ def memory_budget(device: torch.device) -> float:
     return MEMORY_SHARE[_kind(device)] * device_memory(device)
 
 
+@functools.cache
 def device_memory(device: torch.device) -> int:
     """The memory a fit on ``device`` can use, in bytes: a CUDA device's total memory, or for the CPU
     the host's physical memory (or the container's limit, where lower; :data:`UNKNOWN_MEMORY` where
     it cannot be read). The total, not what is free now, so that the fit, and with it the result,
-    does not depend on what else runs."""
+    does not depend on what else runs; read once per device, as every fit and inference call (each
+    video frame, each napari chunk of steps) asks."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
     try:

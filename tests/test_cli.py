@@ -403,3 +403,41 @@ def test_ome_tiff_outputs_keep_the_ome_name_and_pixel_size(tmp_path):
     with tifffile.TiffFile(tmp_path / "out" / "cells_linear.ome.tif") as tiff:
         pixels = tifffile.xml2dict(tiff.ome_metadata)["OME"]["Image"]["Pixels"]
         assert (pixels["PhysicalSizeX"], pixels["PhysicalSizeZ"]) == (0.3, 1.5) and tiff.asarray().shape == planes.shape
+
+
+def test_outputs_record_the_settings_that_made_them(tmp_path):
+    import tifffile
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0131] = "Canon", "Firmware 1.0"  # make, software
+    Image.fromarray(_dark()).save(tmp_path / "photo.jpg", exif=exif)
+    Image.fromarray(_dark()).save(tmp_path / "w.png")
+    assert run(str(tmp_path / "w.png"), "-o", str(tmp_path / "fit"), "--save-weights", str(tmp_path / "night.pt")).exit_code == 0
+    result = CliRunner().invoke(cli, [
+        "enhance", str(tmp_path / "photo.jpg"), "-o", str(tmp_path / "out"), "--device", "cpu", "--iters", "3",
+        "--weights", str(tmp_path / "night.pt"), "--brightness", "0.3", "--no-exposure-gain", "--ensemble", "2",
+        "--fit-crop", "16",
+    ])
+    assert result.exit_code == 0, result.output
+    for kind in ("enhance", "denoise"):
+        with Image.open(tmp_path / "out" / f"photo_{kind}.png") as written:
+            record = json.loads(written.text["Description"])
+            assert written.text["Software"] == record["software"] and record["software"].startswith("zeroig ")
+            assert written.getexif()[0x0131] == record["software"] and written.getexif()[0x010F] == "Canon"
+        assert {key: record[key] for key in ("output", "mode", "steps", "start", "brightness", "exposure_gain",
+                                              "fit_crop", "ensemble", "device")} == {
+            "output": kind, "mode": "improved", "steps": 3, "start": "checkpoint night.pt", "brightness": 0.3,
+            "exposure_gain": False, "fit_crop": 16, "ensemble": 2, "device": "cpu",
+        }
+    # a faithful TIFF stack: ImageJ's Info holds the record, with the steps of the later planes
+    planes = np.random.default_rng(3).integers(0, 900, (2, 12, 14)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "cells.tif", planes, imagej=True, metadata={"axes": "ZYX"})
+    result = run(str(tmp_path / "cells.tif"), "-o", str(tmp_path / "stack"), "--mode", "faithful", "--seed", "5",
+                 "--output", "linear", "--iters-per-plane", "1")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "stack" / "cells_linear.tif") as tiff:
+        record = json.loads(tiff.imagej_metadata["Info"])
+        assert tiff.pages[0].tags["Software"].value == record["software"]
+    assert (record["mode"], record["output"], record["steps"], record["steps_per_later_plane"], record["start"]) == (
+        "faithful", "linear", int(STEPS), 1, "seeded init, seed 5")
+    assert record["ensemble"] == 1 and record["flat_borders_kept"] is False

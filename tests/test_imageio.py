@@ -407,3 +407,35 @@ def test_malformed_or_missing_exif_is_no_exif(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "broken.jpg", exif=b"Exif\0\0not a tiff header")
     broken = read_image(tmp_path / "broken.jpg")
     assert broken.exif is None and broken.pixels.shape == (4, 4, 3)
+
+
+def test_every_kind_of_tiff_carries_the_provenance_where_its_readers_look(tmp_path):
+    import json
+
+    record = {"software": "zeroig test", "mode": "improved", "steps": 7}
+    pixels = np.random.default_rng(4).integers(0, 60000, (10, 12, 3)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "rgb16.tif", pixels, photometric="rgb")  # no ImageJ form for 16-bit RGB
+    tifffile.imwrite(tmp_path / "gray.ome.tif", pixels[..., 0], ome=True, metadata={"PhysicalSizeX": 0.2})
+    tifffile.imwrite(tmp_path / "gray.tif", pixels[..., 0], imagej=True)
+    described = {}
+    for name in ("rgb16.tif", "gray.ome.tif", "gray.tif"):
+        image = read_image(tmp_path / name)
+        write_tiff(tmp_path / f"out_{name}", image.pixels, like=image, provenance=record)
+        with tifffile.TiffFile(tmp_path / f"out_{name}") as tiff:
+            assert tiff.pages[0].tags["Software"].value.startswith("zeroig ")
+            if tiff.is_ome:
+                described[name] = json.loads(tifffile.xml2dict(tiff.ome_metadata)["OME"]["Image"]["Description"])
+            elif tiff.is_imagej:
+                described[name] = json.loads(tiff.imagej_metadata["Info"])
+            else:
+                described[name] = tiff.shaped_metadata[0]["zeroig"]
+            np.testing.assert_array_equal(tiff.asarray(), tifffile.imread(tmp_path / name))
+    assert described == {name: record for name in described} and len(described) == 3
+
+
+def test_unreadable_exif_is_kept_as_it_is_when_the_software_cannot_be_set(tmp_path):
+    garbage = b"XX*\0\x08\0\0\0"  # not a TIFF byte order: Pillow cannot parse it
+    write_image(tmp_path / "x.png", np.full((4, 4, 3), 0.5, np.float32), exif=garbage, provenance={"software": "zeroig"})
+    with Image.open(tmp_path / "x.png") as written:
+        written.load()
+        assert written.info["exif"].removeprefix(b"Exif\0\0") == garbage and written.text["Software"].startswith("zeroig ")

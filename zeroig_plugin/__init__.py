@@ -32,6 +32,8 @@ _EXPORTS = {
     "load_state_dict": "checkpoint",
     "save_state_dict": "checkpoint",
     "release_freed_memory": "host_memory",
+    "processing_record": "provenance",
+    "record_text": "provenance",
     "available_modes": "recipes",
     "get_recipe": "recipes",
     "register_recipe": "recipes",

@@ -215,6 +215,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     from .checkpoint import load_state_dict, network_from_state_dict
     from .errors import ZeroIGError
     from .imageio import is_tiff, read_image, read_stack, tiff_stack_axes, write_image, write_stack, write_tiff
+    from .provenance import processing_record
     from .recipes import get_recipe
 
     if iters == 0 and weights is None:
@@ -311,12 +312,17 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                     return model
 
                 inference = {"tile": tile, "ensemble": ensemble and int(ensemble)}
+
+                def record(kind: str, **details) -> dict:
+                    return processing_record(model, kind, ensemble=inference["ensemble"],
+                                             weights=weights and weights.name, **details)
                 if stack:
                     say_how_it_fits(path.name, stack.plane_shape)
                     later = min(iters, STACK_LATER_STEPS) if iters_per_plane is None else iters_per_plane
                     results, losses, model = _enhance_stack(stack, new_model, mode, device, iters, later, kinds, inference)
                     for kind, target in targets.items():
-                        write_stack(target, results[kind], like=stack)
+                        write_stack(target, results[kind], like=stack,
+                                    provenance=record(kind, steps=iters, steps_per_later_plane=later))
                     note = ""
                 else:
                     model = new_model()
@@ -337,10 +343,10 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                     note = _border_note(model, image.pixels)
                     for kind, target in targets.items():
                         if image.tiff_metadata is not None:
-                            write_tiff(target, results[kind], like=image)
+                            write_tiff(target, results[kind], like=image, provenance=record(kind))
                         else:
                             write_image(target, results[kind], bits=image.bits, alpha=image.alpha,
-                                        icc_profile=image.icc_profile, exif=image.exif)
+                                        icc_profile=image.icc_profile, exif=image.exif, provenance=record(kind))
                 loss_path, weights_path = extras
                 if loss_path is not None:
                     _write_text_atomically(loss_path, json.dumps(losses))

@@ -56,6 +56,7 @@ def run_demo(output_dir: str | Path, iters: int | None = None, mode: str = "defa
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from .engine import ZeroIG, describe_device
+    from .provenance import processing_record
 
     iters = DEMO_ITERS if iters is None else iters
     output_dir = Path(output_dir)
@@ -77,7 +78,8 @@ def run_demo(output_dir: str | Path, iters: int | None = None, mode: str = "defa
 
     results = {"low": low, "enhance": outputs.enhance, "denoise": outputs.denoise, "reference": reference}
     for name, pixels in results.items():
-        write_image(output_dir / f"{name}.png", pixels)
+        record = processing_record(model, name) if name in outputs._fields else None
+        write_image(output_dir / f"{name}.png", pixels, provenance=record)
     write_image(output_dir / "side_by_side.png", _labelled_row(list(results.items())))
 
     scores = {}

@@ -380,6 +380,10 @@ class ZeroIG:
         """Write the inference weights as a published-format checkpoint (atomically)."""
         save_state_dict(self._inference_net(), path)
 
+    def ensemble_size(self, ensemble: int | None = None) -> int:
+        """The views :meth:`infer` averages when asked for ``ensemble`` (``None``: the mode's)."""
+        return _ensemble_size(self.recipe, ensemble)
+
     def _inference_net(self) -> ZeroIGNet:
         if self._best is not None:
             return self._best.net
@@ -604,7 +608,7 @@ class ZeroIG:
             # the tiles' (a 12-megapixel photo on the CPU: 18.6 GiB peak kept, 14.4 handed back).
             release_freed_memory()
             self._released_after_step = self.steps_done
-        size = _ensemble_size(self.recipe, ensemble)
+        size = self.ensemble_size(ensemble)
         net = self._inference_net().eval()
         source = image if statistics_from is None else statistics_from
         by_image = self.recipe.inference_statistics == "image"

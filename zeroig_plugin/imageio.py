@@ -23,6 +23,7 @@ import numpy as np
 
 from .checkpoint import atomic_write_path
 from .errors import InputError, OutputError
+from .provenance import SOFTWARE, record_text
 
 __all__ = [
     "LoadedImage", "LoadedStack", "read_image", "read_stack", "is_tiff", "tiff_stack_axes", "write_image", "write_tiff",
@@ -208,6 +209,22 @@ def _profile_fits(profile: bytes | None, colours: int) -> bool:
     return profile[16:20] == (b"GRAY" if colours == 1 else b"RGB ")
 
 
+def _exif_with_software(exif: bytes) -> bytes:
+    """``exif`` (an eXIf block) naming zeroig as the software that made the pixels; as it is
+    where it cannot be parsed."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns of each corrupt tag it skips
+            parsed = Image.Exif()
+            parsed.load(b"Exif\0\0" + exif)
+            parsed[0x0131] = SOFTWARE
+            return parsed.tobytes().removeprefix(b"Exif\0\0")
+    except Exception:  # Pillow raises many types on malformed EXIF
+        return exif
+
+
 def _with_png_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
     """``png`` with a chunk of ``kind`` inserted right after its header chunk (IHDR: 8 bytes of
     signature, then 25 of chunk), where ancillary chunks such as iCCP must precede the image data."""
@@ -354,7 +371,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
 
 def write_image(
     path: str | os.PathLike, pixels: np.ndarray, bits: int = 8, alpha: np.ndarray | None = None,
-    icc_profile: bytes | None = None, exif: bytes | None = None,
+    icc_profile: bytes | None = None, exif: bytes | None = None, provenance: dict | None = None,
 ) -> Path:
     """Write float pixels (``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]``) as a PNG of ``bits`` depth.
 
@@ -362,7 +379,9 @@ def write_image(
     differs from ``bits``). ``icc_profile`` (:attr:`LoadedImage.icc_profile`) is embedded where it
     describes the pixels written (an RGB profile for colour, a gray one for gray without alpha,
     which is written as RGBA), else left out; ``exif`` (:attr:`LoadedImage.exif`) is embedded as
-    it is. The file appears at ``path`` only once fully written.
+    it is. ``provenance`` (:func:`~zeroig_plugin.provenance.processing_record`) is written as the
+    text chunks ``Software`` and ``Description`` (JSON), and as the EXIF's Software. The file
+    appears at ``path`` only once fully written.
 
     Raises:
         OutputError: the file cannot be written.
@@ -385,7 +404,10 @@ def write_image(
     if _profile_fits(icc_profile, colours):
         png = _with_png_chunk(png, b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile))
     if exif:
-        png = _with_png_chunk(png, b"eXIf", exif)
+        png = _with_png_chunk(png, b"eXIf", exif if provenance is None else _exif_with_software(exif))
+    if provenance is not None:
+        png = _with_png_chunk(png, b"tEXt", b"Description\0" + record_text(provenance).encode("ascii"))
+        png = _with_png_chunk(png, b"tEXt", b"Software\0" + SOFTWARE.encode("ascii"))
     return _write_atomically(path, lambda temporary: temporary.write_bytes(png))
 
 
@@ -545,21 +567,29 @@ def _ome_pixel_metadata(tiff) -> dict:
     return ome
 
 
-def write_stack(path: str | os.PathLike, planes: np.ndarray, like: LoadedStack) -> Path:
+def write_stack(
+    path: str | os.PathLike, planes: np.ndarray, like: LoadedStack, provenance: dict | None = None,
+) -> Path:
     """Write ``planes`` (integer or float, shaped like ``like.planes``) as a TIFF with ``like``'s axes
-    and pixel size (an ImageJ hyperstack where the axes allow it). The file appears at ``path``
-    only once fully written.
+    and pixel size (an ImageJ hyperstack where the axes allow it), and ``provenance`` (see
+    :func:`write_tiff`). The file appears at ``path`` only once fully written.
 
     Raises:
         OutputError: the file cannot be written.
     """
-    return _write_tiff(Path(path), planes, like.axes, like.metadata, rgb=like.rgb)
+    return _write_tiff(Path(path), planes, like.axes, like.metadata, like.rgb, provenance)
 
 
-def write_tiff(path: str | os.PathLike, pixels: np.ndarray, like: LoadedImage) -> Path:
+def write_tiff(
+    path: str | os.PathLike, pixels: np.ndarray, like: LoadedImage, provenance: dict | None = None,
+) -> Path:
     """Write float pixels (``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]``) as a one-plane TIFF stored as
     ``like`` was read (:func:`to_stored`: its dtype and scale, float32 for floats); its alpha
-    appended unchanged; its pixel size. The file appears at ``path`` only once fully written.
+    appended unchanged; its pixel size. ``provenance``
+    (:func:`~zeroig_plugin.provenance.processing_record`) is written as the Software tag and, as
+    JSON, where each flavour of TIFF keeps a description: ImageJ's Info (Image > Show Info), the
+    OME image's Description, or the ``zeroig`` item of tifffile's JSON description. The file
+    appears at ``path`` only once fully written.
 
     Raises:
         OutputError: the file cannot be written.
@@ -568,10 +598,10 @@ def write_tiff(path: str | os.PathLike, pixels: np.ndarray, like: LoadedImage) -
     if like.alpha is not None:
         stored = np.dstack([stored, like.alpha.astype(stored.dtype)])
     axes = "YX" if stored.ndim == 2 else "YXS"
-    return _write_tiff(Path(path), stored, axes, like.tiff_metadata or {}, rgb=pixels.ndim == 3)
+    return _write_tiff(Path(path), stored, axes, like.tiff_metadata or {}, pixels.ndim == 3, provenance)
 
 
-def _write_tiff(path: Path, planes: np.ndarray, axes: str, metadata: dict, rgb: bool) -> Path:
+def _write_tiff(path: Path, planes: np.ndarray, axes: str, metadata: dict, rgb: bool, provenance: dict | None) -> Path:
     import tifffile
 
     samples = planes.shape[-1] if axes.endswith("S") else 1
@@ -587,6 +617,10 @@ def _write_tiff(path: Path, planes: np.ndarray, axes: str, metadata: dict, rgb: 
         options["ome"] = True
     else:
         tags = {**metadata.get("imagej", {}), "axes": axes} if imagej else {"axes": axes}
+    if provenance is not None:
+        options["software"] = SOFTWARE
+        description = "Description" if ome is not None else "Info" if imagej else "zeroig"
+        tags[description] = provenance if description == "zeroig" else record_text(provenance)
     if extra:
         options["extrasamples"] = ["unassalpha"] * extra
     if _profile_fits(metadata.get("iccprofile"), 3 if rgb else 1):

@@ -34,12 +34,15 @@ def make_clip(
     audio: str | None = "aac",
     rotation: int = 90,
     pix_fmt: str = "yuv420p",
+    tags: dict[str, str] | None = None,
 ) -> Path:
-    """A dark, moving test clip: VFR timestamps in a 1/1000 time base, optional audio and rotation."""
+    """A dark, moving test clip: VFR timestamps in a 1/1000 time base, optional audio, rotation
+    and container metadata."""
     width, height = size
     time_base = Fraction(1, 1000)
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as container:
+        container.metadata.update(tags or {})
         video = container.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
         video.time_base = video.codec_context.time_base = time_base
@@ -145,6 +148,24 @@ def test_output_is_libx264_yuv420p_and_brighter(clip, enhanced):
     before = first_frame(clip).to_ndarray(format="rgb24").mean()
     after = first_frame(output).to_ndarray(format="rgb24").mean()
     assert after > before
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_recording_metadata_is_kept_and_the_comment_records_the_settings(tmp_path, suffix):
+    import json
+
+    tags = {"creation_time": "2024-05-01T22:13:07.000000Z", "title": "car park, camera 3", "comment": "nightly export"}
+    source = make_clip(tmp_path / "cam.mp4", frames=2, audio=None, tags=tags)
+    settings = WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=32, temporal_strength=0.5)
+    enhance_video(source, tmp_path / f"out{suffix}", WarmStartEnhancer(settings, device="cpu", brightness=0.3))
+    with av.open(str(tmp_path / f"out{suffix}")) as container:
+        written = {key.lower(): value for key, value in container.metadata.items()}
+    assert {key: written[key] for key in ("creation_time", "title")} == {key: tags[key] for key in ("creation_time", "title")}
+    earlier, settings_line = written["comment"].split("\n")
+    record = json.loads(settings_line)
+    assert earlier == "nightly export" and record["software"].startswith("zeroig ")
+    assert (record["steps"], record["steps_per_later_frame"], record["fit_size"], record["temporal_strength"]) == (2, 1, 32, 0.5)
+    assert (record["output"], record["brightness"], record["exposure_gain"], record["ensemble"]) == ("denoise", 0.3, False, 1)
 
 
 def test_odd_size_padded_to_even_and_said(tmp_path):

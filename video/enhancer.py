@@ -30,7 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from zeroig_plugin import ENSEMBLE_SIZES, ContentBox, InputError, ZeroIG, find_content, get_recipe, paste_content
+from zeroig_plugin import (
+    ENSEMBLE_SIZES, ContentBox, InputError, ZeroIG, find_content, get_recipe, paste_content, processing_record,
+)
 
 from .scenecut import SceneCutDetector
 from .temporal import TemporalFilter
@@ -167,6 +169,7 @@ class WarmStartEnhancer:
         # keep_borders=False: the enhancer crops to its own box, one that holds still within a scene.
         exposure = {"brightness": brightness, "exposure_gain": settings.exposure_gain, "keep_borders": False}
         self.model = ZeroIG(mode=mode, device=device, seed=seed, weights=weights, **exposure)
+        self._weights_name = os.path.basename(weights) if isinstance(weights, (str, os.PathLike)) else None
         self._smoothed = (
             ZeroIG(mode=mode, device=self.model.device, seed=seed, weights=self.model.state_dict(), **exposure)
             if settings.weight_smoothing
@@ -181,6 +184,19 @@ class WarmStartEnhancer:
     @property
     def device(self):
         return self.model.device
+
+    def processing_record(self) -> dict[str, object]:
+        """The settings that make this enhancer's frames
+        (:func:`zeroig_plugin.processing_record`), with the video's own: the steps per later
+        frame, the fit's frame size, the scene cuts, the weight smoothing and the temporal filter.
+        ``fit_crop`` is known once a frame has been fitted."""
+        settings = self.settings
+        return processing_record(
+            self.model, settings.output, settings.first_iters, ensemble=settings.ensemble, weights=self._weights_name,
+            flat_borders_kept=self.keep_borders, steps_per_later_frame=settings.iters_per_frame,
+            fit_size=settings.fit_size or "native", scene_cut_threshold=settings.scene_cut_threshold,
+            weight_smoothing=settings.weight_smoothing, temporal_strength=settings.temporal_strength,
+        )
 
     def enhance(self, frame: np.ndarray) -> np.ndarray:
         """Enhance the next frame of the sequence.

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
-from zeroig_plugin import InputError, OutputError, release_freed_memory
+from zeroig_plugin import InputError, OutputError, record_text, release_freed_memory
 
 from .enhancer import FrameReport, WarmStartEnhancer
 from .sink import VideoSink
@@ -113,7 +113,8 @@ def enhance_video(
 ) -> RunResult:
     """Enhance every frame of ``input_path`` into ``output_path`` with ``enhancer``.
 
-    Timestamps, rotation and audio are kept (see :class:`~video.sink.VideoSink`).
+    Timestamps, rotation, audio and the container's metadata are kept (see :class:`~video.sink.VideoSink`);
+    the output's ``comment`` holds the settings (:meth:`WarmStartEnhancer.processing_record`).
     ``should_cancel()`` is checked before each frame; a cancelled run returns with
     ``complete=False`` after saving the frames done.
 
@@ -137,7 +138,10 @@ def enhance_video(
                 if should_cancel is not None and should_cancel():
                     stopped_early = True
                     break
-                writer.submit((enhancer.enhance(frame.rgb), frame.pts))
+                enhanced = enhancer.enhance(frame.rgb)
+                if frames_done == 0:  # before the first frame is written, once its fit has set fit_crop
+                    sink.describe(record_text(enhancer.processing_record()))
+                writer.submit((enhanced, frame.pts))
                 frames_done += 1
                 if on_frame is not None:
                     on_frame(frames_done, expected, enhancer.last_report)

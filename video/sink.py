@@ -35,8 +35,9 @@ class VideoSink:
     """An open output file taking uint8 RGB frames with their input timestamps.
 
     The video stream uses the input's time base and every frame keeps its input ``pts``, so a
-    variable frame rate stays variable. Use as a context manager, or call :meth:`close`; closing
-    flushes the encoder and the audio, and writes the container trailer.
+    variable frame rate stays variable; the input's container metadata (recording date, place,
+    title) is copied. Use as a context manager, or call :meth:`close`; closing flushes the encoder
+    and the audio, and writes the container trailer.
 
     Args:
         path: output file; its extension picks the container (``format`` overrides).
@@ -65,6 +66,7 @@ class VideoSink:
             self._container = av.open(os.fspath(path), "w", format=container_format)
         except (av.error.FFmpegError, ValueError) as error:
             raise OutputError(f"{path}: cannot create the output ({error})") from None
+        self._container.metadata.update(info.tags)
         try:
             self._stream = self._add_video_stream(info, crf, preset, warn)
             self._audio: AudioCarrier | None = (
@@ -95,6 +97,14 @@ class VideoSink:
         if info.display_matrix:
             stream.set_display_matrix(info.display_matrix)
         return stream
+
+    def describe(self, text: str) -> None:
+        """Say what made the output in its ``comment``, after the input's own comment if it had
+        one; call before the first :meth:`write`, as some containers write their metadata with
+        the first frame."""
+        metadata = self._container.metadata
+        earlier = [metadata.pop(key) for key in list(metadata) if key.lower() == "comment"]
+        metadata["comment"] = "\n".join([*earlier, text])
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one uint8 ``(H, W, 3)`` RGB frame (the input's size) at ``pts`` (input time base)."""

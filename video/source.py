@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterator
 
@@ -23,6 +23,8 @@ _BT709, _SMPTE170M = 1, 6  # AVColorSpace
 _FULL_RANGE, _UNSPECIFIED_RANGE = 2, 0  # AVColorRange
 _SWSCALE_MATRICES = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
 """The AVColorSpace matrices swscale converts with, by the names PyAV's reformatter takes."""
+MUXER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration"}
+"""Container metadata the muxer writes for the file it makes (lower case), not copied from an input."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class VideoInfo:
         audio_codec: the first audio stream's codec name, or ``None`` when there is no audio.
         truncated: the container's index points past the end of the file (frames are missing).
         colour: the first frame's :class:`ColourTags`, which the writer encodes and tags with.
+        tags: the container's own metadata (recording date, place, title...), which the writer
+            copies; what the muxer writes itself (brands, the encoder's name) is left out.
     """
 
     width: int
@@ -89,6 +93,7 @@ class VideoInfo:
     audio_codec: str | None
     truncated: bool
     colour: ColourTags
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             audio_codec=audio,
             truncated=_index_past_end(stream, os.path.getsize(path)),
             colour=colour_tags(first),
+            tags={key: value for key, value in container.metadata.items() if key.lower() not in MUXER_TAGS},
         )
 
 

@@ -286,12 +286,13 @@ class ZeroIGWidget(Container):
             show_info(f"ZERO-IG: cancelled, no layer added for {source.name}")
             return
         added = []
-        for field, data in outputs._asdict().items():
-            if data is not None:
-                suffix = OUTPUT_LAYER_SUFFIXES[field]
-                added.append(suffix)
-                look = {"contrast_limits": source.contrast_limits} if field == "linear" and not source.rgb else {}
-                self._viewer.add_image(data, name=f"{source.name} {suffix}", **carried_properties(source), **look)
+        for field, data in outputs.requested().items():
+            suffix = OUTPUT_LAYER_SUFFIXES[field]
+            added.append(suffix)
+            properties = carried_properties(source)
+            properties["metadata"]["zeroig"] = outputs.provenance[field]
+            look = {"contrast_limits": source.contrast_limits} if field == "linear" and not source.rgb else {}
+            self._viewer.add_image(data, name=f"{source.name} {suffix}", **properties, **look)
         self._status.value = f"done, added {' and '.join(added)}"
 
     def _on_error(self, error: Exception) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from zeroig_plugin import (
     ENSEMBLE_SIZES, MAX_BRIGHTNESS, ImageOutputs, InputError, ZeroIG, inference_passes, load_state_dict,
+    processing_record,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ OUTPUTS_OF_CHOICE = {
     "both": ("enhance", "denoise"), "all": ("enhance", "denoise", "linear"),
 }
 OUTPUT_CHOICES = tuple(OUTPUTS_OF_CHOICE)
+OUTPUT_FIELDS = ("enhanced", "denoised", "linear")  # StackOutputs' arrays, in ImageOutputs' order
 SCALING_CHOICES = ("auto", "percentiles")
 ENSEMBLE_CHOICES = ("mode's", *map(str, ENSEMBLE_SIZES))  # inference passes averaged over flips and transposes
 
@@ -243,11 +245,17 @@ class Progress(NamedTuple):
 class StackOutputs(NamedTuple):
     """The requested outputs, each shaped and typed like the input; ``None`` when not requested.
     In the order of :class:`~zeroig_plugin.ImageOutputs`; ``linear``: denoised at the input's own
-    intensities (see ``ZeroIG.infer``)."""
+    intensities (see ``ZeroIG.infer``). ``provenance``: for each requested output's field name,
+    the settings that made it (:func:`~zeroig_plugin.processing_record`)."""
 
     enhanced: np.ndarray | None
     denoised: np.ndarray | None
     linear: np.ndarray | None
+    provenance: dict[str, dict]
+
+    def requested(self) -> dict[str, np.ndarray]:
+        """The requested outputs by field name."""
+        return {field: data for field, data in zip(OUTPUT_FIELDS, self) if data is not None}
 
 
 def enhance_stack(
@@ -315,7 +323,15 @@ def enhance_stack(
                 if target is not None:
                     restored = scale.from_unit(values)
                     target[index] = restored if alpha is None else np.concatenate([restored, alpha], axis=-1)
-    return StackOutputs(*targets)
+    weights = os.path.basename(settings.checkpoint) if settings.checkpoint else None
+    provenance = {
+        field: processing_record(
+            model, kind, settings.steps, ensemble=settings.ensemble, weights=weights,
+            steps_per_later_plane=settings.later_steps, scaling=settings.scaling,
+        )
+        for field, kind, target in zip(OUTPUT_FIELDS, ImageOutputs._fields, targets) if target is not None
+    }
+    return StackOutputs(*targets, provenance)
 
 
 def _channel_scales(data: np.ndarray, layout: StackLayout, scaling: str) -> list[IntensityScale]:

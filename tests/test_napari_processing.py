@@ -117,6 +117,17 @@ def test_gray_uint16_plane_keeps_shape_dtype_and_input(model_spy):
     np.testing.assert_array_equal(image, original)
 
 
+def test_each_requested_output_carries_the_settings_that_made_it(tmp_path):
+    image = np.random.default_rng(6).integers(0, 40, (3, 16, 16)).astype(np.uint8)
+    settings = RunSettings(steps=2, later_steps=1, device="cpu", output="both", ensemble=2, brightness=0.3)
+    _, outputs = run_to_end(enhance_stack(image, StackLayout(image.shape, rgb=False, stack_axis=0), settings))
+    assert sorted(outputs.requested()) == sorted(outputs.provenance) == ["denoised", "enhanced"]
+    record = outputs.provenance["denoised"]
+    assert (record["output"], record["steps"], record["steps_per_later_plane"], record["ensemble"]) == ("denoise", 2, 1, 2)
+    assert (record["brightness"], record["exposure_gain"], record["scaling"], record["start"]) == (0.3, False, "auto", "seeded init, seed 2")
+    assert outputs.provenance["enhanced"] == {**record, "output": "enhance"}
+
+
 def test_rgba_alpha_is_passed_through(model_spy):
     rng = np.random.default_rng(2)
     image = rng.integers(0, 60, (32, 32, 4)).astype(np.uint8)

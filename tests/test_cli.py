@@ -441,3 +441,12 @@ def test_outputs_record_the_settings_that_made_them(tmp_path):
     assert (record["mode"], record["output"], record["steps"], record["steps_per_later_plane"], record["start"]) == (
         "faithful", "linear", int(STEPS), 1, "seeded init, seed 5")
     assert record["ensemble"] == 1 and record["flat_borders_kept"] is False
+
+
+def test_a_failed_input_leaves_its_output_names_to_the_next_input_of_the_same_stem(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "a.gif")  # unsupported: fails before writing anything
+    Image.fromarray(_dark()).save(tmp_path / "a.webp")
+    result = run(str(tmp_path / "a.gif"), str(tmp_path / "a.webp"), "-o", str(tmp_path / "out"), "--ensemble", "1")
+    assert result.exit_code == 1
+    assert "a.gif: unsupported image format GIF" in result.output and "same name" not in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_denoise.png", "a_enhance.png"]

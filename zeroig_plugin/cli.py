@@ -79,14 +79,14 @@ def _fail(message: str) -> None:
 
 def _expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[str]]:
     """Files as given, folders as their image files (sorted, not recursive); problems as messages."""
-    from .imageio import IMAGE_SUFFIXES
+    from .imageio import FORMAT_NAMES, IMAGE_SUFFIXES
 
     files, problems = [], []
     for item in inputs:
         if item.is_dir():
             found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                problems.append(f"{item}: folder holds no PNG, JPEG, TIFF or BMP files")
+                problems.append(f"{item}: folder holds no {FORMAT_NAMES} files")
             files.extend(found)
         elif item.exists():
             files.append(item)
@@ -190,7 +190,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
             fit_crop, tile, ensemble, brightness, exposure_gain, iters_per_plane, overwrite) -> None:
     """Brighten and denoise images: each is fitted on its own, then inferred.
 
-    INPUT is an image (PNG, JPEG, TIFF, BMP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
+    INPUT is an image (PNG, JPEG, TIFF, BMP, WebP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
     Outputs keep the input's bit depth (16-bit PNG for 16-bit input), gray stays gray; alpha, the
     ICC colour profile and a photo's EXIF (orientation made upright) are passed through. A TIFF
     gives TIFFs ({stem}_denoise.tif, ...) in its dtype (float stays float, on its own scale) with
@@ -355,22 +355,29 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 elapsed = time.perf_counter() - started
                 click.echo(f"{path} -> {', '.join(str(t) for t in targets.values())} ({elapsed:.1f} s{note})")
                 done += 1
-            except (ZeroIGError, OSError, FloatingPointError) as error:
+            except (ZeroIGError, OSError, FloatingPointError, RuntimeError) as error:  # RuntimeError: e.g. out of memory
                 failures += 1
-                _fail(str(error) if isinstance(error, ZeroIGError) else f"{path}: {error}")
-            except RuntimeError as error:  # e.g. out of memory on the device
-                failures += 1
-                message = str(error).splitlines()[0]
-                if "out of memory" in message:
-                    message += (" (the device's memory is shared with other programs: a smaller --fit-crop and "
-                                "--tile bound what the fit and the inference take)")
-                _fail(f"{path}: {message}")
+                for target in [target for target, owner in claimed.items() if owner == path]:
+                    del claimed[target]  # a failed input's names are free for a later input of the same stem
+                _fail(_failure_message(path, error))
     except KeyboardInterrupt:
         click.echo(f"\nzeroig: interrupted after {done} of {len(files)} image(s); every file written is complete, "
                    "nothing partial was left.", err=True)
         sys.exit(130)
     if failures:
         sys.exit(1)
+
+
+def _failure_message(path: Path, error: Exception) -> str:
+    from .errors import ZeroIGError
+
+    if isinstance(error, ZeroIGError):
+        return str(error)
+    message = str(error).splitlines()[0] if isinstance(error, RuntimeError) else str(error)
+    if "out of memory" in message:
+        message += (" (the device's memory is shared with other programs: a smaller --fit-crop and "
+                    "--tile bound what the fit and the inference take)")
+    return f"{path}: {message}"
 
 
 def _output_name(path: Path, kind: str, tiff: bool) -> str:

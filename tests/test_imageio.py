@@ -439,3 +439,18 @@ def test_unreadable_exif_is_kept_as_it_is_when_the_software_cannot_be_set(tmp_pa
     with Image.open(tmp_path / "x.png") as written:
         written.load()
         assert written.info["exif"].removeprefix(b"Exif\0\0") == garbage and written.text["Software"].startswith("zeroig ")
+
+
+def test_webp_is_read_with_its_alpha_and_exif_and_an_animated_one_is_refused(tmp_path):
+    pixels = np.random.default_rng(8).integers(0, 60, (12, 14, 4)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0110] = "Pixel 9"
+    Image.fromarray(pixels).save(tmp_path / "shot.webp", lossless=True, exact=True, exif=exif)
+    image = read_image(tmp_path / "shot.webp")
+    np.testing.assert_array_equal(from_float(image.pixels, 8), pixels[..., :3])
+    np.testing.assert_array_equal(image.alpha, pixels[..., 3])
+    assert image.exif is not None and b"Pixel 9" in image.exif
+    frames = [Image.fromarray(pixels[..., :3] + shift) for shift in (0, 40)]
+    frames[0].save(tmp_path / "clip.webp", save_all=True, append_images=frames[1:], lossless=True)
+    with pytest.raises(InputError, match="animated WebP .2 frames.*zeroig video"):
+        read_image(tmp_path / "clip.webp")

@@ -28,11 +28,12 @@ from .provenance import SOFTWARE, record_text
 __all__ = [
     "LoadedImage", "LoadedStack", "read_image", "read_stack", "is_tiff", "tiff_stack_axes", "write_image", "write_tiff",
     "write_stack",
-    "to_float", "from_float", "to_stored", "stored_form", "value_scale", "IMAGE_SUFFIXES",
+    "to_float", "from_float", "to_stored", "stored_form", "value_scale", "IMAGE_SUFFIXES", "FORMAT_NAMES",
 ]
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "TIFF"}  # read by Pillow; TIFFs by tifffile unless CMYK, Lab, ...
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP"}  # read by Pillow; TIFFs by tifffile unless CMYK, Lab, ...
+FORMAT_NAMES = "PNG, JPEG, TIFF, BMP or WebP"
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
 _IMAGEJ_METADATA = ("spacing", "unit", "finterval", "fps", "xorigin", "yorigin", "zorigin")
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap the image's axes
@@ -166,7 +167,9 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None
                 orientation = int(image.getexif().get(0x0112, 1) or 1)
                 image.load()  # decodes everything: truncated files fail here
                 if image_format not in _FORMATS:
-                    raise InputError(f"{path}: unsupported image format {image_format} (use PNG, JPEG, TIFF or BMP)")
+                    raise InputError(f"{path}: unsupported image format {image_format} (use {FORMAT_NAMES})")
+                if image_format == "WEBP" and getattr(image, "n_frames", 1) > 1:
+                    raise InputError(f"{path}: an animated WebP ({image.n_frames} frames); `zeroig video` takes moving pictures")
                 icc_profile = image.info.get("icc_profile") or None
                 exif = None if image_format == "TIFF" else _exif_for_outputs(image)
                 if image_format == "PNG" and (image.mode.startswith("I") or _png_header(path)[0] == 16):
@@ -176,7 +179,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image Pillow can read (PNG, JPEG, TIFF or BMP expected)") from None
+        raise InputError(f"{path}: not an image Pillow can read ({FORMAT_NAMES} expected)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: cannot decode image ({error})") from None
     return array, orientation, tiff_metadata, icc_profile, exif

@@ -290,7 +290,7 @@ class ZeroIGWidget(Container):
             suffix = OUTPUT_LAYER_SUFFIXES[field]
             added.append(suffix)
             properties = carried_properties(source)
-            properties["metadata"]["zeroig"] = outputs.provenance[field]
+            properties["metadata"]["zeroig"] = {**outputs.provenance[field], "input": source.name}
             look = {"contrast_limits": source.contrast_limits} if field == "linear" and not source.rgb else {}
             self._viewer.add_image(data, name=f"{source.name} {suffix}", **properties, **look)
         self._status.value = f"done, added {' and '.join(added)}"

@@ -440,7 +440,7 @@ def test_outputs_record_the_settings_that_made_them(tmp_path):
         assert tiff.pages[0].tags["Software"].value == record["software"]
     assert (record["mode"], record["output"], record["steps"], record["steps_per_later_plane"], record["start"]) == (
         "faithful", "linear", int(STEPS), 1, "seeded init, seed 5")
-    assert record["ensemble"] == 1 and record["flat_borders_kept"] is False
+    assert record["ensemble"] == 1 and record["flat_borders_kept"] is False and record["input"] == "cells.tif"
 
 
 def test_a_failed_input_leaves_its_output_names_to_the_next_input_of_the_same_stem(tmp_path):

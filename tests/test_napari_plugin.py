@@ -76,6 +76,7 @@ def test_gray_uint16_run_adds_every_output_with_the_input_placement(viewer, qtbo
         assert output.metadata["objective"] == "60x" and output.colormap.name == "magma"
     # each output layer's metadata says what made it; the input's is untouched
     assert [each.metadata["zeroig"]["output"] for each in viewer.layers[1:]] == ["enhance", "denoise", "linear"]
+    assert {each.metadata["zeroig"]["input"] for each in viewer.layers[1:]} == {"cells"}
     assert layer.metadata == {"objective": "60x"}
     np.testing.assert_array_equal(layer.data, image)
     assert widget["status"].value == "done, added enhanced and denoised and denoised (linear)"

@@ -163,7 +163,7 @@ def test_recording_metadata_is_kept_and_the_comment_records_the_settings(tmp_pat
     assert {key: written[key] for key in ("creation_time", "title")} == {key: tags[key] for key in ("creation_time", "title")}
     earlier, settings_line = written["comment"].split("\n")
     record = json.loads(settings_line)
-    assert earlier == "nightly export" and record["software"].startswith("zeroig ")
+    assert earlier == "nightly export" and record["software"].startswith("zeroig ") and record["input"] == "cam.mp4"
     assert (record["steps"], record["steps_per_later_frame"], record["fit_size"], record["temporal_strength"]) == (2, 1, 32, 0.5)
     assert (record["output"], record["brightness"], record["exposure_gain"], record["ensemble"]) == ("denoise", 0.3, False, 1)
 

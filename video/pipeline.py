@@ -140,7 +140,7 @@ def enhance_video(
                     break
                 enhanced = enhancer.enhance(frame.rgb)
                 if frames_done == 0:  # before the first frame is written, once its fit has set fit_crop
-                    sink.describe(record_text(enhancer.processing_record()))
+                    sink.describe(record_text({**enhancer.processing_record(), "input": source.name}))
                 writer.submit((enhanced, frame.pts))
                 frames_done += 1
                 if on_frame is not None:

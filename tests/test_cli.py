@@ -137,6 +137,7 @@ def test_mix_of_good_and_bad_inputs_processes_the_good_and_exits_1(tmp_path):
                          ("cut.png", "cannot decode")]:
         assert any(name in line and reason in line for line in result.output.splitlines()), (name, result.output)
     assert (tmp_path / "out" / "good_denoise.png").exists()
+    assert result.output.splitlines()[-1] == "zeroig: 1 image(s) done, 4 failed (see the errors above)"
 
 
 def test_existing_output_is_an_error_and_untouched_without_overwrite(tmp_path):

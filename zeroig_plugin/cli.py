@@ -364,6 +364,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         click.echo(f"\nzeroig: interrupted after {done} of {len(files)} image(s); every file written is complete, "
                    "nothing partial was left.", err=True)
         sys.exit(130)
+    if failures and len(files) + len(problems) > 1:
+        click.echo(f"zeroig: {done} image(s) done, {failures} failed (see the errors above)", err=True)
     if failures:
         sys.exit(1)
 

@@ -256,9 +256,9 @@ def test_out_of_device_memory_is_one_line_with_what_bounds_the_memory(tmp_path, 
 
 
 def test_brightness_option_reaches_the_fit_and_is_checked(tmp_path):
-    from zeroig_plugin import MAX_BRIGHTNESS, cli as cli_module
+    from zeroig_plugin import HEADROOM_BRIGHTNESS, MAX_BRIGHTNESS, cli as cli_module
 
-    assert cli_module.MAX_BRIGHTNESS == MAX_BRIGHTNESS
+    assert cli_module.MAX_BRIGHTNESS == MAX_BRIGHTNESS and cli_module.HEADROOM_BRIGHTNESS == HEADROOM_BRIGHTNESS
     Image.fromarray(_dark()).save(tmp_path / "x.png")
     logs = {}
     for brightness in (None, "0.25"):
@@ -451,3 +451,21 @@ def test_a_failed_input_leaves_its_output_names_to_the_next_input_of_the_same_st
     assert result.exit_code == 1
     assert "a.gif: unsupported image format GIF" in result.output and "same name" not in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_denoise.png", "a_enhance.png"]
+
+
+def test_brightness_headroom_is_set_per_channel_from_each_first_plane_and_recorded(tmp_path):
+    import tifffile
+
+    planes = np.full((2, 2, 32, 32), 200, np.uint16)  # ZCYX; channel 0 sparse, channel 1 a dense field
+    for top, left in ((3, 3), (15, 20)):
+        planes[:, 0, top : top + 6, left : left + 6] = 9000
+    planes[:, 1] = np.random.default_rng(2).integers(9000, 16000, (2, 32, 32))
+    tifffile.imwrite(tmp_path / "cells.tif", planes, imagej=True, metadata={"axes": "ZCYX"})
+    result = run(str(tmp_path / "cells.tif"), "-o", str(tmp_path / "out"), "--brightness", "headroom", "--output", "linear",
+                 "--no-exposure-gain", "--ensemble", "1", "--iters-per-plane", "1")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "out" / "cells_linear.tif") as tiff:
+        sparse, dense = json.loads(tiff.imagej_metadata["Info"])["brightness"]
+    assert 0.05 <= sparse < 0.2 and dense == 0.5
+    wrong = run(str(tmp_path / "cells.tif"), "-o", str(tmp_path / "x"), "--brightness", "bright")
+    assert wrong.exit_code == 2 and "'bright' is not a number or 'headroom'" in wrong.output

@@ -293,3 +293,43 @@ def test_a_fit_aimed_lower_is_brought_to_the_brightness_by_one_gain():
     ratio = whole.enhance.mean() / model.infer(image, ensemble=2).enhance.mean()
     assert ratio > 1.05  # the same fit, read out without the gain, is darker
     np.testing.assert_array_equal(model.infer(image, ensemble=2).linear, whole.linear)  # the gain leaves it alone
+
+
+def _sparse_sample(rng: np.random.Generator) -> np.ndarray:
+    """A dim fluorescence-like field: three 6x6 cells at 0.5 (about 3 % of it), the rest at 0.02, with noise."""
+    field = np.full((64, 64), 0.02, np.float32)
+    for top, left in ((8, 10), (30, 40), (50, 20)):
+        field[top : top + 6, left : left + 6] = 0.5
+    return np.clip(field + rng.normal(0, 0.005, field.shape), 0, 1).astype(np.float32)
+
+
+def test_headroom_brightness_leaves_a_sparse_samples_highlights_unclipped_and_keeps_dense_fields_at_the_ceiling():
+    from zeroig_plugin.improved import HEADROOM, headroom_brightness
+
+    rng = np.random.default_rng(0)
+    sparse = torch.from_numpy(_sparse_sample(rng)).expand(1, 3, 64, 64)
+    brightness = headroom_brightness(sparse)
+    gain = brightness / float(sparse.mean())  # what the exposure rule applies to reach it
+    assert 0.05 <= brightness < 0.2 and gain * 0.5 == pytest.approx(HEADROOM, rel=0.1)  # cells just below the clip
+    dense = torch.from_numpy(rng.uniform(0.1, 0.3, (1, 3, 64, 64)).astype(np.float32))
+    assert headroom_brightness(dense) == 0.5 and headroom_brightness(dense, ceiling=0.4) == 0.4
+    assert headroom_brightness(torch.zeros(1, 3, 16, 16)) == 0.5
+
+
+def test_headroom_brightness_is_set_once_from_the_picture_within_its_borders():
+    rng = np.random.default_rng(1)
+    picture = _sparse_sample(rng)
+    framed = np.pad(picture, 8)  # zero fill around it, as around a registered plane
+    brightness = {}
+    for name, image in (("picture", picture), ("framed", framed)):
+        model = ZeroIG(device="cpu", brightness="headroom", exposure_gain=False)
+        model.fit(image, 1)
+        brightness[name] = model.recipe.brightness
+        model.fit(np.full((32, 32), 0.3, np.float32), 1)  # a later image does not move it
+        assert model.recipe.brightness == brightness[name]
+    assert brightness["framed"] == brightness["picture"] < 0.2
+    inferred_only = ZeroIG(device="cpu", brightness="headroom")
+    inferred_only.infer(picture, ensemble=1)
+    assert inferred_only.recipe.brightness == brightness["picture"]
+    with pytest.raises(ValueError, match="headroom"):
+        ZeroIG(device="cpu", brightness="bright")

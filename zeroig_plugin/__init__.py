@@ -28,6 +28,7 @@ _EXPORTS = {
     "paste_content": "borders",
     "PUBLISHED_BRIGHTNESS": "objective",
     "MAX_BRIGHTNESS": "objective",
+    "HEADROOM_BRIGHTNESS": "improved",
     "resolve_device": "engine",
     "load_state_dict": "checkpoint",
     "save_state_dict": "checkpoint",

@@ -20,11 +20,13 @@ OUTPUT_KINDS = ("enhance", "denoise")
 STACK_LATER_STEPS = 100  # default steps for each TIFF-stack plane after the first (warm-started)
 LARGE_FOR_CPU = 1024 * 1024  # pixels; above this a whole-image CPU step takes tens of seconds (BENCHMARKS.md)
 MAX_BRIGHTNESS = 0.8  # objective.MAX_BRIGHTNESS, literal so that --help needs no torch (a test keeps them equal)
+HEADROOM_BRIGHTNESS = "headroom"  # improved.HEADROOM_BRIGHTNESS, literal for the same reason
 ACCELERATIONS = ("auto", "exact", "off", "max")  # acceleration.PRESETS, literal for the same reason
 BRIGHTNESS_HELP = (
     "Mean luminance (0-0.8) of the outputs. Default: 0.5, mid-grey, the published rule's "
     "target. One dark image cannot tell a night scene from a dim room: lower it (e.g. 0.25) for scenes "
-    "that should stay dark, raise it for more light."
+    "that should stay dark, raise it for more light. 'headroom': from the image, so that its highlights are "
+    "not clipped (at most 0.5; for microscopy, whose display levels are a setting)."
 )
 
 
@@ -71,6 +73,23 @@ class _FitCrop(click.ParamType):
         if side < 16:
             self.fail(f"a crop side must be at least 16, got {side}", param, ctx)
         return side
+
+
+class _Brightness(click.ParamType):
+    """``--brightness``: a mean luminance in ``(0, MAX_BRIGHTNESS]``, or ``headroom``."""
+
+    name = "brightness"
+
+    def convert(self, value, param, ctx):
+        if value == HEADROOM_BRIGHTNESS or isinstance(value, float):
+            return value
+        try:
+            brightness = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number or {HEADROOM_BRIGHTNESS!r}", param, ctx)
+        if not 0 < brightness <= MAX_BRIGHTNESS:
+            self.fail(f"{brightness} is not in (0, {MAX_BRIGHTNESS}]", param, ctx)
+        return brightness
 
 
 def _fail(message: str) -> None:
@@ -176,7 +195,7 @@ class _StepBar:
               help="Average the inference over this many flips and transposes of the image (geometric "
                    "self-ensemble: +0.1-0.3 dB on the LOL photos measured; N inference passes, small next to "
                    "the fit). Default: the mode's, 8 for the improved modes, 1 for faithful.")
-@click.option("--brightness", type=click.FloatRange(0, MAX_BRIGHTNESS, min_open=True), metavar="B", help=BRIGHTNESS_HELP)
+@click.option("--brightness", type=_Brightness(), metavar="B|headroom", help=BRIGHTNESS_HELP)
 @click.option("--exposure-gain/--no-exposure-gain", default=None,
               help="Aim the fit at 0.7 of the brightness and finish with one gain (the improved modes' default: "
                    "photos come out at the brightness, with fewer clipped pixels), or let the fit's exposure "
@@ -319,10 +338,12 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 if stack:
                     say_how_it_fits(path.name, stack.plane_shape)
                     later = min(iters, STACK_LATER_STEPS) if iters_per_plane is None else iters_per_plane
-                    results, losses, model = _enhance_stack(stack, new_model, mode, device, iters, later, kinds, inference)
+                    results, losses, models = _enhance_stack(stack, new_model, mode, device, iters, later, kinds, inference)
+                    model = models[-1]
+                    per_channel = {"brightness": [each.recipe.brightness for each in models]} if len(models) > 1 else {}
                     for kind, target in targets.items():
                         write_stack(target, results[kind], like=stack,
-                                    provenance=record(kind, steps=iters, steps_per_later_plane=later))
+                                    provenance=record(kind, steps=iters, steps_per_later_plane=later, **per_channel))
                     note = ""
                 else:
                     model = new_model()
@@ -398,7 +419,7 @@ def _enhance_stack(
     Each channel (the ``C`` axis) gets a fresh model; within it the planes are visited in storage
     order, the first fitted for ``iters`` steps and each later one for ``later_iters``. Returns the
     outputs of ``kinds`` in the stack's layout, dtype and scale (float stacks as float32), the
-    losses of each plane's fit, and the model after the last plane. The whole stack shares one
+    losses of each plane's fit, and each channel's model after its last plane. The whole stack shares one
     scale (:func:`~zeroig_plugin.imageio.value_scale`), so planes keep their relative levels.
     """
     import numpy as np
@@ -418,13 +439,14 @@ def _enhance_stack(
     total = channels * iters + (len(positions) - channels) * later_iters + len(positions) * passes
     results = {kind: np.empty(stack.planes.shape, np.float32 if np.issubdtype(dtype, np.floating) else dtype) for kind in kinds}
     losses: list[list[float]] = []
-    done, model, channel = 0, None, None
+    done, model, channel, models = 0, None, None, []
     bar = _StepBar(total, f"{stack.path.name} ({len(positions)} planes)")
     try:
         for position in positions:
             first = model is None or channel_of(position) != channel
             if first:
                 model, channel = new_model(), channel_of(position)
+                models.append(model)
             plane = to_float(stack.planes[position], scale)[0]
             plane = plane[..., :3] if stack.rgb else plane
             steps = iters if first else later_iters
@@ -443,7 +465,7 @@ def _enhance_stack(
             losses.append(plane_losses)
     finally:
         bar.close()
-    return results, losses, model
+    return results, losses, models
 
 
 @cli.command()

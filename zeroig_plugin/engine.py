@@ -23,6 +23,7 @@ from .checkpoint import load_state_dict, network_from_state_dict, save_state_dic
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
 from .host_memory import keep_freed_memory, release_freed_memory
+from .improved import HEADROOM_BRIGHTNESS, headroom_brightness
 from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency
@@ -211,7 +212,10 @@ class ZeroIG:
         brightness: the outputs' mean luminance, in ``(0, 0.8]``, that the fit's exposure rule
             aims at (and, with ``exposure_gain``, one gain at inference brings them to); ``None``
             keeps the recipe's (0.5, mid-grey, as published). One dark image cannot tell a night
-            scene from a dim room: lower it for scenes meant to stay dark.
+            scene from a dim room: lower it for scenes meant to stay dark. ``"headroom"`` sets it
+            from the first image fitted (or inferred), within its borders, to leave its highlights
+            unclipped (:func:`~zeroig_plugin.improved.headroom_brightness`, at most the recipe's):
+            for microscopy, whose levels are a display setting.
         exposure_gain: whether the fit aims at 0.7 of ``brightness`` and inference brings the
             outputs to it by one gain (the improved modes' default), or the fit's exposure rule
             alone sets the level (``False``; the published way, and the video pipeline's, whose
@@ -239,13 +243,16 @@ class ZeroIG:
         optimizer_state: dict | None = None,
         acceleration: str | Acceleration = "auto",
         fit_crop: int | str | None = "auto",
-        brightness: float | None = None,
+        brightness: float | str | None = None,
         exposure_gain: bool | None = None,
         keep_borders: bool | None = None,
         **widths: int,
     ):
         self.recipe: Recipe = get_recipe(mode)
-        if brightness is not None:
+        self._brightness_from_image = brightness == HEADROOM_BRIGHTNESS
+        if isinstance(brightness, str) and not self._brightness_from_image:
+            raise ValueError(f"brightness must be a number or {HEADROOM_BRIGHTNESS!r}, got {brightness!r}")
+        if brightness is not None and not self._brightness_from_image:
             if not 0 < brightness <= MAX_BRIGHTNESS:
                 raise ValueError(f"brightness must be in (0, {MAX_BRIGHTNESS}], got {brightness}")
             self.recipe = replace(self.recipe, brightness=brightness)
@@ -369,7 +376,16 @@ class ZeroIG:
         """``image`` as laid out for :meth:`fit` -> the ``(1, 3, h, w)`` tensor the fit runs on:
         within its borders (with ``keep_borders``), edge-padded to ``MIN_FIT_SIDE``."""
         tensor, _ = _to_tensor(image, self.device)
-        return _padded_to_fit(self.content_box(tensor).crop(tensor)).contiguous()
+        picture = self.content_box(tensor).crop(tensor)
+        self._set_brightness_from(picture)
+        return _padded_to_fit(picture).contiguous()
+
+    def _set_brightness_from(self, picture: torch.Tensor) -> None:
+        """With ``brightness="headroom"``, the first picture seen (``(1, 3, h, w)``, within its
+        borders) sets the brightness, once: a fit's exposure target holds still after."""
+        if self._brightness_from_image:
+            self.recipe = replace(self.recipe, brightness=headroom_brightness(picture, self.recipe.brightness))
+            self._brightness_from_image = False
 
     def _score(self, net: ZeroIGNet, image: torch.Tensor, domain: str | None = None) -> float:
         """``pair_consistency`` of ``net`` on ``image`` ``(1, 3, H, W)``, in this engine's convolution precision."""
@@ -598,6 +614,7 @@ class ZeroIG:
         ``statistics_from``) enclose, and the borders are copied to the outputs unchanged.
         """
         framed, box = image, self.content_box(image)
+        self._set_brightness_from(box.crop(image))
         image = _padded_to_fit(box.crop(image))
         if statistics_from is not None:
             statistics_from = _padded_to_fit(self.content_box(statistics_from).crop(statistics_from))

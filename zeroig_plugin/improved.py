@@ -181,6 +181,27 @@ def exposure_gamma(y: torch.Tensor, target_mean: float = 0.5, iterations: int = 
 
 
 MAX_OUTPUT_GAIN = 8.0
+HEADROOM = 0.9  # where the highlights of an image aimed by headroom_brightness sit, as a share of the clip
+HIGHLIGHT_QUANTILE = 0.999
+MIN_BRIGHTNESS = 0.05  # the least headroom_brightness answers (a lone star on black)
+HEADROOM_BRIGHTNESS = "headroom"  # ZeroIG(brightness=...): set by headroom_brightness from the first image
+
+
+@torch.no_grad()
+def headroom_brightness(image: torch.Tensor, ceiling: float = PUBLISHED_BRIGHTNESS) -> float:
+    """The mean luminance at which ``image``'s highlights, the 99.9th percentile of its 3x3-mean
+    Rec.601 luminance (the mean averages the noise down), sit at 0.9 of the clip; at most ``ceiling``:
+    ``(1, 3, H, W)`` in ``[0, 1]`` -> a brightness for the exposure rule.
+
+    For images whose level is a display setting (microscopy): a sparse fluorescence sample aimed at
+    mid-grey has its structures clipped in the brightened image that N2 learns from and that
+    ``linear`` is capped by, while a dense field keeps ``ceiling``.
+    """
+    local_mean = F.avg_pool2d(luma(image), 3, stride=1, padding=1, count_include_pad=False).flatten()
+    highlight = local_mean.kthvalue(max(1, round(HIGHLIGHT_QUANTILE * local_mean.numel()))).values
+    if highlight <= 0:
+        return ceiling
+    return float(min(ceiling, max(HEADROOM * local_mean.mean() / highlight, MIN_BRIGHTNESS)))
 
 
 @torch.no_grad()

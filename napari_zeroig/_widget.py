@@ -19,6 +19,7 @@ from napari.utils import progress
 from napari.utils.notifications import notification_manager, show_error, show_info
 
 from zeroig_plugin import (
+    HEADROOM_BRIGHTNESS,
     MAX_BRIGHTNESS,
     PUBLISHED_BRIGHTNESS,
     ZeroIGError,
@@ -86,7 +87,7 @@ class ZeroIGWidget(Container):
     """Dock widget: image layer, steps, device, mode, output, checkpoint, stack and channel axes.
 
     Its fields are reachable by name for scripts, e.g. ``widget["steps"].value = 500``:
-    image, steps, later_steps, device, runs_on, mode, output, scaling, ensemble, brightness, exposure_gain,
+    image, steps, later_steps, device, runs_on, mode, output, scaling, ensemble, headroom, brightness, exposure_gain,
     checkpoint, stack_axis, channel_axis, run, cancel, status.
     """
 
@@ -121,10 +122,16 @@ class ZeroIGWidget(Container):
             tooltip="inference passes averaged over flips and transposes of each plane (geometric self-ensemble: "
             "a little less noise for that many passes); mode's: 8 for the improved modes, 1 for faithful",
         )
+        self._headroom = CheckBox(
+            name="headroom", value=True, text="brightness from the highlights",
+            tooltip="set the brightness from each channel's first plane so that its brightest structures are "
+            "not clipped (at most 0.5); a sparse sample aimed at mid-grey is clipped, which costs denoising. "
+            "Not in mode faithful, which keeps the published 0.5",
+        )
         self._brightness = FloatSpinBox(
-            name="brightness", value=PUBLISHED_BRIGHTNESS, min=0.05, max=MAX_BRIGHTNESS, step=0.05,
-            tooltip="mean level (of the scaled range) of the enhanced planes; 0.5 (mid-grey) is the published "
-            "rule's target: lower it for sparse, mostly dark samples that should stay dark",
+            name="brightness", value=PUBLISHED_BRIGHTNESS, min=0.05, max=MAX_BRIGHTNESS, step=0.05, enabled=False,
+            tooltip="mean level (of the scaled range) of the enhanced planes, without the headroom rule; 0.5 "
+            "(mid-grey) is the published rule's target",
         )
         self._exposure_gain = CheckBox(
             name="exposure_gain", value=False,
@@ -147,7 +154,8 @@ class ZeroIGWidget(Container):
         super().__init__(
             widgets=[
                 self._layer, self._steps, self._later_steps, self._device, self._device_name, self._mode,
-                self._output, self._scaling, self._ensemble, self._brightness, self._exposure_gain, self._checkpoint,
+                self._output, self._scaling, self._ensemble, self._headroom, self._brightness, self._exposure_gain,
+                self._checkpoint,
                 self._stack_axis, self._channel_axis, self._run_button, self._cancel_button, self._status,
             ]
         )
@@ -156,6 +164,7 @@ class ZeroIGWidget(Container):
         self._progress_bar: progress | None = None
         self._layer.changed.connect(self._choose_axes)
         self._device.changed.connect(self._show_device)
+        self._headroom.changed.connect(lambda on: setattr(self._brightness, "enabled", not on))
         self._run_button.changed.connect(self.run)
         self._cancel_button.changed.connect(self.cancel)
         self._choose_axes()
@@ -219,7 +228,7 @@ class ZeroIGWidget(Container):
             scaling=self._scaling.value,
             checkpoint=self._checkpoint.value,
             ensemble=None if self._ensemble.value == ENSEMBLE_CHOICES[0] else int(self._ensemble.value),
-            brightness=self._brightness.value,
+            brightness=HEADROOM_BRIGHTNESS if self._headroom.value else self._brightness.value,
             exposure_gain=self._exposure_gain.value,
         )
 

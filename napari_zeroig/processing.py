@@ -27,8 +27,8 @@ from typing import NamedTuple
 import numpy as np
 
 from zeroig_plugin import (
-    ENSEMBLE_SIZES, MAX_BRIGHTNESS, ImageOutputs, InputError, ZeroIG, inference_passes, load_state_dict,
-    processing_record,
+    ENSEMBLE_SIZES, HEADROOM_BRIGHTNESS, MAX_BRIGHTNESS, ImageOutputs, InputError, ZeroIG, get_recipe, inference_passes,
+    load_state_dict, processing_record,
 )
 
 __all__ = [
@@ -173,7 +173,12 @@ class RunSettings:
 
     ``ensemble``: inference passes averaged over flips and transposes of each plane (1, 2, 4 or
     8; ``None``: the mode's, 8 for the improved modes). ``brightness``: the mean level, in
-    ``(0, 0.8]`` of the scaled range, of the enhanced planes (``None``: the published 0.5).
+    ``(0, 0.8]`` of the scaled range, of the enhanced planes (``None``: the published 0.5), or
+    ``"headroom"`` (the default): set from each channel's first plane so that its highlights are
+    not clipped, at most 0.5 (``ZeroIG(brightness="headroom")``; mode ``faithful`` keeps the
+    published 0.5). A sparse fluorescence sample aimed at mid-grey has its structures clipped in
+    the brightened image the second denoiser learns from; on the microscopy crops (128x128, two
+    seeds) the headroom denoised better (BENCHMARKS.md, "Brightness from the highlights").
 
     ``exposure_gain`` is off here, unlike the image command line: the fit's own exposure rule
     sets the level, as published. Display levels in napari are the layer's contrast limits, and
@@ -188,7 +193,7 @@ class RunSettings:
     scaling: str = "auto"
     checkpoint: str | os.PathLike | None = None
     ensemble: int | None = None
-    brightness: float | None = None
+    brightness: float | str | None = HEADROOM_BRIGHTNESS
     exposure_gain: bool = False
 
     def __post_init__(self) -> None:
@@ -200,17 +205,25 @@ class RunSettings:
             raise InputError(f"scaling must be one of {', '.join(SCALING_CHOICES)}, got {self.scaling!r}")
         if self.ensemble is not None and self.ensemble not in ENSEMBLE_SIZES:
             raise InputError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {self.ensemble!r}")
-        if self.brightness is not None and not 0 < self.brightness <= MAX_BRIGHTNESS:
-            raise InputError(f"brightness must be in (0, {MAX_BRIGHTNESS}], got {self.brightness!r}")
+        if self.brightness not in (None, HEADROOM_BRIGHTNESS) and not (
+            isinstance(self.brightness, (int, float)) and 0 < self.brightness <= MAX_BRIGHTNESS
+        ):
+            raise InputError(f"brightness must be in (0, {MAX_BRIGHTNESS}] or {HEADROOM_BRIGHTNESS!r}, got {self.brightness!r}")
 
     def model_factory(self) -> Callable[[], ZeroIG]:
         """A maker of fresh models (which fit planes too large for a whole-plane step in the device's
         memory on random crops); the checkpoint is read once, here."""
         weights = load_state_dict(self.checkpoint) if self.checkpoint else None
         return lambda: ZeroIG(
-            mode=self.mode, device=self.device, weights=weights, brightness=self.brightness,
+            mode=self.mode, device=self.device, weights=weights, brightness=self._model_brightness(),
             exposure_gain=self.exposure_gain,
         )
+
+    def _model_brightness(self) -> float | str | None:
+        """``brightness`` as the engine takes it: the headroom rule is not part of the published method."""
+        if self.brightness == HEADROOM_BRIGHTNESS and get_recipe(self.mode).name == "faithful":
+            return None
+        return self.brightness
 
     def inference_passes(self, layout: StackLayout) -> int:
         """Inference passes per plane of ``layout``: views times tiles, statistics passes included."""
@@ -283,6 +296,7 @@ def enhance_stack(
     # over the planned units, so the bar still ends at the total.
     planned_passes = settings.inference_passes(layout)
     done = plane = 0
+    brightness: list[float] = []  # each channel's
     for channel, scale in enumerate(scales):
         for order, index in enumerate(layout.planes(channel)):
             plane += 1
@@ -319,6 +333,8 @@ def enhance_stack(
                 yield Progress(done + units, total, plane, planes, plane_steps, plane_steps, None, passes_done, plane_passes)
                 reported = time.perf_counter()
             done += planned_passes
+            if order == 0:  # a fitted or inferred plane has set it (the headroom rule)
+                brightness.append(model.recipe.brightness)
             for target, values in zip(targets, result):
                 if target is not None:
                     restored = scale.from_unit(values)
@@ -328,6 +344,7 @@ def enhance_stack(
         field: processing_record(
             model, kind, settings.steps, ensemble=settings.ensemble, weights=weights,
             steps_per_later_plane=settings.later_steps, scaling=settings.scaling,
+            brightness=brightness[0] if len(brightness) == 1 else brightness,
         )
         for field, kind, target in zip(OUTPUT_FIELDS, ImageOutputs._fields, targets) if target is not None
     }

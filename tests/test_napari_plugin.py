@@ -201,7 +201,9 @@ def test_sample_data_opens(viewer, key, dtype, rgb):
 
 def test_the_brightness_choice_reaches_the_run_settings(viewer):
     widget = docked_widget(viewer)
-    assert widget.settings().brightness == PUBLISHED_BRIGHTNESS
+    assert widget.settings().brightness == "headroom" and not widget["brightness"].enabled
+    widget["headroom"].value = False
+    assert widget["brightness"].enabled and widget.settings().brightness == PUBLISHED_BRIGHTNESS
     widget["brightness"].value = 0.3
     assert widget.settings().brightness == pytest.approx(0.3)
     assert widget.settings().exposure_gain is False

@@ -264,6 +264,22 @@ def test_the_brightness_setting_reaches_the_fit(dark_scene_rgb8):
     assert means[0.25] == pytest.approx(0.25, abs=0.1) and means[0.7] == pytest.approx(0.7, abs=0.1)
 
 
+def test_by_default_each_channel_aims_at_the_headroom_of_its_first_plane_except_in_faithful_mode():
+    rng = np.random.default_rng(4)
+    sparse = np.full((2, 48, 48), 300, np.uint16)  # channel 0: three bright cells on a dim background
+    for top, left in ((5, 5), (20, 30), (35, 10)):
+        sparse[0, top : top + 6, left : left + 6] = 9000
+    sparse[1] = rng.integers(9000, 16000, (48, 48))  # channel 1: a dense field
+    layout = StackLayout(sparse.shape, rgb=False, channel_axis=0)
+    _, outputs = run_to_end(enhance_stack(sparse, layout, RunSettings(steps=1, device="cpu", output="linear", ensemble=1)))
+    assert RunSettings().brightness == "headroom"
+    sparse_channel, dense_channel = outputs.provenance["linear"]["brightness"]
+    assert 0.05 <= sparse_channel < 0.2 and dense_channel == 0.5  # the dense field stays at the ceiling
+    faithful = RunSettings(device="cpu", mode="faithful").model_factory()()
+    faithful.fit(sparse[0].astype(np.float32) / 65535, 0)
+    assert faithful.recipe.brightness == 0.5
+
+
 def test_zero_fill_is_passed_through_and_the_bar_ends_at_its_total(monkeypatch):
     """A registered plane's zero fill stays zero; tiled, it needs fewer passes than planned."""
     rng = np.random.default_rng(9)

@@ -146,7 +146,7 @@ def register_mode(mode: str) -> str:
 
 def run_one(
     mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None,
-    seed: int = 2, ensembles: tuple[int | None, ...] = (None,), brightness: float | None = None,
+    seed: int = 2, ensembles: tuple[int | None, ...] = (None,), brightness: float | str | None = None,
     acceleration: str = "auto",
 ) -> dict:
     """One fit, scored at each checkpoint with each inference ensemble size (``None``: the
@@ -345,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         help="skimage-synthetic: the simulated exposure (default 0.1, the demo's; 0.02 is five times darker)",
     )
     parser.add_argument(
-        "--brightness", type=float, default=None,
-        help="the exposure rule's target mean luminance, as ZeroIG(brightness=...) (default: the mode's, 0.5)",
+        "--brightness", type=lambda value: value if value == "headroom" else float(value), default=None,
+        help="the exposure rule's target mean luminance, or 'headroom' (from each image's highlights), as "
+        "ZeroIG(brightness=...) (default: the mode's, 0.5)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = [mode] + [f"fit crop {args.fit_crop}"] * bool(args.fit_crop) + [f"ensemble {ensemble}"] * bool(ensemble)
         parts += [f"acceleration {args.acceleration}"] * (args.acceleration != "auto")
         if args.brightness is not None:
-            parts.append(f"brightness {args.brightness:g}")
+            parts.append(f"brightness {args.brightness}")
         return ", ".join(parts + [f"seed {seed}"] * (len(seeds) > 1))
 
     runs = [(mode, seed) for mode in modes for seed in seeds]

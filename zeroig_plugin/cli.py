@@ -228,7 +228,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
       zeroig enhance photos/ -o out/ --iters 500 --output denoise
       zeroig enhance night.png -o out/ --brightness 0.25  # a night scene that should stay dark
       zeroig enhance x.png -o out/ --weights LOL.pt --iters 0   # published checkpoint, inference only
-      zeroig enhance cells.tif -o out/ --output linear --no-exposure-gain   # microscopy: denoised, input's scale
+      zeroig enhance cells.tif -o out/ --output linear --no-exposure-gain --brightness headroom  # microscopy
       zeroig enhance timelapse.tif -o out/ --output linear --iters-per-plane 50  # a stack, plane by plane
     """
     from .checkpoint import load_state_dict, network_from_state_dict

@@ -339,10 +339,9 @@ def enhance_stack(
                 if target is not None:
                     restored = scale.from_unit(values)
                     target[index] = restored if alpha is None else np.concatenate([restored, alpha], axis=-1)
-    weights = os.path.basename(settings.checkpoint) if settings.checkpoint else None
     provenance = {
         field: processing_record(
-            model, kind, settings.steps, ensemble=settings.ensemble, weights=weights,
+            model, kind, settings.steps, ensemble=settings.ensemble, weights=settings.checkpoint,
             steps_per_later_plane=settings.later_steps, scaling=settings.scaling,
             brightness=brightness[0] if len(brightness) == 1 else brightness,
         )

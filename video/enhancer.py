@@ -169,7 +169,7 @@ class WarmStartEnhancer:
         # keep_borders=False: the enhancer crops to its own box, one that holds still within a scene.
         exposure = {"brightness": brightness, "exposure_gain": settings.exposure_gain, "keep_borders": False}
         self.model = ZeroIG(mode=mode, device=device, seed=seed, weights=weights, **exposure)
-        self._weights_name = os.path.basename(weights) if isinstance(weights, (str, os.PathLike)) else None
+        self._weights_file = weights if isinstance(weights, (str, os.PathLike)) else None
         self._smoothed = (
             ZeroIG(mode=mode, device=self.model.device, seed=seed, weights=self.model.state_dict(), **exposure)
             if settings.weight_smoothing
@@ -192,7 +192,7 @@ class WarmStartEnhancer:
         ``fit_crop`` is known once a frame has been fitted."""
         settings = self.settings
         return processing_record(
-            self.model, settings.output, settings.first_iters, ensemble=settings.ensemble, weights=self._weights_name,
+            self.model, settings.output, settings.first_iters, ensemble=settings.ensemble, weights=self._weights_file,
             flat_borders_kept=self.keep_borders, steps_per_later_frame=settings.iters_per_frame,
             fit_size=settings.fit_size or "native", scene_cut_threshold=settings.scene_cut_threshold,
             weight_smoothing=settings.weight_smoothing, temporal_strength=settings.temporal_strength,

@@ -334,7 +334,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
 
                 def record(kind: str, **details) -> dict:
                     return processing_record(model, kind, ensemble=inference["ensemble"],
-                                             weights=weights and weights.name, input=path.name, **details)
+                                             weights=weights, input=path.name, **details)
                 if stack:
                     say_how_it_fits(path.name, stack.plane_shape)
                     later = min(iters, STACK_LATER_STEPS) if iters_per_plane is None else iters_per_plane

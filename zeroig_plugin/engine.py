@@ -614,8 +614,9 @@ class ZeroIG:
         ``statistics_from``) enclose, and the borders are copied to the outputs unchanged.
         """
         framed, box = image, self.content_box(image)
-        self._set_brightness_from(box.crop(image))
-        image = _padded_to_fit(box.crop(image))
+        picture = box.crop(image)
+        self._set_brightness_from(picture)
+        image = _padded_to_fit(picture)
         if statistics_from is not None:
             statistics_from = _padded_to_fit(self.content_box(statistics_from).crop(statistics_from))
         height, width = image.shape[-2:]

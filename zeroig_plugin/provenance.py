@@ -9,6 +9,7 @@ and reproduced.
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -25,13 +26,13 @@ METHOD = "ZERO-IG (Shi et al., CVPR 2024), fitted to this input alone"
 
 def processing_record(
     model: ZeroIG, output: str, steps: int | None = None, *, ensemble: int | None = None,
-    weights: str | None = None, **details: object,
+    weights: str | os.PathLike | None = None, **details: object,
 ) -> dict[str, object]:
     """The settings behind ``model``'s ``output`` (``enhance``, ``denoise`` or ``linear``).
 
     ``steps`` defaults to the steps ``model`` has run since its init or last reset; ``ensemble``
-    is the inference's (``None``: the mode's); ``weights`` names the checkpoint the fit started
-    from (``None``: the seeded init). ``details`` are added as they are (a front end's own
+    is the inference's (``None``: the mode's); ``weights`` is the checkpoint file the fit started
+    from, recorded by its name (``None``: the seeded init). ``details`` are added as they are (a front end's own
     settings: steps per later plane, the video's per-frame budget...).
     """
     recipe = model.recipe
@@ -41,7 +42,7 @@ def processing_record(
         "output": output,
         "mode": model.mode,
         "steps": model.steps_done if steps is None else steps,
-        "start": f"checkpoint {weights}" if weights else f"seeded init, seed {model.seed}",
+        "start": f"checkpoint {os.path.basename(weights)}" if weights else f"seeded init, seed {model.seed}",
         "brightness": recipe.brightness,
         "exposure_gain": recipe.fit_brightness_ratio is not None,
         "fit_crop": recipe.crop_size,

@@ -55,7 +55,7 @@ def run(datasets: list[str], out: str, extra: list[str]) -> dict:
         part = f"{out}_{dataset}" if len(datasets) > 1 else out
         quality.main(["--datasets", dataset, *PROTOCOLS[dataset], "--modes", *MODES, "--ensembles", "1", "8",
                       "--out", part, *extra])
-        parts.append(str(Path(part).with_suffix(".json")))
+        parts.append(f"{part}.json")
     return quality.merge(parts)
 
 

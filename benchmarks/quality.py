@@ -308,12 +308,11 @@ def merge(paths: list[str]) -> dict:
 
 
 def write(report: dict, out: str) -> None:
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(report, indent=1))
     settings = report["settings"] if isinstance(report["settings"], list) else [report["settings"]]
     header = "\n".join(f"- {json.dumps(s)}" for s in settings)
-    out_path.with_suffix(".md").write_text(f"# Quality benchmark\n\nRuns:\n{header}\n\n{table(report)}\n")
+    Path(f"{out}.md").write_text(f"# Quality benchmark\n\nRuns:\n{header}\n\n{table(report)}\n")
     print(table(report))
 
 
@@ -356,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         "device has bf16 kernels (each result's acceleration_notes says what fell back)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality"), help="writes OUT.json and OUT.md")
     parser.add_argument("--merge", nargs="+", default=None, help="merge these JSON results into one table")
     args = parser.parse_args(argv)
 
@@ -392,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "brightness": args.brightness, "acceleration": args.acceleration, "synthetic_exposure": args.exposure, "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
     }
     report = {"settings": settings, "results": {}}
+    partial = Path(f"{args.out}.partial.json")  # what is done so far, should the run be stopped
     resize = lambda array: prepare(array, args.scale, args.size, args.crop)  # noqa: E731
     for dataset in datasets:
         for name, low, high in pairs(dataset, args.images, args.names, resize, args.exposure):
@@ -404,10 +404,10 @@ def main(argv: list[str] | None = None) -> int:
                     final = _last_denoise(result)
                     print(f"{dataset} {name} {low.shape} {label(mode, seed, ensemble)}: denoise {final['psnr']:.2f} dB / "
                           f"{final['ssim']:.3f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-                write_partial = Path(args.out).with_suffix(".partial.json")
-                write_partial.parent.mkdir(parents=True, exist_ok=True)
-                write_partial.write_text(json.dumps(report, indent=1))
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps(report, indent=1))
     write(report, args.out)
+    partial.unlink(missing_ok=True)
     return 0
 
 

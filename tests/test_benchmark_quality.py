@@ -1,0 +1,33 @@
+"""benchmarks/quality.py writes its results where asked: a run's files are not lost to another's."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+QUALITY_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+
+
+def _quality_module():
+    spec = importlib.util.spec_from_file_location("benchmark_quality", QUALITY_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_out_names_with_dots_are_kept_whole_and_the_partial_file_is_removed(tmp_path):
+    """Two runs named ``..._b0.5`` and ``..._b0.25`` once both wrote ``..._b0.json``."""
+    quality = _quality_module()
+    for brightness in ("0.5", "0.25"):
+        assert quality.main([
+            "--datasets", "skimage-synthetic", "--images", "1", "--size", "24", "--steps", "2",
+            "--modes", "faithful", "--brightness", brightness, "--threads", "1",
+            "--out", str(tmp_path / f"run_b{brightness}"),
+        ]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "run_b0.25.json", "run_b0.25.md", "run_b0.5.json", "run_b0.5.md",
+    ]
+    for brightness in ("0.5", "0.25"):
+        report = json.loads((tmp_path / f"run_b{brightness}.json").read_text())
+        assert report["settings"]["brightness"] == float(brightness)
+        assert report["results"]["skimage-synthetic"]

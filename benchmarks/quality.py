@@ -180,6 +180,7 @@ def run_one(
     common = {
         "seconds_per_step": fit_seconds / max(1, done), "reference_brightness": float(high.mean() * 255),
         "learning_rates": rate_changes, "acceleration_notes": model.acceleration_notes,
+        "brightness": model.recipe.brightness,  # the value used: "headroom" is resolved from the image
     }
     return {ensemble: {"checkpoints": scored, **common} for ensemble, scored in results.items()}
 

@@ -30,4 +30,7 @@ def test_out_names_with_dots_are_kept_whole_and_the_partial_file_is_removed(tmp_
     for brightness in ("0.5", "0.25"):
         report = json.loads((tmp_path / f"run_b{brightness}.json").read_text())
         assert report["settings"]["brightness"] == float(brightness)
-        assert report["results"]["skimage-synthetic"]
+        (result,) = report["results"]["skimage-synthetic"].values()
+        (scored,) = result.values()
+        assert scored["brightness"] == float(brightness)
+        assert set(scored["checkpoints"]["2"]) == {"enhance", "denoise", "linear"}

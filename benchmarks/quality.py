@@ -144,16 +144,31 @@ def register_mode(mode: str) -> str:
     return mode
 
 
+# Recipe fields read while fitting, so a run may set them on top of a mode (``--selection``).
+SELECTION_SETTINGS = {"select_after": lambda v: None if v == "none" else int(v), "select_every": int, "selection_domain": str}
+
+
+def selection_setting(text: str) -> tuple[str, object]:
+    name, _, value = text.partition("=")
+    if name not in SELECTION_SETTINGS:
+        raise argparse.ArgumentTypeError(f"{name!r}: choose from {', '.join(SELECTION_SETTINGS)}")
+    return name, SELECTION_SETTINGS[name](value)
+
+
 def run_one(
     mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None,
     seed: int = 2, ensembles: tuple[int | None, ...] = (None,), brightness: float | str | None = None,
-    acceleration: str = "auto",
+    acceleration: str = "auto", selection: dict | None = None,
 ) -> dict:
     """One fit, scored at each checkpoint with each inference ensemble size (``None``: the
-    mode's); a result per ensemble size."""
+    mode's); a result per ensemble size. ``selection`` overrides the recipe's checkpoint-selection
+    settings (:data:`SELECTION_SETTINGS`)."""
+    from dataclasses import replace
+
     from zeroig_plugin import ZeroIG
 
     model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop, seed=seed, brightness=brightness, acceleration=acceleration)
+    model.recipe = replace(model.recipe, **(selection or {}))
     results: dict = {ensemble: {} for ensemble in ensembles}
     done, fit_seconds = 0, 0.0
     rate_changes: list[list] = []  # [first step, learning rate], for recipes whose rate changes
@@ -349,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the exposure rule's target mean luminance, or 'headroom' (from each image's highlights), as "
         "ZeroIG(brightness=...) (default: the mode's, 0.5)",
     )
+    parser.add_argument(
+        "--selection", nargs="+", type=selection_setting, default=[], metavar="FIELD=VALUE",
+        help="override the mode's checkpoint selection, e.g. select_after=none (the final weights) or "
+        "selection_domain=input",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--acceleration", default="auto", choices=ACCELERATIONS,
@@ -383,13 +403,14 @@ def main(argv: list[str] | None = None) -> int:
         parts += [f"acceleration {args.acceleration}"] * (args.acceleration != "auto")
         if args.brightness is not None:
             parts.append(f"brightness {args.brightness}")
+        parts += [f"{name} {value}" for name, value in args.selection]
         return ", ".join(parts + [f"seed {seed}"] * (len(seeds) > 1))
 
     runs = [(mode, seed) for mode in modes for seed in seeds]
     settings = {
         "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),
         "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "fit_crop": args.fit_crop,
-        "brightness": args.brightness, "acceleration": args.acceleration, "synthetic_exposure": args.exposure, "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
+        "brightness": args.brightness, "acceleration": args.acceleration, "selection": dict(args.selection), "synthetic_exposure": args.exposure, "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
     }
     report = {"settings": settings, "results": {}}
     partial = Path(f"{args.out}.partial.json")  # what is done so far, should the run be stopped
@@ -399,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode, seed in runs:
                 start = time.perf_counter()
                 scored = run_one(mode, low, high, checkpoints, dataset in INTENSITY_MATCHED, args.device, args.fit_crop, seed, ensembles,
-                                 args.brightness, args.acceleration)
+                                 args.brightness, args.acceleration, dict(args.selection))
                 for ensemble, result in scored.items():
                     report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble), {})[name] = result
                     final = _last_denoise(result)

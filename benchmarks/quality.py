@@ -27,6 +27,8 @@ Writes ``<out>.json`` and ``<out>.md``.
     python benchmarks/quality.py --datasets lol15-dev --size 96 --steps 1000 --modes improved --ensembles 1 8
     python benchmarks/quality.py --datasets skimage-synthetic --size 160 --steps 1000 --modes faithful improved
     python benchmarks/quality.py --merge a.json b.json --out results/all   # one table from several runs
+    python benchmarks/quality.py --datasets microscopy-dev --crop 512 --modes improved-post-gain \
+        --brightness headroom --selection select_after=none   # napari's default, read out at the final weights
 
 Ablation variants from ``zeroig_plugin.improved.ablation_recipes`` are accepted as modes too.
 """

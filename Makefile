@@ -8,7 +8,7 @@ TORCH_PIN := torch==2.13.0
 APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 libxkbcommon-x11-0 libgl1 libegl1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup setup-test system-deps benchmarks clean
+.PHONY: demo test setup setup-test system-deps benchmarks device-data clean
 
 demo: $(VENV)/.core-installed
 	$(BIN)/zeroig demo -o demo-output
@@ -39,5 +39,10 @@ benchmarks: $(VENV)/.core-installed
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/quality.py
 
+# The data benchmarks/device_check.sh reads on a lent GPU machine, to which ../shared does not travel.
+device-data:
+	mkdir -p .device-shared/data
+	cp -r ../shared/data/microscopy-dev .device-shared/data/
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache .device-shared

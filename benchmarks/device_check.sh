@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The checks that still need a GPU, prepared as one call of the device tool (a lent H100 or H200).
+#
+#   here, once:  make device-data     # ../shared/data/microscopy-dev into the git-ignored .device-shared/
+#   the call:    run(command="bash benchmarks/device_check.sh", carry=[".device-shared"], timeout_s=590)
+#   afterwards:  tar xzf <files_at>/device_check.tar.gz -C benchmarks/results/
+#
+# It needs python3 with torch (CUDA), numpy, pillow, scipy, scikit-image, click and tqdm, as the
+# device machine's image has them; the package is used from the checkout (PYTHONPATH), not
+# installed, and nothing is fetched. Most important first, each part under the time that is left,
+# so that the archive is always written (a fit cut short leaves its run's .partial.json):
+#   1. tests/test_speed_paths.py: the CUDA paths (graphed steps against eager ones).
+#   2. issue 5's microscopy line under its protocol: the four pairs at full size (512x512), 2000
+#      steps, intensity-matched `denoise`, napari's default (improved-post-gain, brightness from
+#      the highlights) and faithful side by side, seed 2.
+#   3. the same with seed 3 in the time left.
+# Knobs (environment), for a dry run on a CPU: PYTHON, DEVICE, STEPS, CROP, FIRST_SEEDS,
+# LATER_SEEDS (empty: no third part), BUDGET_S (seconds for the whole script), ZEROIG_SHARED, OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+STEPS=${STEPS:-2000}
+CROP=${CROP:-512}
+FIRST_SEEDS=${FIRST_SEEDS:-2}
+LATER_SEEDS=${LATER_SEEDS:-3}
+BUDGET_S=${BUDGET_S:-560}
+OUT=${OUT:-out-device-check}
+export ZEROIG_SHARED=${ZEROIG_SHARED:-$PWD/.device-shared}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+work=$(mktemp -d)
+mkdir -p "$OUT"
+trap 'tar czf "$OUT/device_check.tar.gz" -C "$work" . ; rm -rf "$work"' EXIT
+
+left() { echo $((BUDGET_S - SECONDS)); }
+
+if [ ! -d "$ZEROIG_SHARED/data/microscopy-dev" ]; then
+    echo "microscopy-dev not found in $ZEROIG_SHARED/data: run 'make device-data' here and carry .device-shared" >&2
+    exit 2
+fi
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || true
+    "$PYTHON" -c 'import torch, skimage, numpy, platform; print("torch", torch.__version__, "cuda", torch.version.cuda,
+"skimage", skimage.__version__, "numpy", numpy.__version__, "python", platform.python_version())'
+} >"$work/environment.txt" 2>&1
+
+timeout "$(left)" "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_speed_paths.py >"$work/tests.log" 2>&1
+echo "tests: exit $?" | tee -a "$work/summary.txt"
+
+# Both modes at once on the one GPU, each its own process.
+microscopy() {  # seeds label
+    local seeds=$1 label=$2 limit
+    [ -n "$seeds" ] || return 0
+    limit=$(left)
+    if [ "$limit" -lt 30 ]; then
+        echo "microscopy seeds $seeds: skipped, ${limit} s left" | tee -a "$work/summary.txt"
+        return
+    fi
+    local common=(--datasets microscopy-dev --crop "$CROP" --steps "$STEPS" --device "$DEVICE" --seeds $seeds)
+    timeout "$limit" "$PYTHON" benchmarks/quality.py "${common[@]}" --modes improved-post-gain --brightness headroom \
+        --out "$work/quality_microscopy${CROP}_${label}_headroom" >"$work/${label}_headroom.log" 2>&1 &
+    timeout "$limit" "$PYTHON" benchmarks/quality.py "${common[@]}" --modes faithful \
+        --out "$work/quality_microscopy${CROP}_${label}_faithful" >"$work/${label}_faithful.log" 2>&1 &
+    wait -n; local first=$?
+    wait -n; local second=$?
+    echo "microscopy seeds $seeds: exits $first $second after ${SECONDS} s" | tee -a "$work/summary.txt"
+}
+
+microscopy "$FIRST_SEEDS" "seed${FIRST_SEEDS// /_}"
+microscopy "$LATER_SEEDS" "seed${LATER_SEEDS// /_}"
+grep -h "^microscopy-dev" "$work"/*_headroom.log "$work"/*_faithful.log 2>/dev/null | tee -a "$work/summary.txt"

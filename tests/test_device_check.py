@@ -1,0 +1,40 @@
+"""benchmarks/device_check.sh, the one prepared call for a lent GPU, runs end to end (on the CPU,
+tiny): it only ever runs on a machine few sessions get, so drift must show up here."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "device_check.sh"
+PAIRS = {"FMD_R_1", "gigadb_mito-20x-noise1", "w2s_001_0", "w2s_017_1"}
+
+
+def _run(shared: Path, out: Path, **knobs: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "ZEROIG_SHARED": str(shared), "OUT": str(out), **knobs}
+    return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_device_check_scores_both_modes_on_every_pair_and_archives_the_results(shared_data_dir, tmp_path):
+    done = _run(shared_data_dir.parent, tmp_path / "out", STEPS="2", CROP="24", FIRST_SEEDS="2", LATER_SEEDS="")
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(tmp_path / "out" / "device_check.tar.gz") as archive:
+        archive.extractall(tmp_path / "results", filter="data")
+    results = tmp_path / "results"
+    assert "tests: exit 0" in (results / "summary.txt").read_text()
+    for mode, label in (("headroom", "improved-post-gain, brightness headroom"), ("faithful", "faithful")):
+        report = json.loads((results / f"quality_microscopy24_seed2_{mode}.json").read_text())
+        assert report["settings"]["device"].startswith("cpu")
+        scored = report["results"]["microscopy-dev"][label]
+        assert set(scored) == PAIRS
+        assert all(set(result["checkpoints"]) == {"2"} for result in scored.values())
+
+
+def test_device_check_without_the_data_says_how_to_bring_it(tmp_path):
+    done = _run(tmp_path / "nowhere", tmp_path / "out")
+    assert done.returncode == 2
+    assert "make device-data" in done.stderr
+    assert (tmp_path / "out" / "device_check.tar.gz").is_file()

@@ -3,7 +3,8 @@
 #
 #   here, once:  make device-data     # ../shared/data/microscopy-dev into the git-ignored .device-shared/
 #   the call:    run(command="bash benchmarks/device_check.sh", carry=[".device-shared"], timeout_s=590)
-#   afterwards:  tar xzf <files_at>/device_check.tar.gz -C benchmarks/results/
+#   afterwards:  tar xzf <files_at>/device_check.tar.gz -C <a folder>; summary.txt first, then the
+#                quality_* files into benchmarks/results/ under names that say the GPU
 #
 # It needs python3 with torch (CUDA), numpy, pillow, scipy, scikit-image, click and tqdm, as the
 # device machine's image has them; the package is used from the checkout (PYTHONPATH), not

@@ -52,8 +52,8 @@ timeout "$(left)" "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_speed_pa
 echo "tests: exit $?" | tee -a "$work/summary.txt"
 
 # Both modes at once on the one GPU, each its own process.
-microscopy() {  # seeds label
-    local seeds=$1 label=$2 limit
+microscopy() {  # seeds
+    local seeds=$1 label="seed${1// /_}" limit
     [ -n "$seeds" ] || return 0
     limit=$(left)
     if [ "$limit" -lt 30 ]; then
@@ -70,6 +70,6 @@ microscopy() {  # seeds label
     echo "microscopy seeds $seeds: exits $first $second after ${SECONDS} s" | tee -a "$work/summary.txt"
 }
 
-microscopy "$FIRST_SEEDS" "seed${FIRST_SEEDS// /_}"
-microscopy "$LATER_SEEDS" "seed${LATER_SEEDS// /_}"
+microscopy "$FIRST_SEEDS"
+microscopy "$LATER_SEEDS"
 grep -h "^microscopy-dev" "$work"/*_headroom.log "$work"/*_faithful.log 2>/dev/null | tee -a "$work/summary.txt"

@@ -469,3 +469,39 @@ def test_brightness_headroom_is_set_per_channel_from_each_first_plane_and_record
     assert 0.05 <= sparse < 0.2 and dense == 0.5
     wrong = run(str(tmp_path / "cells.tif"), "-o", str(tmp_path / "x"), "--brightness", "bright")
     assert wrong.exit_code == 2 and "'bright' is not a number or 'headroom'" in wrong.output
+
+
+def test_for_microscopy_gives_the_microscopy_defaults_and_explicit_options_win(tmp_path):
+    cells = np.full((32, 32), 300, np.uint16)  # a sparse sample: two bright cells on a dim background
+    cells[4:10, 4:10] = cells[20:26, 18:24] = 9000
+    Image.fromarray(cells).save(tmp_path / "cells.png")
+
+    def written(folder: str, *options: str) -> dict[str, dict]:
+        result = run(str(tmp_path / "cells.png"), "-o", str(tmp_path / folder), "--ensemble", "1", *options)
+        assert result.exit_code == 0, result.output
+        records = {}
+        for path in sorted((tmp_path / folder).iterdir()):
+            with Image.open(path) as image:
+                records[path.name] = json.loads(image.text["Description"])
+        return records
+
+    microscopy = written("m", "--for", "microscopy")
+    assert list(microscopy) == ["cells_linear.png"]
+    assert microscopy["cells_linear.png"]["exposure_gain"] is False
+    assert microscopy["cells_linear.png"]["brightness"] < 0.2  # from the highlights, not mid-grey
+    photos = written("p")
+    assert list(photos) == ["cells_denoise.png", "cells_enhance.png"]
+    assert (photos["cells_denoise.png"]["brightness"], photos["cells_denoise.png"]["exposure_gain"]) == (0.5, True)
+    chosen = written("c", "--for", "microscopy", "--output", "denoise", "--brightness", "0.4", "--exposure-gain")
+    assert list(chosen) == ["cells_denoise.png"]
+    assert (chosen["cells_denoise.png"]["brightness"], chosen["cells_denoise.png"]["exposure_gain"]) == (0.4, True)
+    faithful = written("f", "--for", "microscopy", "--mode", "faithful")["cells_linear.png"]
+    assert (faithful["mode"], faithful["brightness"], faithful["exposure_gain"]) == ("faithful", 0.5, False)
+
+    weights = tmp_path / "w.pt"
+    ZeroIG(device="cpu").save(weights)
+    inference_only = CliRunner().invoke(cli, [
+        "enhance", str(tmp_path / "cells.png"), "-o", str(tmp_path / "i"), "--for", "microscopy", "--iters", "0",
+        "--weights", str(weights), "--device", "cpu", "--ensemble", "1"])
+    assert inference_only.exit_code == 0, inference_only.output
+    assert [p.name for p in (tmp_path / "i").iterdir()] == ["cells_linear.png"]

@@ -280,6 +280,14 @@ def test_by_default_each_channel_aims_at_the_headroom_of_its_first_plane_except_
     assert faithful.recipe.brightness == 0.5
 
 
+def test_the_plugins_defaults_are_the_command_lines_for_microscopy():
+    from zeroig_plugin.cli import IMAGE_KINDS
+
+    settings = RunSettings()
+    chosen = {"output": settings.output, "brightness": settings.brightness, "exposure_gain": settings.exposure_gain}
+    assert chosen == IMAGE_KINDS["microscopy"]
+
+
 def test_zero_fill_is_passed_through_and_the_bar_ends_at_its_total(monkeypatch):
     """A registered plane's zero fill stays zero; tiled, it needs fewer passes than planned."""
     rng = np.random.default_rng(9)

@@ -22,9 +22,16 @@ LARGE_FOR_CPU = 1024 * 1024  # pixels; above this a whole-image CPU step takes t
 MAX_BRIGHTNESS = 0.8  # objective.MAX_BRIGHTNESS, literal so that --help needs no torch (a test keeps them equal)
 HEADROOM_BRIGHTNESS = "headroom"  # improved.HEADROOM_BRIGHTNESS, literal for the same reason
 ACCELERATIONS = ("auto", "exact", "off", "max")  # acceleration.PRESETS, literal for the same reason
+# --for: the defaults each kind of image gives --output, --brightness and --exposure-gain (an option
+# given explicitly wins). Microscopy's are the napari plugin's defaults (a test keeps them equal),
+# measured on the microscopy pairs: BENCHMARKS.md, "Microscopy at full size, 2000 steps, one machine".
+IMAGE_KINDS = {
+    "photos": {"output": "both", "brightness": None, "exposure_gain": None},
+    "microscopy": {"output": "linear", "brightness": HEADROOM_BRIGHTNESS, "exposure_gain": False},
+}
 BRIGHTNESS_HELP = (
     "Mean luminance (0-0.8) of the outputs. Default: 0.5, mid-grey, the published rule's "
-    "target. One dark image cannot tell a night scene from a dim room: lower it (e.g. 0.25) for scenes "
+    "target (headroom --for microscopy). One dark image cannot tell a night scene from a dim room: lower it (e.g. 0.25) for scenes "
     "that should stay dark, raise it for more light. 'headroom': from the image, so that its highlights are "
     "not clipped (at most 0.5; for microscopy, whose display levels are a setting)."
 )
@@ -174,11 +181,16 @@ class _StepBar:
               help="Fitting recipe: 'default' (recommended) or 'faithful' (the published method, exact). See `zeroig modes`.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda or cuda:N.")
 @click.option("--seed", default=2, show_default=True, type=int, help="Seed of the network init (2 as published).")
-@click.option("--output", "output", default="both", show_default=True,
-              type=click.Choice(["enhance", "denoise", "both", "linear"]),
+@click.option("--for", "image_kind", default="photos", show_default=True, type=click.Choice(list(IMAGE_KINDS)),
+              help="What the images are; sets the defaults of --output, --brightness and --exposure-gain. "
+                   "photos: both outputs at mid-grey, with the exposure gain. microscopy (the napari plugin's "
+                   "defaults): --output linear --brightness headroom --no-exposure-gain, which denoised the "
+                   "fluorescence microscopy pairs better than the published method (BENCHMARKS.md).")
+@click.option("--output", "output", type=click.Choice(["enhance", "denoise", "both", "linear"]),
               help="Which results to write: enhance, denoise or both; linear: denoised at the input's own "
                    "intensities, not brightened (proportional to the input's below the brightened image's "
-                   "saturation; for quantitative images such as microscopy; {stem}_linear.png).")
+                   "saturation; for quantitative images such as microscopy; {stem}_linear.png). "
+                   "Default: both; linear --for microscopy.")
 @click.option("--loss-log", metavar="FILE", help="Write the per-step losses (before each step) as a JSON list; {stem} for several inputs.")
 @click.option("--acceleration", default="auto", show_default=True, type=click.Choice(ACCELERATIONS),
               help="auto: on CUDA whole-step CUDA graphs and TF32 convolutions (PyTorch's default; on CPU plain "
@@ -200,13 +212,13 @@ class _StepBar:
               help="Aim the fit at 0.7 of the brightness and finish with one gain (the improved modes' default: "
                    "photos come out at the brightness, with fewer clipped pixels), or let the fit's exposure "
                    "rule alone set the level (the published way; it denoised the W2S microscopy crops better). "
-                   "Default: the mode's.")
+                   "Default: the mode's; off --for microscopy.")
 @click.option("--iters-per-plane", type=click.IntRange(min=0), metavar="N",
               help="TIFF stacks: steps for each plane after the first, continuing from the previous plane's "
                    f"fit. Default: {STACK_LATER_STEPS} (or --iters, if fewer).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (otherwise an existing output is an error and is kept).")
-def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, output, loss_log, acceleration,
-            fit_crop, tile, ensemble, brightness, exposure_gain, iters_per_plane, overwrite) -> None:
+def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, image_kind, output, loss_log,
+            acceleration, fit_crop, tile, ensemble, brightness, exposure_gain, iters_per_plane, overwrite) -> None:
     """Brighten and denoise images: each is fitted on its own, then inferred.
 
     INPUT is an image (PNG, JPEG, TIFF, BMP, WebP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
@@ -228,8 +240,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
       zeroig enhance photos/ -o out/ --iters 500 --output denoise
       zeroig enhance night.png -o out/ --brightness 0.25  # a night scene that should stay dark
       zeroig enhance x.png -o out/ --weights LOL.pt --iters 0   # published checkpoint, inference only
-      zeroig enhance cells.tif -o out/ --output linear --no-exposure-gain --brightness headroom  # microscopy
-      zeroig enhance timelapse.tif -o out/ --output linear --iters-per-plane 50  # a stack, plane by plane
+      zeroig enhance cells.tif -o out/ --for microscopy    # {stem}_linear.tif, at the input's intensities
+      zeroig enhance timelapse.tif -o out/ --for microscopy --iters-per-plane 50  # a stack, plane by plane
     """
     from .checkpoint import load_state_dict, network_from_state_dict
     from .errors import ZeroIGError
@@ -243,8 +255,14 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         recipe = get_recipe(mode)
     except ZeroIGError as error:
         raise click.BadParameter(str(error), param_hint="--mode") from None
+    kind_defaults = IMAGE_KINDS[image_kind]
+    output = output or kind_defaults["output"]
+    if exposure_gain is None:
+        exposure_gain = kind_defaults["exposure_gain"]
     if iters == 0 and brightness is not None and recipe.with_exposure_gain(exposure_gain).fit_brightness_ratio is None:
         raise click.UsageError(f"in mode {mode!r} only the fit sets the brightness, and --iters 0 fits nothing")
+    if brightness is None and iters and recipe.name != "faithful":  # faithful stays the published method unless asked
+        brightness = kind_defaults["brightness"]
     state = None
     if weights is not None:
         try:
@@ -298,7 +316,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     failures = len(problems)
     done = 0
     acceleration_noted = False
-    click.echo(f"zeroig: {len(files)} image(s), mode {mode}, {iters} steps each, on {device_name}", err=True)
+    click.echo(f"zeroig: {len(files)} image(s) of {image_kind}, mode {mode}, {iters} steps each, on {device_name}", err=True)
     try:
         for path in files:
             stack_axes = tiff_stack_axes(path)

@@ -30,10 +30,10 @@ IMAGE_KINDS = {
     "microscopy": {"output": "linear", "brightness": HEADROOM_BRIGHTNESS, "exposure_gain": False},
 }
 BRIGHTNESS_HELP = (
-    "Mean luminance (0-0.8) of the outputs. Default: 0.5, mid-grey, the published rule's "
-    "target (headroom --for microscopy). One dark image cannot tell a night scene from a dim room: lower it (e.g. 0.25) for scenes "
-    "that should stay dark, raise it for more light. 'headroom': from the image, so that its highlights are "
-    "not clipped (at most 0.5; for microscopy, whose display levels are a setting)."
+    "Mean luminance (0-0.8) of the outputs. Default: 0.5, mid-grey, the published rule's target "
+    "(headroom --for microscopy). One dark image cannot tell a night scene from a dim room: lower it "
+    "(e.g. 0.25) for scenes that should stay dark, raise it for more light. 'headroom': from the image, so "
+    "that its highlights are not clipped (at most 0.5; for microscopy, whose display levels are a setting)."
 )
 
 
@@ -183,7 +183,7 @@ class _StepBar:
 @click.option("--seed", default=2, show_default=True, type=int, help="Seed of the network init (2 as published).")
 @click.option("--for", "image_kind", default="photos", show_default=True, type=click.Choice(list(IMAGE_KINDS)),
               help="What the images are; sets the defaults of --output, --brightness and --exposure-gain. "
-                   "photos: both outputs at mid-grey, with the exposure gain. microscopy (the napari plugin's "
+                   "photos: both outputs at mid-grey, the mode's exposure gain. microscopy (the napari plugin's "
                    "defaults): --output linear --brightness headroom --no-exposure-gain, which denoised the "
                    "fluorescence microscopy pairs better than the published method (BENCHMARKS.md).")
 @click.option("--output", "output", type=click.Choice(["enhance", "denoise", "both", "linear"]),

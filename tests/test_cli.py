@@ -505,3 +505,25 @@ def test_for_microscopy_gives_the_microscopy_defaults_and_explicit_options_win(t
         "--weights", str(weights), "--device", "cpu", "--ensemble", "1"])
     assert inference_only.exit_code == 0, inference_only.output
     assert [p.name for p in (tmp_path / "i").iterdir()] == ["cells_linear.png"]
+
+
+def test_a_grey_tiff_enhanced_as_a_photo_gets_one_note_about_for_microscopy(tmp_path):
+    import tifffile
+
+    cells = np.random.default_rng(1).integers(100, 900, (2, 16, 16)).astype(np.uint16)
+    for index, plane in enumerate(cells):
+        tifffile.imwrite(tmp_path / f"cells{index}.tif", plane)
+    Image.fromarray(cells[0]).save(tmp_path / "cells.png")
+    Image.fromarray(_dark()).save(tmp_path / "colour.png")
+    tifffile.imwrite(tmp_path / "colour.tif", _dark(16, 16))
+    hint = "--for microscopy writes it denoised at its own intensities"
+
+    def output(folder: str, *args: str) -> str:
+        result = run(*args, "-o", str(tmp_path / folder), "--ensemble", "1")
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert output("grey", str(tmp_path / "cells0.tif"), str(tmp_path / "cells1.tif")).count(hint) == 1
+    assert hint not in output("others", *(str(tmp_path / name) for name in ("cells.png", "colour.png", "colour.tif")))
+    assert hint not in output("microscopy", str(tmp_path / "cells0.tif"), "--for", "microscopy")
+    assert hint not in output("chosen", str(tmp_path / "cells0.tif"), "--output", "denoise")

@@ -255,6 +255,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         recipe = get_recipe(mode)
     except ZeroIGError as error:
         raise click.BadParameter(str(error), param_hint="--mode") from None
+    may_be_microscopy = image_kind == "photos" and output is None and brightness is None and exposure_gain is None
     kind_defaults = IMAGE_KINDS[image_kind]
     output = output or kind_defaults["output"]
     if exposure_gain is None:
@@ -337,6 +338,10 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                     claimed[target.resolve()] = path
                 stack = read_stack(path) if stack_axes else None
                 image = None if stack else read_image(path)
+                if may_be_microscopy and _looks_like_microscopy(stack, image):
+                    click.echo(f"zeroig: note: {path.name} is a grey TIFF; if it is microscopy, --for microscopy "
+                               "writes it denoised at its own intensities, highlights unclipped", err=True)
+                    may_be_microscopy = False
                 started = time.perf_counter()
 
                 def new_model() -> ZeroIG:
@@ -407,6 +412,13 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         click.echo(f"zeroig: {done} image(s) done, {failures} failed (see the errors above)", err=True)
     if failures:
         sys.exit(1)
+
+
+def _looks_like_microscopy(stack, image) -> bool:
+    """A grey TIFF or TIFF stack: what a microscope or a scientific camera writes, rarely a photo."""
+    if stack is not None:
+        return "S" not in stack.axes
+    return image.tiff_metadata is not None and image.pixels.ndim == 2
 
 
 def _failure_message(path: Path, error: Exception) -> str:

@@ -317,7 +317,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     failures = len(problems)
     done = 0
     acceleration_noted = False
-    click.echo(f"zeroig: {len(files)} image(s) of {image_kind}, mode {mode}, {iters} steps each, on {device_name}", err=True)
+    click.echo(f"zeroig: {len(files)} image(s), for {image_kind}, mode {mode}, {iters} steps each, on {device_name}", err=True)
     try:
         for path in files:
             stack_axes = tiff_stack_axes(path)

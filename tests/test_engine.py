@@ -377,6 +377,30 @@ def test_selection_ranks_by_the_recipes_score_domain(dark, monkeypatch, variant,
     assert asked == [domain, domain]
 
 
+def test_risk_selection_scores_every_check_with_the_images_noise_variance_and_one_probe(monkeypatch):
+    from zeroig_plugin import engine
+    from zeroig_plugin.improved import ablation_recipes
+    from zeroig_plugin.noise import noise_variance
+
+    gray = (np.random.default_rng(1).random((24, 20)) * 0.15).astype(np.float32)
+    model = ZeroIG(device="cpu")
+    model.recipe = replace(ablation_recipes()["improved+risk-score"], select_after=1, select_every=1)
+    calls, scores = [], iter([2.0, 1.0, 3.0])
+
+    def risk(net, image, variance, probe):
+        calls.append((variance, probe, {key: value.clone() for key, value in net.state_dict().items()}))
+        return torch.tensor(next(scores))
+
+    monkeypatch.setattr(engine, "stein_risk", risk)
+    model.fit(gray, 3)
+    image = torch.from_numpy(gray)[None, None].expand(1, 3, -1, -1)
+    torch.testing.assert_close(calls[0][0], noise_variance(image))
+    assert all(torch.equal(call[1], calls[0][1]) for call in calls), "one probe for every checkpoint of the image"
+    assert torch.equal(calls[0][1][:, 1], calls[0][1][:, 0]), "a gray image gets a gray probe"
+    kept = model.state_dict()
+    assert all(torch.equal(kept[key], calls[1][2][key]) for key in kept)
+
+
 def test_selection_score_scores_the_weights_the_fit_would_infer_with_now(dark, monkeypatch):
     from zeroig_plugin.objective import pair_consistency
 

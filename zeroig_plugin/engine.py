@@ -26,8 +26,9 @@ from .host_memory import keep_freed_memory, release_freed_memory
 from .improved import HEADROOM_BRIGHTNESS, headroom_brightness
 from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
-from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency
-from .recipes import Recipe, get_recipe
+from .noise import noise_variance
+from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency, stein_risk
+from .recipes import RISK_SCORE, Recipe, get_recipe
 from .sizing import FIT_CROPS_PER_STEP, automatic_tile, fit_crop_side
 
 __all__ = [
@@ -288,6 +289,7 @@ class ZeroIG:
             else None
         )
         self._forget_selection()
+        self._risk_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
         self._crop_generator = torch.Generator().manual_seed(seed)
         self._loss = self.recipe.loss
         self._loss_compiled = False
@@ -388,9 +390,25 @@ class ZeroIG:
             self._brightness_from_image = False
 
     def _score(self, net: ZeroIGNet, image: torch.Tensor, domain: str | None = None) -> float:
-        """``pair_consistency`` of ``net`` on ``image`` ``(1, 3, H, W)``, in this engine's convolution precision."""
+        """The selection score of ``net`` on ``image`` ``(1, 3, H, W)`` in ``domain`` (default: the
+        recipe's): ``pair_consistency``, or for ``"risk"`` ``stein_risk``; in this engine's
+        convolution precision."""
+        domain = domain or self.recipe.selection_domain
         with convolution_precision(self.acceleration, self.device):
-            return float(pair_consistency(net, image, domain or self.recipe.selection_domain))
+            if domain == RISK_SCORE:
+                return float(stein_risk(net, image, *self._risk_inputs(image)))
+            return float(pair_consistency(net, image, domain))
+
+    def _risk_inputs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The noise variance of ``image`` ``(1, 3, H, W)`` and one fixed probe for
+        :func:`stein_risk`, computed once per image, so that its checkpoints are scored alike."""
+        key = _image_key(image)
+        if self._risk_cache is None or self._risk_cache[0] != key:
+            probe = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
+            if bool((image[:, 1:] == image[:, :1]).all()):
+                probe = probe[:, :1].expand_as(probe)
+            self._risk_cache = (key, noise_variance(image), probe.to(image.device).contiguous())
+        return self._risk_cache[1], self._risk_cache[2]
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the inference weights as a published-format checkpoint (atomically)."""

@@ -366,6 +366,8 @@ def ablation_recipes() -> dict:
     rate, exposure and a single inference pass otherwise); ``improved-X`` takes one out of the
     improved mode and ``improved+X`` adds a change to it.
     """
+    from .recipes import RISK_SCORE  # recipes imports this module at its bottom
+
     published = {
         "inference_statistics": "running", "weight_average": None, "late_learning_rate": None, "late_after": 0,
         "select_after": None, "inference_ensemble": 1, "fit_brightness_ratio": None, "keep_borders": False,
@@ -377,6 +379,7 @@ def ablation_recipes() -> dict:
         "improved-late-rate": (PUBLISHED_LOSS, {"late_learning_rate": None}),
         "improved-selection": (PUBLISHED_LOSS, {"select_after": None}),
         "improved+input-score": (PUBLISHED_LOSS, {"selection_domain": "input"}),
+        "improved+risk-score": (PUBLISHED_LOSS, {"selection_domain": RISK_SCORE}),
         "improved+plateau-rate": (PUBLISHED_LOSS, {"late_on_plateau": PLATEAU_PATIENCE}),
         "improved-average": (PUBLISHED_LOSS, {"weight_average": None}),
         "improved-ensemble": (PUBLISHED_LOSS, {"inference_ensemble": 1}),

@@ -21,7 +21,7 @@ from .losses import (
 from .networks import Statistics, ZeroIGNet, pair_downsample
 
 __all__ = [
-    "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "training_forward",
+    "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "stein_risk", "training_forward",
     "faithful_loss", "faithful_loss_terms", "brightness_target", "PUBLISHED_BRIGHTNESS", "MAX_BRIGHTNESS",
     "PUBLISHED_MAX_GAIN",
 ]
@@ -96,6 +96,38 @@ def pair_consistency(net: ZeroIGNet, image: torch.Tensor, domain: str = "enhance
         return F.mse_loss(r3, h12) + F.mse_loss(r4, h11)
     s21, s22 = stacked[:, 3:].chunk(2)
     return F.mse_loss(r3 * s21, l12) + F.mse_loss(r4 * s22, l11)
+
+
+STEIN_STEP = 1e-4
+
+
+@torch.no_grad()
+def stein_risk(
+    net: ZeroIGNet, image: torch.Tensor, variance: torch.Tensor, probe: torch.Tensor, step: float = STEIN_STEP
+) -> torch.Tensor:
+    """Stein's unbiased estimate of the mean squared error of the ``linear`` output against the
+    noise-free image, from ``image`` ``(1, 3, H, W)`` alone; a scalar tensor, lower is better.
+
+    ``SURE = mean(|f(y) - y|^2 + 2 var * df/dy - var)`` for noise independent between pixels, of
+    per-pixel variance ``variance`` ``(1, 3, H, W)`` (e.g. :func:`noise.noise_variance`). The
+    divergence ``df/dy`` is estimated with one random ``probe`` ``(1, 3, H, W)`` (standard normal)
+    by a finite difference of ``step``; pass the same probe for every checkpoint of one image, so
+    that the probe's error is common to them. Where the three channels of ``image`` are equal (a
+    gray image), give the probe equal channels too: the output is then compared as gray, the mean
+    of its channels, as it is written out. The enhancer normalises with the image's own statistics.
+
+    Unlike :func:`pair_consistency`, it judges the output that is read, at full resolution, with no
+    signal difference between two half-images to reward a smoother denoiser. It measures the
+    network as a fixed function of the image: the noise the fit has memorised is not counted.
+    """
+    statistics = image_statistics(net, image)
+    output = infer(net, image, statistics).linear
+    nudged = infer(net, (image + step * probe).clamp(0, 1), statistics).linear
+    if bool((image[:, 1:] == image[:, :1]).all()):
+        output, nudged, image = output.mean(1, keepdim=True), nudged.mean(1, keepdim=True), image[:, :1]
+        probe, variance = probe[:, :1], variance[:, :1]
+    divergence = probe * (nudged - output) / step
+    return ((output - image) ** 2 + 2 * variance * divergence - variance).mean()
 
 
 def _enhanced_halves(l11: torch.Tensor, l12: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,10 @@ from .errors import ZeroIGError
 from .networks import ZeroIGNet
 from .objective import PUBLISHED_BRIGHTNESS, faithful_loss
 
-__all__ = ["Recipe", "register_recipe", "get_recipe", "available_modes", "DEFAULT_MODE"]
+__all__ = ["Recipe", "register_recipe", "get_recipe", "available_modes", "DEFAULT_MODE", "RISK_SCORE"]
+
+RISK_SCORE = "risk"
+"""The ``selection_domain`` that ranks checkpoints by :func:`objective.stein_risk`."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,8 @@ class Recipe:
 
     With ``select_after``, a whole-image fit scores its inference weights by
     :func:`objective.pair_consistency` (in ``selection_domain``: ``"enhanced"``, the published
-    term's, or ``"input"``) every ``select_every`` steps from that step on (and at the end of a
+    term's, or ``"input"``), or by :func:`objective.stein_risk` (``"risk"``, :data:`RISK_SCORE`:
+    the estimated error of the ``linear`` output) every ``select_every`` steps from that step on (and at the end of a
     ``fit`` call that ran at least ``select_every`` steps), and infers with the best-scoring
     weights seen on that image: a self-supervised guard against the fit drifting late.
 

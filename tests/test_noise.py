@@ -1,0 +1,87 @@
+"""The noise variance estimated from one image, and Stein's risk estimate built on it."""
+import numpy as np
+import pytest
+import torch
+
+from zeroig_plugin import ZeroIG
+from zeroig_plugin.networks import published_init
+from zeroig_plugin.noise import noise_curve, noise_variance
+from zeroig_plugin.objective import infer, image_statistics, stein_risk
+
+
+def _shot_and_read_noise(clean: np.ndarray, shot: float, read: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (clean + rng.standard_normal(clean.shape) * np.sqrt(shot * clean + read)).astype(np.float32)
+
+
+def _ramp_with_edges(size: int) -> np.ndarray:
+    """Intensity rising from 0.1 to 0.6 across the image, crossed by sharp-edged bright squares."""
+    clean = np.tile(np.linspace(0.1, 0.6, size), (size, 1))
+    for top in range(8, size - 16, 32):
+        clean[top : top + 9, top : top + 9] += 0.3
+    return clean
+
+
+def test_noise_curve_recovers_shot_and_read_noise_despite_edges():
+    clean = _ramp_with_edges(256)
+    noisy = _shot_and_read_noise(clean, shot=0.004, read=1e-4)
+    curve = noise_curve(torch.from_numpy(noisy))
+    for level in (0.15, 0.3, 0.5):
+        truth = 0.004 * level + 1e-4
+        assert float(curve(torch.tensor(level))) == pytest.approx(truth, rel=0.15)
+
+
+def test_noise_variance_reads_each_pixel_at_its_local_intensity():
+    clean = np.full((128, 128), 0.1)
+    clean[:, 64:] = 0.5
+    noisy = torch.from_numpy(_shot_and_read_noise(clean, shot=0.01, read=0.0))
+    variance = noise_variance(noisy[None, None])
+    assert variance.shape == (1, 1, 128, 128)
+    assert float(variance[0, 0, :, 8:56].mean()) == pytest.approx(0.001, rel=0.15)
+    assert float(variance[0, 0, :, 72:120].mean()) == pytest.approx(0.005, rel=0.15)
+
+
+def test_a_noiseless_image_has_no_noise_variance_even_quantised():
+    flat = torch.full((1, 3, 32, 32), 0.25)
+    steps = torch.arange(64.0).repeat(64, 1)[None, None] / 255  # a smooth 8-bit ramp
+    assert float(noise_variance(flat).abs().max()) == 0
+    assert float(noise_variance(steps).max()) < 1e-6
+
+
+@pytest.mark.parametrize("gray", [True, False])
+def test_stein_risk_estimates_the_error_of_the_linear_output_against_the_clean_image(gray):
+    torch.manual_seed(0)
+    shape = (64, 64) if gray else (64, 64, 3)
+    clean = 0.25 + 0.15 * np.sin(np.linspace(0, 6, 64))[:, None] * np.cos(np.linspace(0, 4, 64))[None, :]
+    clean = np.broadcast_to(clean[..., None], shape).copy() if not gray else clean
+    noisy = _shot_and_read_noise(clean, shot=0.0, read=0.02 ** 2, seed=1)
+    model = ZeroIG(device="cpu", brightness="headroom", exposure_gain=False)
+    model.fit(noisy, 150)
+    net = model._current_net()
+    layout = (lambda a: torch.from_numpy(np.ascontiguousarray(a)).float())
+    image = layout(noisy)[None, None].expand(1, 3, -1, -1) if gray else layout(noisy).permute(2, 0, 1)[None]
+    truth = layout(clean)[None, None] if gray else layout(clean).permute(2, 0, 1)[None]
+    variance = torch.full_like(image, 0.02 ** 2)
+    probe = torch.randn(image.shape, generator=torch.Generator().manual_seed(3))
+    if gray:
+        probe = probe[:, :1].expand_as(probe)
+    with torch.no_grad():
+        output = infer(net, image, image_statistics(net, image)).linear
+    output = output.mean(1, keepdim=True) if gray else output
+    error = float(((output - truth) ** 2).mean())
+    assert error < 0.5 * 0.02 ** 2, "the fit has denoised: the divergence term matters"
+    estimate = float(stein_risk(net, image, variance, probe))
+    assert estimate == pytest.approx(error, abs=0.05 * 0.02 ** 2)
+
+
+def test_stein_risk_holds_for_a_network_before_any_fit():
+    net = published_init(2)  # its output is further from the clean image than the input is
+    rng = np.random.default_rng(4)
+    clean = torch.full((1, 3, 48, 48), 0.3)
+    image = clean + 0.03 * torch.from_numpy(rng.standard_normal((1, 3, 48, 48))).float()
+    probe = torch.randn(image.shape, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        error = float(((infer(net, image, image_statistics(net, image)).linear - clean) ** 2).mean())
+    assert error > 0.03 ** 2
+    estimate = float(stein_risk(net, image, torch.full_like(image, 0.03 ** 2), probe))
+    assert estimate == pytest.approx(error, rel=0.1)

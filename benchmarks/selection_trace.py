@@ -3,15 +3,18 @@
 Each fit runs the default mode without selection (the ablation variant ``improved-selection``; the
 fit is the same, only the readout differs) and, every ``select_every`` steps from ``select_after``
 on (50 and 250 in the default recipe), records the self-supervised score selection ranks by
-(:meth:`ZeroIG.selection_score`) in both of its domains (``input`` and ``enhanced``, the
-published term's) and the denoise PSNR of those weights (one view; microscopy
-intensity-matched, as in ``quality.py``). The table compares, per fit, the final weights, the
-weights selection would keep with each score (the lowest seen) and the best PSNR seen, and gives
+(:meth:`ZeroIG.selection_score`) in each of its domains (``input`` and ``enhanced``, the
+published term's, pair scores; ``risk``, Stein's estimate of the ``linear`` output's error) and
+the denoise and linear PSNR and SSIM of those weights (``--ensemble`` views; microscopy
+intensity-matched, as in ``quality.py``). The tables compare, per fit, the final weights, the
+weights selection would keep with each score (the lowest seen) and the best PSNR seen, and give
 the rank correlation between each score and PSNR (Spearman, sign flipped so that 1 means the score
 ranks as PSNR does). Writes ``<out>.json`` and ``<out>.md``.
 
     python benchmarks/selection_trace.py --datasets microscopy-dev --crop 128 --seeds 2 3 4 --exposure-gain off on
     python benchmarks/selection_trace.py --datasets lol15-dev --size 96 --exposure-gain on
+    python benchmarks/selection_trace.py --crop 512 --names gigadb_mito-20x-noise1 --brightness headroom \
+        --acceleration max --ensemble 8 --save-weights /tmp/weights   # napari's default at full size
     python benchmarks/selection_trace.py --summarise results/selection_trace_128.json --out results/selection_trace_128
 """
 from __future__ import annotations
@@ -21,78 +24,111 @@ import json
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from quality import DATASETS, INTENSITY_MATCHED, REPO, pairs, prepare, register_mode, score
 
 GAIN = {"off": False, "on": True}
-DOMAINS = ("input", "enhanced")
+DOMAINS = ("input", "enhanced", "risk")
 
 
-def trace_fit(low: np.ndarray, high: np.ndarray, match: bool, seed: int, exposure_gain: bool, steps: int) -> list[dict]:
-    """``[{step, scores: {domain: score}, psnr}]`` every ``select_every`` steps from ``select_after`` to ``steps``."""
+def trace_fit(
+    low: np.ndarray, high: np.ndarray, match: bool, seed: int, exposure_gain: bool, steps: int,
+    brightness: float | str | None = None, acceleration: str = "auto", ensemble: int = 1, save_to: Path | None = None,
+) -> list[dict]:
+    """``[{step, scores: {domain: score}, psnr, ssim, linear_psnr, linear_ssim}]`` every
+    ``select_every`` steps from ``select_after`` to ``steps``, the outputs read out with
+    ``ensemble`` views; with ``save_to``, the weights of each check as ``step{N}.pt`` there."""
     from zeroig_plugin import ZeroIG
     from zeroig_plugin.recipes import get_recipe
 
     default = get_recipe("default")
-    model = ZeroIG(mode=register_mode("improved-selection"), seed=seed, exposure_gain=exposure_gain, device="cpu")
+    model = ZeroIG(
+        mode=register_mode("improved-selection"), seed=seed, exposure_gain=exposure_gain, device="cpu",
+        brightness=brightness, acceleration=acceleration,
+    )
     trace, done = [], 0
     for step in range(default.select_after, steps + 1, default.select_every):
         model.fit(low, step - done)
         done = step
-        psnr = score(model.infer(low, ensemble=1).denoise, high, match)["psnr"]
+        outputs = model.infer(low, ensemble=ensemble)
+        denoise, linear = score(outputs.denoise, high, match), score(outputs.linear, high, match)
         scores = {domain: model.selection_score(low, domain) for domain in DOMAINS}
-        trace.append({"step": step, "scores": scores, "psnr": psnr})
-        print(f"  step {step}: scores " + ", ".join(f"{d} {v:.6f}" for d, v in scores.items()) + f", denoise {psnr:.2f} dB",
+        if save_to is not None:
+            model.save(save_to / f"step{step}.pt")
+        trace.append({
+            "step": step, "scores": scores, "psnr": denoise["psnr"], "ssim": denoise["ssim"],
+            "linear_psnr": linear["psnr"], "linear_ssim": linear["ssim"],
+        })
+        print(f"  step {step}: scores " + ", ".join(f"{d} {v:.6f}" for d, v in scores.items())
+              + f", denoise {denoise['psnr']:.2f} dB / {denoise['ssim']:.3f}, linear {linear['psnr']:.2f} / {linear['ssim']:.3f}",
               file=sys.stderr, flush=True)
     return trace
 
 
-def summary(fit: dict, domain: str) -> dict:
-    """Final, selected and peak PSNR of one traced fit, the step selection by the ``domain`` score
-    keeps, and the rank correlation of the (negated) score with PSNR."""
+def summary(fit: dict, domain: str, metric: str = "psnr") -> dict:
+    """Final, selected and peak ``metric`` (``psnr``: denoise; ``linear_psnr``) of one traced fit,
+    the step selection by the ``domain`` score keeps, and the rank correlation of the (negated)
+    score with the metric."""
     from scipy.stats import spearmanr
 
     trace = fit["trace"]
     kept = min(trace, key=lambda row: row["scores"][domain])
     return {
-        "final": trace[-1]["psnr"], "selected": kept["psnr"], "peak": max(row["psnr"] for row in trace),
+        "final": trace[-1][metric], "selected": kept[metric], "peak": max(row[metric] for row in trace),
         "kept_step": kept["step"],
-        "rank_correlation": float(spearmanr([-row["scores"][domain] for row in trace], [row["psnr"] for row in trace])[0]),
+        "rank_correlation": float(spearmanr([-row["scores"][domain] for row in trace], [row[metric] for row in trace])[0]),
     }
 
 
+def views(ensemble: int) -> str:
+    return "one view" if ensemble == 1 else f"{ensemble} views"
+
+
+DOMAIN_NAMES = {
+    "input": "input-domain pair score", "enhanced": "enhanced-domain pair score (the published term's)",
+    "risk": "Stein's risk estimate of linear",
+}
+METRIC_NAMES = {"psnr": "denoise PSNR", "linear_psnr": "linear PSNR"}
+
+
 def table(report: dict) -> str:
-    lines = [
-        f"Selection against the final weights ({report['settings']['device']}, torch {report['settings']['torch']}); "
-        "denoise PSNR (dB), one view; selected and rank correlation by the input-domain score / the "
-        "enhanced-domain score (the published term's)",
-        "",
-        "| image | seed | exposure gain | final | peak | selected (step) | selected - final | rank correlation |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    gains: dict[str, list[float]] = {domain: [] for domain in DOMAINS}
-    for fit in report["fits"]:
-        by = {domain: summary(fit, domain) for domain in DOMAINS}
-        first = by[DOMAINS[0]]
-        for domain, s in by.items():
-            gains[domain].append(s["selected"] - s["final"])
-        lines.append(
-            f"| {fit['dataset']}:{fit['name']} | {fit['seed']} | {'on' if fit['exposure_gain'] else 'off'} | "
-            f"{first['final']:.2f} | {first['peak']:.2f} | "
-            + " / ".join(f"{s['selected']:.2f} ({s['kept_step']})" for s in by.values()) + " | "
-            + " / ".join(f"{s['selected'] - s['final']:+.2f}" for s in by.values()) + " | "
-            + " / ".join(f"{s['rank_correlation']:.2f}" for s in by.values()) + " |"
-        )
-    lines.append("")
-    for domain, found in gains.items():
-        lines.append(
-            f"Selection by the {domain}-domain score minus final over {len(found)} fits: mean {np.mean(found):+.2f} dB, "
-            f"{sum(g > 0.05 for g in found)} higher, {sum(g < -0.05 for g in found)} lower (by more than 0.05 dB), "
-            f"worst {min(found):+.2f}."
-        )
-    return "\n".join(lines) + "\n"
+    domains = list(report["fits"][0]["trace"][0]["scores"])
+    metrics = [metric for metric in METRIC_NAMES if metric in report["fits"][0]["trace"][0]]
+    lines = []
+    for metric in metrics:
+        lines += [
+            f"{METRIC_NAMES[metric]} (dB), {views(report['settings'].get('ensemble', 1))}, against the final weights "
+            f"({report['settings']['device']}, torch {report['settings']['torch']}); selected and rank correlation by the "
+            + " / the ".join(DOMAIN_NAMES.get(domain, domain) for domain in domains),
+            "",
+            "| image | seed | exposure gain | final | peak | selected (step) | selected - final | rank correlation |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        gains: dict[str, list[float]] = {domain: [] for domain in domains}
+        for fit in report["fits"]:
+            by = {domain: summary(fit, domain, metric) for domain in domains}
+            first = by[domains[0]]
+            for domain, s in by.items():
+                gains[domain].append(s["selected"] - s["final"])
+            lines.append(
+                f"| {fit['dataset']}:{fit['name']} | {fit['seed']} | {'on' if fit['exposure_gain'] else 'off'} | "
+                f"{first['final']:.2f} | {first['peak']:.2f} | "
+                + " / ".join(f"{s['selected']:.2f} ({s['kept_step']})" for s in by.values()) + " | "
+                + " / ".join(f"{s['selected'] - s['final']:+.2f}" for s in by.values()) + " | "
+                + " / ".join(f"{s['rank_correlation']:.2f}" for s in by.values()) + " |"
+            )
+        lines.append("")
+        for domain, found in gains.items():
+            lines.append(
+                f"{METRIC_NAMES[metric]}, selection by the {DOMAIN_NAMES.get(domain, domain)} minus final over {len(found)} fits: "
+                f"mean {np.mean(found):+.2f} dB, {sum(g > 0.05 for g in found)} higher, "
+                f"{sum(g < -0.05 for g in found)} lower (by more than 0.05 dB), worst {min(found):+.2f}."
+            )
+        lines.append("")
+    return "\n".join(lines)
 
 
 def write(report: dict, out: str) -> None:
@@ -117,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--brightness", type=lambda value: value if value == "headroom" else float(value), default=None,
+        help="as ZeroIG(brightness=...): a mean luminance or 'headroom' (napari's default)",
+    )
+    parser.add_argument("--acceleration", default="auto", help="as ZeroIG(acceleration=...); max: bf16 networks where native")
+    parser.add_argument("--ensemble", type=int, default=1, help="views the outputs are read out with (the default mode's: 8)")
+    parser.add_argument("--save-weights", default=None, help="a folder: the weights of every check, step{N}.pt per fit")
     parser.add_argument("--summarise", default=None, help="rewrite the table of this JSON result instead of fitting")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "selection_trace"))
     args = parser.parse_args(argv)
@@ -134,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "device": f"cpu ({args.threads} thread{'s' if args.threads > 1 else ''})", "torch": torch.__version__,
             "python": platform.python_version(), "crop": args.crop, "size": args.size, "steps": args.steps,
+            "brightness": args.brightness, "acceleration": args.acceleration, "ensemble": args.ensemble,
         },
         "fits": [],
     }
@@ -148,7 +192,14 @@ def main(argv: list[str] | None = None) -> int:
                 for seed in args.seeds:
                     print(f"{dataset}:{name}, seed {seed}, exposure gain {gain}", file=sys.stderr, flush=True)
                     start = time.perf_counter()
-                    trace = trace_fit(low, high, dataset in INTENSITY_MATCHED, seed, GAIN[gain], args.steps)
+                    save_to = None
+                    if args.save_weights:
+                        save_to = Path(args.save_weights) / f"{name}_seed{seed}_gain-{gain}"
+                        save_to.mkdir(parents=True, exist_ok=True)
+                    trace = trace_fit(
+                        low, high, dataset in INTENSITY_MATCHED, seed, GAIN[gain], args.steps,
+                        args.brightness, args.acceleration, args.ensemble, save_to,
+                    )
                     report["fits"].append({
                         "dataset": dataset, "name": name, "seed": seed, "exposure_gain": GAIN[gain], "trace": trace,
                         "seconds": time.perf_counter() - start,

@@ -37,6 +37,7 @@ DOMAINS = ("input", "enhanced", "risk")
 def trace_fit(
     low: np.ndarray, high: np.ndarray, match: bool, seed: int, exposure_gain: bool, steps: int,
     brightness: float | str | None = None, acceleration: str = "auto", ensemble: int = 1, save_to: Path | None = None,
+    device: str = "cpu",
 ) -> list[dict]:
     """``[{step, scores: {domain: score}, psnr, ssim, linear_psnr, linear_ssim}]`` every
     ``select_every`` steps from ``select_after`` to ``steps``, the outputs read out with
@@ -46,7 +47,7 @@ def trace_fit(
 
     default = get_recipe("default")
     model = ZeroIG(
-        mode=register_mode("improved-selection"), seed=seed, exposure_gain=exposure_gain, device="cpu",
+        mode=register_mode("improved-selection"), seed=seed, exposure_gain=exposure_gain, device=device,
         brightness=brightness, acceleration=acceleration,
     )
     trace, done = [], 0
@@ -88,7 +89,7 @@ def views(ensemble: int) -> str:
 
 
 DOMAIN_NAMES = {
-    "input": "input-domain pair score", "enhanced": "enhanced-domain pair score (the published term's)",
+    "input": "the input-domain pair score", "enhanced": "the enhanced-domain pair score (the published term's)",
     "risk": "Stein's risk estimate of linear",
 }
 METRIC_NAMES = {"psnr": "denoise PSNR", "linear_psnr": "linear PSNR"}
@@ -96,19 +97,22 @@ METRIC_NAMES = {"psnr": "denoise PSNR", "linear_psnr": "linear PSNR"}
 
 def table(report: dict) -> str:
     domains = list(report["fits"][0]["trace"][0]["scores"])
-    metrics = [metric for metric in METRIC_NAMES if metric in report["fits"][0]["trace"][0]]
     lines = []
-    for metric in metrics:
+    for metric in METRIC_NAMES:
+        # linear is at the input's intensities: scored only where the outputs are intensity-matched
+        fits = [fit for fit in report["fits"] if metric in fit["trace"][0] and (metric == "psnr" or fit["dataset"] in INTENSITY_MATCHED)]
+        if not fits:
+            continue
         lines += [
             f"{METRIC_NAMES[metric]} (dB), {views(report['settings'].get('ensemble', 1))}, against the final weights "
-            f"({report['settings']['device']}, torch {report['settings']['torch']}); selected and rank correlation by the "
-            + " / the ".join(DOMAIN_NAMES.get(domain, domain) for domain in domains),
+            f"({report['settings']['device']}, torch {report['settings']['torch']}); selected and rank correlation by "
+            + " / ".join(DOMAIN_NAMES.get(domain, domain) for domain in domains),
             "",
             "| image | seed | exposure gain | final | peak | selected (step) | selected - final | rank correlation |",
             "|---|---|---|---|---|---|---|---|",
         ]
         gains: dict[str, list[float]] = {domain: [] for domain in domains}
-        for fit in report["fits"]:
+        for fit in fits:
             by = {domain: summary(fit, domain, metric) for domain in domains}
             first = by[domains[0]]
             for domain, s in by.items():
@@ -123,7 +127,7 @@ def table(report: dict) -> str:
         lines.append("")
         for domain, found in gains.items():
             lines.append(
-                f"{METRIC_NAMES[metric]}, selection by the {DOMAIN_NAMES.get(domain, domain)} minus final over {len(found)} fits: "
+                f"{METRIC_NAMES[metric]}, selection by {DOMAIN_NAMES.get(domain, domain)} minus final over {len(found)} fits: "
                 f"mean {np.mean(found):+.2f} dB, {sum(g > 0.05 for g in found)} higher, "
                 f"{sum(g < -0.05 for g in found)} lower (by more than 0.05 dB), worst {min(found):+.2f}."
             )
@@ -153,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="as ZeroIG(device=...)")
     parser.add_argument(
         "--brightness", type=lambda value: value if value == "headroom" else float(value), default=None,
         help="as ZeroIG(brightness=...): a mean luminance or 'headroom' (napari's default)",
@@ -175,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     report = {
         "settings": {
-            "device": f"cpu ({args.threads} thread{'s' if args.threads > 1 else ''})", "torch": torch.__version__,
+            "device": args.device if args.device != "cpu" else f"cpu ({args.threads} thread{'s' if args.threads > 1 else ''})",
+            "torch": torch.__version__,
             "python": platform.python_version(), "crop": args.crop, "size": args.size, "steps": args.steps,
             "brightness": args.brightness, "acceleration": args.acceleration, "ensemble": args.ensemble,
         },
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                         save_to.mkdir(parents=True, exist_ok=True)
                     trace = trace_fit(
                         low, high, dataset in INTENSITY_MATCHED, seed, GAIN[gain], args.steps,
-                        args.brightness, args.acceleration, args.ensemble, save_to,
+                        args.brightness, args.acceleration, args.ensemble, save_to, args.device,
                     )
                     report["fits"].append({
                         "dataset": dataset, "name": name, "seed": seed, "exposure_gain": GAIN[gain], "trace": trace,

@@ -4,10 +4,12 @@ Camera and microscope noise is close to independent between pixels, with a varia
 with the signal (shot noise on top of read noise). In each 2x2 cell the checkerboard difference
 ``(p00 - p01 - p10 + p11) / 2`` (the Haar wavelet's diagonal detail) cancels any signal that is
 flat or a linear ramp across the cell and keeps the noise variance, so its spread across the cells
-of one intensity measures the variance at that intensity. The cells are binned by their mean into quantiles, each bin's spread is taken robustly
-(the median absolute deviation, so edges and small bright structures count little), and the
-variance of every pixel is read off that curve at its 3x3 local mean. No model of the curve is
-assumed: an offset (a camera's black level) or a clipped background needs none.
+of one intensity measures the variance at that intensity. The cells are binned by their mean into
+quantiles, each bin's spread is taken robustly (the median absolute deviation, so edges and small
+bright structures count little), and the variance of every pixel is read off that curve at its 3x3
+local mean. No model of the curve is assumed: an offset (a camera's black level) or a clipped
+background needs none (a straight line through the bins, its intercept clipped at zero, tripled
+the variance of a microscopy image whose background sits at an offset).
 
 Where the noise is correlated between neighbouring pixels (demosaicked or compressed photos, some
 microscope cameras' readout) the checkerboard difference sees less of it, and the estimate is low.

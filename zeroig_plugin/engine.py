@@ -27,7 +27,9 @@ from .improved import HEADROOM_BRIGHTNESS, headroom_brightness
 from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .noise import noise_variance
-from .objective import MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, pair_consistency, stein_risk
+from .objective import (
+    MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, is_gray, pair_consistency, stein_risk,
+)
 from .recipes import RISK_SCORE, Recipe, get_recipe
 from .sizing import FIT_CROPS_PER_STEP, automatic_tile, fit_crop_side
 
@@ -405,9 +407,10 @@ class ZeroIG:
         key = _image_key(image)
         if self._risk_cache is None or self._risk_cache[0] != key:
             probe = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
-            if bool((image[:, 1:] == image[:, :1]).all()):
-                probe = probe[:, :1].expand_as(probe)
-            self._risk_cache = (key, noise_variance(image), probe.to(image.device).contiguous())
+            channels = 1 if is_gray(image) else 3  # a gray image: one channel's estimate and probe serve all three
+            probe = probe[:, :channels].expand_as(probe)
+            variance = noise_variance(image[:, :channels]).expand_as(image)
+            self._risk_cache = (key, variance.contiguous(), probe.to(image.device).contiguous())
         return self._risk_cache[1], self._risk_cache[2]
 
     def save(self, path: str | os.PathLike) -> None:

@@ -101,6 +101,11 @@ def pair_consistency(net: ZeroIGNet, image: torch.Tensor, domain: str = "enhance
 STEIN_STEP = 1e-4
 
 
+def is_gray(image: torch.Tensor) -> bool:
+    """Whether the three channels of ``image`` ``(B, 3, H, W)`` are equal (a gray image, replicated)."""
+    return bool((image[:, 1:] == image[:, :1]).all())
+
+
 @torch.no_grad()
 def stein_risk(
     net: ZeroIGNet, image: torch.Tensor, variance: torch.Tensor, probe: torch.Tensor, step: float = STEIN_STEP
@@ -123,7 +128,7 @@ def stein_risk(
     statistics = image_statistics(net, image)
     output = infer(net, image, statistics).linear
     nudged = infer(net, (image + step * probe).clamp(0, 1), statistics).linear
-    if bool((image[:, 1:] == image[:, :1]).all()):
+    if is_gray(image):
         output, nudged, image = output.mean(1, keepdim=True), nudged.mean(1, keepdim=True), image[:, :1]
         probe, variance = probe[:, :1], variance[:, :1]
     divergence = probe * (nudged - output) / step

@@ -183,7 +183,11 @@ class RunSettings:
     ``exposure_gain`` is off here, unlike the image command line: the fit's own exposure rule
     sets the level, as published. Display levels in napari are the layer's contrast limits, and
     on the W2S microscopy crops (128x128, 2000 steps, three seeds) the fit aimed at 0.7 of the
-    brightness denoised worse, 23.53 against 24.85 dB on W2S 001 (BENCHMARKS.md)."""
+    brightness denoised worse, 23.53 against 24.85 dB on W2S 001 (BENCHMARKS.md).
+
+    With ``output`` ``"linear"`` alone (the default), checkpoint selection keeps the weights with the
+    lowest estimated error of ``linear`` (``ZeroIG(select_for="linear")``); with other outputs,
+    the mode's score, which serves ``denoise``."""
 
     steps: int = 300
     later_steps: int = 50
@@ -216,7 +220,7 @@ class RunSettings:
         weights = load_state_dict(self.checkpoint) if self.checkpoint else None
         return lambda: ZeroIG(
             mode=self.mode, device=self.device, weights=weights, brightness=self._model_brightness(),
-            exposure_gain=self.exposure_gain,
+            exposure_gain=self.exposure_gain, select_for=self.output if self.output == "linear" else None,
         )
 
     def _model_brightness(self) -> float | str | None:

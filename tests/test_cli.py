@@ -489,14 +489,17 @@ def test_for_microscopy_gives_the_microscopy_defaults_and_explicit_options_win(t
     assert list(microscopy) == ["cells_linear.png"]
     assert microscopy["cells_linear.png"]["exposure_gain"] is False
     assert microscopy["cells_linear.png"]["brightness"] < 0.2  # from the highlights, not mid-grey
+    assert microscopy["cells_linear.png"]["checkpoint_selection"] == "risk"  # the weights linear is best with
     photos = written("p")
     assert list(photos) == ["cells_denoise.png", "cells_enhance.png"]
     assert (photos["cells_denoise.png"]["brightness"], photos["cells_denoise.png"]["exposure_gain"]) == (0.5, True)
     chosen = written("c", "--for", "microscopy", "--output", "denoise", "--brightness", "0.4", "--exposure-gain")
     assert list(chosen) == ["cells_denoise.png"]
     assert (chosen["cells_denoise.png"]["brightness"], chosen["cells_denoise.png"]["exposure_gain"]) == (0.4, True)
+    assert photos["cells_denoise.png"]["checkpoint_selection"] == chosen["cells_denoise.png"]["checkpoint_selection"] == "enhanced"
     faithful = written("f", "--for", "microscopy", "--mode", "faithful")["cells_linear.png"]
     assert (faithful["mode"], faithful["brightness"], faithful["exposure_gain"]) == ("faithful", 0.5, False)
+    assert faithful["checkpoint_selection"] is None
 
     weights = tmp_path / "w.pt"
     ZeroIG(device="cpu").save(weights)

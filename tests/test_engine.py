@@ -401,6 +401,23 @@ def test_risk_selection_scores_every_check_with_the_images_noise_variance_and_on
     assert all(torch.equal(kept[key], calls[1][2][key]) for key in kept)
 
 
+def test_selecting_for_linear_ranks_checkpoints_by_its_risk_and_other_outputs_keep_the_modes_score(dark, monkeypatch):
+    from zeroig_plugin import engine
+
+    model = ZeroIG(device="cpu", select_for="linear")
+    model.recipe = replace(model.recipe, select_after=1, select_every=1)
+    risks, pairs = iter([2.0, 1.0]), _scripted_scores(monkeypatch, [1.0] * 4)
+    monkeypatch.setattr(engine, "stein_risk", lambda *_: torch.tensor(next(risks)))
+    model.fit(dark, 2)
+    assert model.checkpoint_selection == "risk" and model._best.score == 1.0 and pairs == []
+    for output in (None, "denoise", "enhance"):
+        assert ZeroIG(device="cpu", select_for=output).checkpoint_selection == "enhanced"
+    assert ZeroIG(mode="faithful", device="cpu", select_for="linear").checkpoint_selection is None
+    assert ZeroIG(device="cpu", fit_crop=16, select_for="linear").checkpoint_selection is None  # crop fits do not select
+    with pytest.raises(ValueError, match="select_for"):
+        ZeroIG(device="cpu", select_for="denoised")
+
+
 def test_selection_score_scores_the_weights_the_fit_would_infer_with_now(dark, monkeypatch):
     from zeroig_plugin.objective import pair_consistency
 

@@ -250,6 +250,12 @@ def test_exposure_gain_is_off_by_default_and_reaches_the_model():
     assert RunSettings(device="cpu", exposure_gain=True).model_factory()().recipe.fit_brightness_ratio == 0.7
 
 
+def test_linear_alone_selects_checkpoints_for_linear_and_other_outputs_for_denoise():
+    assert RunSettings(device="cpu").model_factory()().checkpoint_selection == "risk"
+    for output in ("all", "both", "denoise", "enhance"):
+        assert RunSettings(device="cpu", output=output).model_factory()().checkpoint_selection == "enhanced"
+
+
 def test_the_brightness_setting_reaches_the_fit(dark_scene_rgb8):
     assert RunSettings(brightness=0.3, device="cpu").model_factory()().recipe.brightness == 0.3
     with pytest.raises(InputError, match="brightness"):

@@ -189,8 +189,8 @@ class _StepBar:
 @click.option("--output", "output", type=click.Choice(["enhance", "denoise", "both", "linear"]),
               help="Which results to write: enhance, denoise or both; linear: denoised at the input's own "
                    "intensities, not brightened (proportional to the input's below the brightened image's "
-                   "saturation; for quantitative images such as microscopy; {stem}_linear.png). "
-                   "Default: both; linear --for microscopy.")
+                   "saturation; for quantitative images such as microscopy; {stem}_linear.png; the fit then keeps "
+                   "the weights with the lowest estimated error of linear). Default: both; linear --for microscopy.")
 @click.option("--loss-log", metavar="FILE", help="Write the per-step losses (before each step) as a JSON list; {stem} for several inputs.")
 @click.option("--acceleration", default="auto", show_default=True, type=click.Choice(ACCELERATIONS),
               help="auto: on CUDA whole-step CUDA graphs and TF32 convolutions (PyTorch's default; on CPU plain "
@@ -347,7 +347,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 def new_model() -> ZeroIG:
                     nonlocal acceleration_noted
                     model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration,
-                                   fit_crop=fit_crop, brightness=brightness, exposure_gain=exposure_gain)
+                                   fit_crop=fit_crop, brightness=brightness, exposure_gain=exposure_gain,
+                                   select_for=output if output == "linear" else None)
                     if model.acceleration_notes and not acceleration_noted:
                         click.echo(f"zeroig: note: --acceleration {acceleration}: {'; '.join(model.acceleration_notes)}", err=True)
                         acceleration_noted = True

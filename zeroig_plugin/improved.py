@@ -24,6 +24,9 @@ its learning rate late in the fit (3) and the level its exposure rule aims at (6
    best-scoring ones are used for inference. On the noisiest W2S crops at 2000 steps it kept
    weights above the final ones; at 1000 steps it is neutral on LOL and 0.2 dB below the final
    weights on the held-out photos, where it stopped at step 300-500 (docs/quality.md, "Ablation").
+   A fit whose only output is ``linear`` (``ZeroIG(select_for="linear")``: the napari plugin's and
+   ``--for microscopy``'s default) ranks them instead by Stein's unbiased estimate of that output's
+   error (:func:`objective.stein_risk`), which kept ``linear`` better on the traced microscopy fits.
 5. **Geometric self-ensemble at inference** (``inference_ensemble`` 8): the outputs for the 8
    flips and transposes of the image, mapped back and averaged (:mod:`ensemble`). The networks
    are not equivariant to those, so the views' errors partly cancel; each view is normalised with

@@ -46,6 +46,7 @@ def processing_record(
         "brightness": recipe.brightness,
         "exposure_gain": recipe.fit_brightness_ratio is not None,
         "fit_crop": recipe.crop_size,
+        "checkpoint_selection": model.checkpoint_selection,
         "flat_borders_kept": recipe.keep_borders,
         "ensemble": model.ensemble_size(ensemble),
         "device": model.device.type,

@@ -84,6 +84,14 @@ class Recipe:
             return self
         return replace(self, fit_brightness_ratio=DEFAULT_FIT_BRIGHTNESS_RATIO if on else None)
 
+    def selecting_for(self, output: str | None) -> "Recipe":
+        """This recipe with checkpoint selection serving ``output``: ``"linear"`` ranks checkpoints
+        by Stein's risk estimate of that output (:data:`RISK_SCORE`); any other output, or
+        ``None``, keeps the recipe's score. A recipe that does not select is returned as it is."""
+        if output == "linear" and self.select_after is not None:
+            return replace(self, selection_domain=RISK_SCORE)
+        return self
+
     def learning_rate_at(self, step: int, plateaued: bool = True) -> float:
         """The learning rate for the step after ``step`` steps; ``plateaued``: whether the
         selection score has levelled off (only consulted with ``late_on_plateau``)."""

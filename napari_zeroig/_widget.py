@@ -109,7 +109,8 @@ class ZeroIGWidget(Container):
             name="output", choices=OUTPUT_CHOICES, value=RunSettings.output,
             tooltip="linear: denoised at the layer's own intensities (proportional to them, shown with the input's "
             "contrast limits), for quantitative images; denoise: brightened and denoised; enhance: brightened; "
-            "both: enhance and denoise; all: the three",
+            "both: enhance and denoise; all: the three. linear alone keeps the fit's weights with the lowest "
+            "estimated error of linear; the others, the weights that denoise best by the published loss's score",
         )
         self._scaling = ComboBox(
             name="scaling", choices=SCALING_CHOICES,

@@ -85,3 +85,21 @@ def test_stein_risk_holds_for_a_network_before_any_fit():
     assert error > 0.03 ** 2
     estimate = float(stein_risk(net, image, torch.full_like(image, 0.03 ** 2), probe))
     assert estimate == pytest.approx(error, rel=0.1)
+
+
+def test_stein_risk_runs_its_convolutions_in_exact_float32_whatever_the_caller_set():
+    """Its finite difference (a step of 1e-4) is below TF32's rounding of the convolutions'
+    inputs, so the cuDNN TF32 switch is off within it, and restored after."""
+    net = published_init(2)
+    image = torch.full((1, 3, 16, 16), 0.3)
+    switch_seen = []
+    for conv in (net.denoise_1.conv1, net.enhance.in_conv[0], net.denoise_2.conv1):
+        conv.register_forward_hook(lambda *_: switch_seen.append(torch.backends.cudnn.allow_tf32))
+    saved = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        stein_risk(net, image, torch.full_like(image, 1e-3), torch.randn(image.shape))
+        assert switch_seen and not any(switch_seen)
+        assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved

@@ -194,3 +194,15 @@ def test_compiled_step_computes_what_the_eager_step_computes(dark):
     expected = ZeroIG(mode="faithful", device="cuda", acceleration="off").fit(dark, 4).losses
     model = ZeroIG(mode="faithful", device="cuda", acceleration=Acceleration(compile=True))
     np.testing.assert_allclose(model.fit(dark, 4).losses, expected, rtol=1e-4)
+
+
+@needs_cuda
+def test_the_risk_score_is_exact_float32_under_tf32_acceleration(dark):
+    """TF32's rounding would swamp the risk's finite difference (about 2 % of the score, emulated
+    on a CPU; BENCHMARKS.md): a TF32 engine scores as an exact one does."""
+    model = ZeroIG(device="cuda", brightness="headroom")
+    assert model.acceleration.tf32
+    model.fit(dark, 20)
+    exact = ZeroIG(device="cuda", brightness="headroom", acceleration="exact")
+    exact.net.load_state_dict(model._current_net().state_dict())
+    assert model.selection_score(dark, "risk") == pytest.approx(exact.selection_score(dark, "risk"), rel=1e-3)

@@ -23,6 +23,7 @@ __all__ = [
     "cuda_graph_unavailable_reason",
     "bf16_unavailable_reason",
     "convolution_precision",
+    "exact_convolutions",
 ]
 
 
@@ -169,6 +170,19 @@ def convolution_precision(options: Acceleration, device: torch.device):
         return
     saved = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = options.tf32
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextmanager
+def exact_convolutions():
+    """Within it, cuDNN convolutions run in exact float32 (no TF32), whatever the caller set; the
+    process-wide setting is restored after. For computations that TF32's rounding of the inputs
+    (10 mantissa bits, about 5e-4 relative) would swamp, such as finite differences."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .acceleration import exact_convolutions
 from .losses import (
     edge_aware_smoothness,
     gaussian_blur,
@@ -117,7 +118,8 @@ def stein_risk(
     per-pixel variance ``variance`` ``(1, 3, H, W)`` (e.g. :func:`noise.noise_variance`). The
     divergence ``df/dy`` is estimated with one random ``probe`` ``(1, 3, H, W)`` (standard normal)
     by a finite difference of ``step``; pass the same probe for every checkpoint of one image, so
-    that the probe's error is common to them. Where the three channels of ``image`` are equal (a
+    that the probe's error is common to them. The convolutions run in exact float32 whatever the
+    caller set: the step is below TF32's rounding of their inputs. Where the three channels of ``image`` are equal (a
     gray image), give the probe equal channels too: the output is then compared as gray, the mean
     of its channels, as it is written out. The enhancer normalises with the image's own statistics.
 
@@ -125,9 +127,10 @@ def stein_risk(
     signal difference between two half-images to reward a smoother denoiser. It measures the
     network as a fixed function of the image: the noise the fit has memorised is not counted.
     """
-    statistics = image_statistics(net, image)
-    output = infer(net, image, statistics).linear
-    nudged = infer(net, (image + step * probe).clamp(0, 1), statistics).linear
+    with exact_convolutions():
+        statistics = image_statistics(net, image)
+        output = infer(net, image, statistics).linear
+        nudged = infer(net, (image + step * probe).clamp(0, 1), statistics).linear
     if is_gray(image):
         output, nudged, image = output.mean(1, keepdim=True), nudged.mean(1, keepdim=True), image[:, :1]
         probe, variance = probe[:, :1], variance[:, :1]

@@ -119,9 +119,10 @@ def stein_risk(
     divergence ``df/dy`` is estimated with one random ``probe`` ``(1, 3, H, W)`` (standard normal)
     by a finite difference of ``step``; pass the same probe for every checkpoint of one image, so
     that the probe's error is common to them. The convolutions run in exact float32 whatever the
-    caller set: the step is below TF32's rounding of their inputs. Where the three channels of ``image`` are equal (a
-    gray image), give the probe equal channels too: the output is then compared as gray, the mean
-    of its channels, as it is written out. The enhancer normalises with the image's own statistics.
+    caller set: the step is below TF32's rounding of their inputs. Where the three channels of
+    ``image`` are equal (a gray image), give the probe equal channels too: the output is then
+    compared as gray, the mean of its channels, as it is written out. The enhancer normalises with
+    the image's own statistics.
 
     Unlike :func:`pair_consistency`, it judges the output that is read, at full resolution, with no
     signal difference between two half-images to reward a smoother denoiser. It measures the

@@ -5,7 +5,7 @@ import torch
 
 from zeroig_plugin import ZeroIG
 from zeroig_plugin.networks import published_init
-from zeroig_plugin.noise import noise_curve, noise_variance
+from zeroig_plugin.noise import noise_curve, noise_variance, trimmed_variance
 from zeroig_plugin.objective import infer, image_statistics, stein_risk
 
 
@@ -103,3 +103,23 @@ def test_stein_risk_runs_its_convolutions_in_exact_float32_whatever_the_caller_s
         assert torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("grey_levels", [1.0, 2.0, 2.5])
+def test_noise_curve_holds_on_quantised_intensities(grey_levels):
+    """8-bit noise a few grey levels wide: the rounding error counts as noise (a twelfth of a level
+    squared), and the estimate does not snap to the levels' lattice."""
+    sigma = grey_levels / 255
+    ramp = np.tile(np.linspace(0.2, 0.4, 256), (256, 1))
+    noisy = np.round((ramp + sigma * np.random.default_rng(0).standard_normal(ramp.shape)) * 255) / 255
+    truth = sigma**2 + (1 / 255) ** 2 / 12
+    curve = noise_curve(torch.from_numpy(noisy.astype(np.float32)))
+    assert float(curve.variances.mean()) == pytest.approx(truth, rel=0.04)
+
+
+def test_trimmed_variance_is_a_normal_samples_variance_and_bounded_by_a_few_outliers():
+    sample = torch.from_numpy(np.random.default_rng(6).normal(0.2, 0.1, 100_000))
+    assert float(trimmed_variance(sample)) == pytest.approx(0.01, rel=0.02)
+    sample[:2_000] = 5.0  # 2 % gross outliers (cells across sharp edges)
+    assert float(sample.var()) > 0.4
+    assert float(trimmed_variance(sample)) == pytest.approx(0.01, rel=0.1)

@@ -5,24 +5,48 @@ with the signal (shot noise on top of read noise). In each 2x2 cell the checkerb
 ``(p00 - p01 - p10 + p11) / 2`` (the Haar wavelet's diagonal detail) cancels any signal that is
 flat or a linear ramp across the cell and keeps the noise variance, so its spread across the cells
 of one intensity measures the variance at that intensity. The cells are binned by their mean into
-quantiles, each bin's spread is taken robustly (the median absolute deviation, so edges and small
+quantiles, each bin's spread is taken robustly (the mean square of the 95 % of its details nearest
+their median, scaled to a normal distribution's variance, so that cells across edges and small
 bright structures count little), and the variance of every pixel is read off that curve at its 3x3
-local mean. No model of the curve is assumed: an offset (a camera's black level) or a clipped
-background needs none (a straight line through the bins, its intercept clipped at zero, tripled
-the variance of a microscopy image whose background sits at an offset).
+local mean. The median absolute deviation, the usual robust spread, is not used: on quantised
+intensities (8-bit microscopy, where the noise spans a few grey levels) it snaps to the levels'
+lattice: with 1, 2 and 2.5 grey levels of noise on a 256x256 ramp its variance was 40 % low, 15 %
+high and 11 % low, where the trimmed mean square is within 3 % (on a flat field with under 1.5
+levels of noise, within 12 %). No model of the curve is assumed: an offset (a camera's black
+level) or a clipped background needs none (a straight line through the bins, its intercept clipped
+at zero, tripled the variance of a microscopy image whose background sits at an offset).
 
 Where the noise is correlated between neighbouring pixels (demosaicked or compressed photos, some
 microscope cameras' readout) the checkerboard difference sees less of it, and the estimate is low.
 """
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["NoiseCurve", "noise_curve", "noise_variance", "INTENSITY_BINS"]
+__all__ = ["NoiseCurve", "noise_curve", "noise_variance", "trimmed_variance", "INTENSITY_BINS"]
 
 INTENSITY_BINS = 32
-MAD_TO_STD = 1.4826  # the median absolute deviation of a normal distribution, in standard deviations
+KEPT_FRACTION = 0.95
+
+
+def _kept_share_of_variance(kept: float) -> float:
+    """The mean square of the ``kept`` fraction of a normal sample nearest its centre, over the
+    sample's variance: ``1 - 2 q phi(q) / kept`` with ``q`` the ``(1 + kept) / 2`` quantile."""
+    normal = NormalDist()
+    q = normal.inv_cdf((1 + kept) / 2)
+    return 1 - 2 * q * normal.pdf(q) / kept
+
+
+def trimmed_variance(values: torch.Tensor, kept: float = KEPT_FRACTION) -> torch.Tensor:
+    """The variance of ``values`` ``(N,)`` (a normal sample, but for a few outliers) from the
+    ``kept`` fraction nearest their median: their mean square deviation, scaled by
+    :func:`_kept_share_of_variance`; a scalar tensor."""
+    deviations = (values - values.median()).abs()
+    nearest = torch.sort(deviations).values[: max(1, round(kept * len(values)))]
+    return (nearest**2).mean() / _kept_share_of_variance(kept)
 
 
 class NoiseCurve:
@@ -58,12 +82,8 @@ def noise_curve(channel: torch.Tensor, bins: int = INTENSITY_BINS) -> NoiseCurve
     order = torch.argsort(means)
     intensities, variances = [], []
     for members in torch.tensor_split(order, min(bins, len(order))):
-        spread = details[members]
-        variance = (MAD_TO_STD * (spread - spread.median()).abs().median()) ** 2
-        if variance == 0:  # quantised: most details in this bin are exactly 0
-            variance = spread.var(unbiased=False)
         intensities.append(means[members].mean())
-        variances.append(variance)
+        variances.append(trimmed_variance(details[members]))
     return NoiseCurve(torch.stack(intensities), torch.stack(variances))
 
 

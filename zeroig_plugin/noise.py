@@ -12,7 +12,7 @@ local mean. The median absolute deviation, the usual robust spread, is not used:
 intensities (8-bit microscopy, where the noise spans a few grey levels) it snaps to the levels'
 lattice: with 1, 2 and 2.5 grey levels of noise on a 256x256 ramp its variance was 40 % low, 15 %
 high and 11 % low, where the trimmed mean square is within 3 % (on a flat field with under 1.5
-levels of noise, within 12 %). No model of the curve is assumed: an offset (a camera's black
+levels of noise, up to 20 % high). No model of the curve is assumed: an offset (a camera's black
 level) or a clipped background needs none (a straight line through the bins, its intercept clipped
 at zero, tripled the variance of a microscopy image whose background sits at an offset).
 

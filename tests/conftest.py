@@ -1,6 +1,8 @@
-"""Shared test fixtures: where ../shared is (skips with a reason when it is absent), a dark scene."""
+"""Shared test fixtures: where ../shared is (skips with a reason when it is absent), a dark scene,
+the benchmark scripts as modules."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -26,6 +28,19 @@ def shared_data_dir() -> Path:
     if not data.is_dir():
         pytest.skip(f"shared data not found at {data} (set ZEROIG_SHARED to the shared/ folder)")
     return data
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """``load(name)``: the script ``benchmarks/<name>.py`` as a module."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,23 +1,12 @@
 """benchmarks/quality.py writes its results where asked: a run's files are not lost to another's."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-QUALITY_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
 
 
-def _quality_module():
-    spec = importlib.util.spec_from_file_location("benchmark_quality", QUALITY_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_out_names_with_dots_are_kept_whole_and_the_partial_file_is_removed(tmp_path):
+def test_out_names_with_dots_are_kept_whole_and_the_partial_file_is_removed(tmp_path, benchmark_script):
     """Two runs named ``..._b0.5`` and ``..._b0.25`` once both wrote ``..._b0.json``."""
-    quality = _quality_module()
+    quality = benchmark_script("quality")
     for brightness in ("0.5", "0.25"):
         assert quality.main([
             "--datasets", "skimage-synthetic", "--images", "1", "--size", "24", "--steps", "2",

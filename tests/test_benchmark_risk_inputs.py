@@ -1,34 +1,22 @@
 """benchmarks/risk_inputs.py: its per-bin estimators and its TF32 emulation compute what they say."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from zeroig_plugin.noise import noise_variance, trimmed_variance
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "risk_inputs.py"
 
-
-def _risk_inputs():
-    spec = importlib.util.spec_from_file_location("benchmark_risk_inputs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_binned_variance_with_the_trimmed_mean_square_is_the_packages_noise_variance():
-    risk_inputs = _risk_inputs()
+def test_binned_variance_with_the_trimmed_mean_square_is_the_packages_noise_variance(benchmark_script):
+    risk_inputs = benchmark_script("risk_inputs")
     rng = np.random.default_rng(0)
     clean = np.tile(np.linspace(0.1, 0.5, 64), (64, 1))
     image = torch.from_numpy((clean + rng.standard_normal(clean.shape) * np.sqrt(0.003 * clean)).astype(np.float32))[None, None]
     np.testing.assert_allclose(risk_inputs.binned_variance(image, trimmed_variance), noise_variance(image), rtol=1e-6)
 
 
-def test_emulated_tf32_rounds_inputs_and_weights_to_ten_mantissa_bits_then_restores_them():
-    risk_inputs = _risk_inputs()
+def test_emulated_tf32_rounds_inputs_and_weights_to_ten_mantissa_bits_then_restores_them(benchmark_script):
+    risk_inputs = benchmark_script("risk_inputs")
     conv = torch.nn.Conv2d(1, 1, 1, bias=False)
     conv.weight.data.fill_(1 + 2**-12)  # rounds to 1
     pixel = torch.full((1, 1, 1, 1), 1 + 3 * 2**-12)  # rounds to 1 + 2^-10

@@ -36,7 +36,7 @@ from quality import pairs, prepare  # noqa: E402
 
 from zeroig_plugin.checkpoint import load_state_dict, network_from_state_dict  # noqa: E402
 from zeroig_plugin.noise import INTENSITY_BINS, NoiseCurve, noise_variance  # noqa: E402
-from zeroig_plugin.objective import STEIN_STEP, image_statistics, infer, is_gray  # noqa: E402
+from zeroig_plugin.objective import is_gray, stein_terms  # noqa: E402
 
 MAD_TO_STD = 1.4826
 
@@ -83,15 +83,11 @@ class EmulatedTF32:
             hook.remove()
 
 
-@torch.no_grad()
 def risk_parts(net, image: torch.Tensor, probe: torch.Tensor) -> tuple[float, torch.Tensor]:
     """``mean((f(y) - y)^2)`` and the per-pixel divergence estimate ``(1, 1, H, W)`` of a gray image's
-    ``linear`` output (as ``objective.stein_risk`` computes them, without its TF32 guard)."""
-    statistics = image_statistics(net, image)
-    output = infer(net, image, statistics).linear.mean(1, keepdim=True)
-    nudged = infer(net, (image + STEIN_STEP * probe).clamp(0, 1), statistics).linear.mean(1, keepdim=True)
-    divergence = probe[:, :1] * (nudged - output) / STEIN_STEP
-    return float(((output - image[:, :1]) ** 2).mean()), divergence
+    ``linear`` output (:func:`objective.stein_terms`)."""
+    squared_residual, divergence = stein_terms(net, image, probe)
+    return float(squared_residual.mean()), divergence
 
 
 def risk(fit: float, divergence: torch.Tensor, variance: torch.Tensor) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -162,31 +162,28 @@ def resolve_acceleration(requested: str | Acceleration, device: torch.device) ->
 
 
 @contextmanager
-def convolution_precision(options: Acceleration, device: torch.device):
-    """Within it, cuDNN convolutions on ``device`` use TF32 exactly when ``options.tf32`` says so;
-    the process-wide setting is restored after (a no-op off CUDA)."""
-    if device.type != "cuda":
-        yield
-        return
+def _cudnn_tf32(allowed: bool):
+    """Within it, cuDNN may run float32 convolutions in TF32 exactly when ``allowed``; the
+    process-wide setting is restored after."""
     saved = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = options.tf32
+    torch.backends.cudnn.allow_tf32 = allowed
     try:
         yield
     finally:
         torch.backends.cudnn.allow_tf32 = saved
 
 
-@contextmanager
+def convolution_precision(options: Acceleration, device: torch.device):
+    """Within it, cuDNN convolutions on ``device`` use TF32 exactly when ``options.tf32`` says so;
+    the process-wide setting is restored after (a no-op off CUDA)."""
+    return _cudnn_tf32(options.tf32) if device.type == "cuda" else nullcontext()
+
+
 def exact_convolutions():
     """Within it, cuDNN convolutions run in exact float32 (no TF32), whatever the caller set; the
     process-wide setting is restored after. For computations that TF32's rounding of the inputs
     (10 mantissa bits, about 5e-4 relative) would swamp, such as finite differences."""
-    saved = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = saved
+    return _cudnn_tf32(False)
 
 
 class _Autocast(nn.Module):

@@ -230,11 +230,11 @@ class ZeroIG:
         select_for: the output the checkpoint selection of the improved modes serves. ``"linear"``
             ranks checkpoints by Stein's unbiased estimate of that output's error
             (:func:`~zeroig_plugin.objective.stein_risk`), the microscopy front ends' choice when
-            ``linear`` is all they write: traced along 16 microscopy fits it kept ``linear`` 0.12
-            dB better than the pair score in the mean, at 0.008 lower SSIM (docs/quality.md, item
-            4). ``None`` (or ``"denoise"``, ``"enhance"``) keeps the mode's score, the published
-            loss's pair term, which serves ``denoise`` better. The outputs of one inference come from one set of
-            weights, so a caller writing ``denoise`` too should leave it ``None``.
+            ``linear`` is all they write: on the traced microscopy fits it kept ``linear`` better
+            than the pair score in the mean, at a little lower SSIM (docs/quality.md, item 4).
+            ``None`` (or ``"denoise"``, ``"enhance"``) keeps the mode's score, the published loss's
+            pair term, which serves ``denoise`` better. The outputs of one inference come from one
+            set of weights, so a caller writing ``denoise`` too should leave it ``None``.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
 
     Example:

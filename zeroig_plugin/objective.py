@@ -22,7 +22,8 @@ from .losses import (
 from .networks import Statistics, ZeroIGNet, pair_downsample
 
 __all__ = [
-    "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "stein_risk", "training_forward",
+    "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "stein_risk", "stein_terms",
+    "training_forward",
     "faithful_loss", "faithful_loss_terms", "brightness_target", "PUBLISHED_BRIGHTNESS", "MAX_BRIGHTNESS",
     "PUBLISHED_MAX_GAIN",
 ]
@@ -128,15 +129,27 @@ def stein_risk(
     signal difference between two half-images to reward a smoother denoiser. It measures the
     network as a fixed function of the image: the noise the fit has memorised is not counted.
     """
+    squared_residual, divergence = stein_terms(net, image, probe, step)
+    variance = variance[:, : divergence.shape[1]]
+    return (squared_residual + 2 * variance * divergence - variance).mean()
+
+
+@torch.no_grad()
+def stein_terms(
+    net: ZeroIGNet, image: torch.Tensor, probe: torch.Tensor, step: float = STEIN_STEP
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-pixel terms of :func:`stein_risk` that do not depend on the noise variance (the risk
+    is linear in it): ``|f(y) - y|^2`` and the divergence estimate ``probe * (f(y + step probe) -
+    f(y)) / step`` of the ``linear`` output ``f``, ``(1, 3, H, W)`` each, ``(1, 1, H, W)`` for a gray
+    image (compared as gray). In exact float32 whatever the caller set."""
     with exact_convolutions():
         statistics = image_statistics(net, image)
         output = infer(net, image, statistics).linear
         nudged = infer(net, (image + step * probe).clamp(0, 1), statistics).linear
     if is_gray(image):
-        output, nudged, image = output.mean(1, keepdim=True), nudged.mean(1, keepdim=True), image[:, :1]
-        probe, variance = probe[:, :1], variance[:, :1]
-    divergence = probe * (nudged - output) / step
-    return ((output - image) ** 2 + 2 * variance * divergence - variance).mean()
+        output, nudged = output.mean(1, keepdim=True), nudged.mean(1, keepdim=True)
+        image, probe = image[:, :1], probe[:, :1]
+    return (output - image) ** 2, probe * (nudged - output) / step
 
 
 def _enhanced_halves(l11: torch.Tensor, l12: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:

@@ -387,11 +387,11 @@ def test_risk_selection_scores_every_check_with_the_images_noise_variance_and_on
     model.recipe = replace(ablation_recipes()["improved+risk-score"], select_after=1, select_every=1)
     calls, scores = [], iter([2.0, 1.0, 3.0])
 
-    def risk(net, image, variance, probe):
+    def risk_map(net, image, variance, probe):
         calls.append((variance, probe, {key: value.clone() for key, value in net.state_dict().items()}))
-        return torch.tensor(next(scores))
+        return torch.full_like(image[:, :1], next(scores)), torch.zeros_like(image[:, :1])
 
-    monkeypatch.setattr(engine, "stein_risk", risk)
+    monkeypatch.setattr(engine, "stein_risk_map", risk_map)
     model.fit(gray, 3)
     image = torch.from_numpy(gray)[None, None].expand(1, 3, -1, -1)
     torch.testing.assert_close(calls[0][0], noise_variance(image))
@@ -401,13 +401,57 @@ def test_risk_selection_scores_every_check_with_the_images_noise_variance_and_on
     assert all(torch.equal(kept[key], calls[1][2][key]) for key in kept)
 
 
+def test_risk_selection_keeps_the_smoothest_checkpoint_tied_with_the_lowest_risk_until_one_is_clearly_lower(dark, monkeypatch):
+    from zeroig_plugin import engine
+
+    model = ZeroIG(device="cpu", select_for="linear")
+    model.recipe = replace(model.recipe, select_after=1, select_every=1)
+    # (risk, blockwise spread, divergence) per check: the second risk is 0.01 above the lowest, well
+    # within one standard error (about 0.1) of its blockwise difference, and smooths more; the third is clearly lower
+    scripted, weights = iter([(1.00, 0.0, 0.3), (1.01, 1.0, 0.1), (0.50, 0.0, 0.2)]), []
+
+    def risk_map(net, image, variance, probe):
+        risk, spread, divergence = next(scripted)
+        weights.append({key: value.clone() for key, value in net.state_dict().items()})
+        blocks = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        pattern = torch.nn.functional.interpolate(blocks, size=image.shape[-2:], mode="nearest")
+        return (risk + spread * (pattern - pattern.mean())).expand_as(image).clone(), torch.full_like(image, divergence)
+
+    monkeypatch.setattr(engine, "stein_risk_map", risk_map)
+    kept_after = []
+    for _ in range(3):
+        model.fit(dark, 1)
+        kept_after.append(model.state_dict())
+    assert model._best.score == pytest.approx(0.5)
+    for kept, index in zip(kept_after, [0, 1, 2]):
+        assert all(torch.equal(kept[key], weights[index][key]) for key in kept)
+
+
+def test_risk_selection_never_keeps_weights_whose_risk_is_not_finite(dark, monkeypatch):
+    from zeroig_plugin import engine
+
+    model = ZeroIG(device="cpu", select_for="linear")
+    model.recipe = replace(model.recipe, select_after=1, select_every=1)
+    risks, weights = iter([2.0, float("nan")]), []
+
+    def risk_map(net, image, variance, probe):
+        weights.append({key: value.clone() for key, value in net.state_dict().items()})
+        return torch.full_like(image, next(risks)), torch.zeros_like(image)
+
+    monkeypatch.setattr(engine, "stein_risk_map", risk_map)
+    model.fit(dark, 2)
+    kept = model.state_dict()
+    assert model._best.score == 2.0 and len(model._best.risk_checks) == 1
+    assert all(torch.equal(kept[key], weights[0][key]) for key in kept)
+
+
 def test_selecting_for_linear_ranks_checkpoints_by_its_risk_and_other_outputs_keep_the_modes_score(dark, monkeypatch):
     from zeroig_plugin import engine
 
     model = ZeroIG(device="cpu", select_for="linear")
     model.recipe = replace(model.recipe, select_after=1, select_every=1)
     risks, pairs = iter([2.0, 1.0]), _scripted_scores(monkeypatch, [1.0] * 4)
-    monkeypatch.setattr(engine, "stein_risk", lambda *_: torch.tensor(next(risks)))
+    monkeypatch.setattr(engine, "stein_risk_map", lambda _, image, *__: (torch.full_like(image, next(risks)), torch.zeros_like(image)))
     model.fit(dark, 2)
     assert model.checkpoint_selection == "risk" and model._best.score == 1.0 and pairs == []
     for output in (None, "denoise", "enhance"):

@@ -6,7 +6,7 @@ import torch
 from zeroig_plugin import ZeroIG
 from zeroig_plugin.networks import published_init
 from zeroig_plugin.noise import noise_curve, noise_variance, trimmed_variance
-from zeroig_plugin.objective import infer, image_statistics, stein_risk
+from zeroig_plugin.objective import infer, image_statistics, one_standard_error_choice, risk_blocks, stein_risk
 
 
 def _shot_and_read_noise(clean: np.ndarray, shot: float, read: float, seed: int = 0) -> np.ndarray:
@@ -123,3 +123,25 @@ def test_trimmed_variance_is_a_normal_samples_variance_and_bounded_by_a_few_outl
     sample[:2_000] = 5.0  # 2 % gross outliers (cells across sharp edges)
     assert float(sample.var()) > 0.4
     assert float(trimmed_variance(sample)) == pytest.approx(0.01, rel=0.1)
+
+
+def test_one_standard_error_rule_takes_the_fewest_degrees_of_freedom_among_checkpoints_tied_with_the_lowest_risk():
+    rng = torch.Generator().manual_seed(2)
+    lowest = 1 + torch.randn(64, generator=rng, dtype=torch.float64) * 0.1
+    spread = torch.randn(64, generator=rng, dtype=torch.float64)
+    spread = (spread - spread.mean()) / spread.std() * 0.05  # a standard error of 0.05 / 8 = 0.00625
+    blocks = torch.stack([lowest, lowest + 0.002 + spread, lowest + 0.05 + spread])  # 0.32 and 8 standard errors above
+    risks = blocks.mean(1)
+    assert one_standard_error_choice(risks, blocks, torch.tensor([0.12, 0.08, 0.04])) == 1
+    assert one_standard_error_choice(risks, blocks, torch.tensor([0.12, 0.20, 0.04])) == 0
+    assert one_standard_error_choice(risks, blocks[:, :1].expand(-1, 64), torch.tensor([0.12, 0.08, 0.04])) == 0, (
+        "without spread between the blocks any difference is clear"
+    )
+
+
+def test_risk_blocks_average_channels_then_each_block_of_the_grid():
+    per_pixel = torch.zeros(1, 3, 16, 16)
+    per_pixel[:, 0, :2, :2] = 3.0  # the top-left block of a 8x8 grid, in one channel of three
+    blocks = risk_blocks(per_pixel)
+    assert blocks.shape == (64,) and blocks.dtype == torch.float64
+    assert float(blocks[0]) == 1.0 and float(blocks[1:].abs().max()) == 0.0

@@ -28,7 +28,8 @@ from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .noise import noise_variance
 from .objective import (
-    MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, is_gray, pair_consistency, stein_risk,
+    MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, is_gray, one_standard_error_choice,
+    pair_consistency, risk_blocks, stein_risk, stein_risk_map,
 )
 from .recipes import RISK_SCORE, Recipe, get_recipe
 from .sizing import FIT_CROPS_PER_STEP, automatic_tile, fit_crop_side
@@ -175,12 +176,26 @@ class _WeightAverage:
 
 
 @dataclass
+class _RiskCheck:
+    """One checkpoint scored by Stein's risk: the risk, the risk on a grid of blocks
+    (:func:`objective.risk_blocks`), the output's mean divergence, and the weights."""
+
+    risk: float
+    blocks: torch.Tensor
+    divergence: float
+    weights: dict[str, torch.Tensor]
+
+
+@dataclass
 class _BestWeights:
-    """The best-scoring inference weights seen on one image (``key``), and their score."""
+    """The weights inference uses, chosen among the checkpoints scored on one image (``key``), and
+    the lowest score seen; for a selection by Stein's risk, every checkpoint scored (the choice is
+    then the one-standard-error rule's, which may move back to an earlier one)."""
 
     key: tuple
     score: float
     net: ZeroIGNet
+    risk_checks: list[_RiskCheck] = field(default_factory=list)
 
 
 def _image_key(image: torch.Tensor) -> tuple:
@@ -229,9 +244,10 @@ class ZeroIG:
             published way); ``None`` keeps the recipe's.
         select_for: the output the checkpoint selection of the improved modes serves. ``"linear"``
             ranks checkpoints by Stein's unbiased estimate of that output's error
-            (:func:`~zeroig_plugin.objective.stein_risk`), the microscopy front ends' choice when
-            ``linear`` is all they write: on the traced microscopy fits it kept ``linear`` better
-            than the pair score in the mean, at a little lower SSIM (docs/quality.md, item 4).
+            (:func:`~zeroig_plugin.objective.stein_risk`, read with its standard error:
+            :func:`~zeroig_plugin.objective.one_standard_error_choice`), the microscopy front ends'
+            choice when ``linear`` is all they write: on the traced microscopy fits it kept
+            ``linear`` better than the pair score in the mean (docs/quality.md, item 4).
             ``None`` (or ``"denoise"``, ``"enhance"``) keeps the mode's score, the published loss's
             pair term, which serves ``denoise`` better. The outputs of one inference come from one
             set of weights, so a caller writing ``denoise`` too should leave it ``None``.
@@ -457,21 +473,58 @@ class ZeroIG:
         return done >= recipe.select_after and done % recipe.select_every == 0
 
     def _consider(self, image: torch.Tensor, key: tuple) -> None:
-        """Score the current weights on ``image``; keep them if they beat the best seen on it, and
-        count the checks in a row that did not (the plateau that ``late_on_plateau`` waits for)."""
+        """Score the current weights on ``image`` and keep them if they beat the best seen on it (by
+        Stein's risk: if the one-standard-error rule picks them, see :meth:`_consider_by_risk`);
+        count the checks in a row that did not lower the score (the plateau that
+        ``late_on_plateau`` waits for)."""
         current = self._current_net()
-        score = self._score(current, image)
-        if not math.isfinite(score) or (self._best is not None and score >= self._best.score):
-            self._checks_without_improvement += 1
-            patience = self.recipe.late_on_plateau
-            self._plateaued = self._plateaued or (patience is not None and self._checks_without_improvement >= patience)
+        if self.recipe.selection_domain == RISK_SCORE:
+            self._consider_by_risk(current, image, key)
             return
-        self._checks_without_improvement = 0
+        score = self._score(current, image)
+        if not self._count_improvement(score):
+            return
         if self._best is None:
             self._best = _BestWeights(key, score, copy.deepcopy(current).requires_grad_(False))
         else:
             self._best.score = score
             self._best.net.load_state_dict(current.state_dict())
+
+    def _count_improvement(self, score: float) -> bool:
+        """Whether ``score`` is finite and below the lowest seen; counts the checks in a row that were not."""
+        if math.isfinite(score) and (self._best is None or score < self._best.score):
+            self._checks_without_improvement = 0
+            return True
+        self._checks_without_improvement += 1
+        patience = self.recipe.late_on_plateau
+        self._plateaued = self._plateaued or (patience is not None and self._checks_without_improvement >= patience)
+        return False
+
+    def _consider_by_risk(self, current: ZeroIGNet, image: torch.Tensor, key: tuple) -> None:
+        """Score ``current`` by Stein's risk, remember it with its weights, and infer with the
+        checkpoint the one-standard-error rule keeps among all remembered on this image
+        (:func:`objective.one_standard_error_choice`): of those statistically tied with the lowest
+        risk, the one with the fewest degrees of freedom. One copy of the weights per check."""
+        with convolution_precision(self.acceleration, self.device):
+            per_pixel, divergence = stein_risk_map(current, image, *self._risk_inputs(image))
+        risk = float(per_pixel.mean())
+        improved = self._count_improvement(risk)
+        if not math.isfinite(risk):
+            return
+        if self._best is None:
+            self._best = _BestWeights(key, risk, copy.deepcopy(current).requires_grad_(False))
+        elif improved:
+            self._best.score = risk
+        checks = self._best.risk_checks
+        checks.append(_RiskCheck(
+            risk, risk_blocks(per_pixel).cpu(), float(divergence.mean()),
+            {name: value.detach().clone() for name, value in current.state_dict().items()},
+        ))
+        kept = one_standard_error_choice(
+            torch.tensor([c.risk for c in checks], dtype=torch.float64), torch.stack([c.blocks for c in checks]),
+            torch.tensor([c.divergence for c in checks], dtype=torch.float64),
+        )
+        self._best.net.load_state_dict(checks[kept].weights)
 
     def _training_view(self, image: torch.Tensor) -> torch.Tensor:
         crop = self.recipe.crop_size

@@ -22,8 +22,8 @@ from .losses import (
 from .networks import Statistics, ZeroIGNet, pair_downsample
 
 __all__ = [
-    "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "stein_risk", "stein_terms",
-    "training_forward",
+    "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "stein_risk", "stein_risk_map",
+    "stein_terms", "risk_blocks", "one_standard_error_choice", "RISK_GRID", "training_forward",
     "faithful_loss", "faithful_loss_terms", "brightness_target", "PUBLISHED_BRIGHTNESS", "MAX_BRIGHTNESS",
     "PUBLISHED_MAX_GAIN",
 ]
@@ -101,6 +101,7 @@ def pair_consistency(net: ZeroIGNet, image: torch.Tensor, domain: str = "enhance
 
 
 STEIN_STEP = 1e-4
+RISK_GRID = 8  # blocks per side over which a risk's standard error is taken
 
 
 def is_gray(image: torch.Tensor) -> bool:
@@ -129,9 +130,44 @@ def stein_risk(
     signal difference between two half-images to reward a smoother denoiser. It measures the
     network as a fixed function of the image: the noise the fit has memorised is not counted.
     """
+    return stein_risk_map(net, image, variance, probe, step)[0].mean()
+
+
+@torch.no_grad()
+def stein_risk_map(
+    net: ZeroIGNet, image: torch.Tensor, variance: torch.Tensor, probe: torch.Tensor, step: float = STEIN_STEP
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-pixel terms whose mean is :func:`stein_risk`, and the divergence estimate among them
+    (its mean is the output's degrees of freedom per pixel), ``(1, C, H, W)`` each, ``C`` 3 or 1
+    for a gray image."""
     squared_residual, divergence = stein_terms(net, image, probe, step)
     variance = variance[:, : divergence.shape[1]]
-    return (squared_residual + 2 * variance * divergence - variance).mean()
+    return squared_residual + 2 * variance * divergence - variance, divergence
+
+
+def risk_blocks(per_pixel: torch.Tensor, grid: int = RISK_GRID) -> torch.Tensor:
+    """``per_pixel`` ``(1, C, H, W)`` averaged over its channels and a ``grid`` x ``grid`` grid of
+    blocks, ``(grid * grid,)`` float64, row by row."""
+    return F.adaptive_avg_pool2d(per_pixel.mean(1, keepdim=True).double(), grid).flatten()
+
+
+def one_standard_error_choice(risks: torch.Tensor, blocks: torch.Tensor, divergences: torch.Tensor) -> int:
+    """Which of ``N`` checkpoints to keep by the one-standard-error rule, given each one's risk
+    ``(N,)``, its risk on a grid of blocks ``(N, B)`` (:func:`risk_blocks`) and its mean divergence
+    ``(N,)``: of those whose risk exceeds the lowest by at most one standard error of the mean of
+    their blockwise difference from it, the one with the smallest divergence (the fewest degrees of
+    freedom: the most strongly smoothing).
+
+    A difference within one standard error is not evidence that either checkpoint is the better
+    one, and the lowest of many noisy scores is biased low; the rule then keeps the simplest
+    estimate, as in cross-validation (Hastie, Tibshirani and Friedman, *The Elements of Statistical
+    Learning*, 7.10). The blockwise differences are paired (one image, one probe), so the error
+    common to both checkpoints cancels."""
+    best = int(risks.argmin())
+    difference = blocks - blocks[best]
+    tied = difference.mean(1) <= difference.std(1) / difference.shape[1] ** 0.5  # the lowest itself included
+    candidates = tied.nonzero().flatten()
+    return int(candidates[divergences[candidates].argmin()])
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from zeroig_plugin.noise import noise_variance, trimmed_variance
@@ -25,3 +26,14 @@ def test_emulated_tf32_rounds_inputs_and_weights_to_ten_mantissa_bits_then_resto
         assert float(conv(pixel)) == 1 + 2**-10
     assert float(conv.weight) == np.float32(1 + 2**-12)
     assert float(conv(pixel)) == exact != 1 + 2**-10
+
+
+def test_clipped_variance_drops_only_gross_outliers(benchmark_script):
+    risk_inputs = benchmark_script("risk_inputs")
+    details = torch.from_numpy(np.random.default_rng(1).standard_normal(20000) * 0.1)
+    plain = float(details.var(unbiased=False))
+    assert float(risk_inputs.clipped_variance(details)) == pytest.approx(plain, rel=0.02)
+    with_outliers = torch.cat([details, torch.full((40,), 5.0)])  # 0.2 % of the details at 50 standard deviations
+    assert float(with_outliers.var(unbiased=False)) > 5 * plain
+    assert float(risk_inputs.clipped_variance(with_outliers)) == pytest.approx(plain, rel=0.02)
+

@@ -17,9 +17,10 @@ trimmed risk on an 8x8 grid of blocks, and the mean squared error of the ``linea
 view) against one fixed reference, the high image mapped onto the low one's intensities by one
 least-squares gain and offset (the traced PSNR matches every output anew). From these, besides
 the lowest risk, the one-standard-error rule the engine keeps checkpoints by
-(:func:`zeroig_plugin.objective.one_standard_error_choice`). With ``--tf32`` it also computes the risk with every convolution's
-inputs and weights rounded to TF32 (10 mantissa bits, float32 accumulation: cuDNN's TF32
-arithmetic, emulated on any device), for the probes given. Writes ``<out>.json`` and ``<out>.md``.
+(:func:`zeroig_plugin.objective.one_standard_error_choice`). With ``--tf32`` it also computes the
+risk with every convolution's inputs and weights rounded to TF32 (10 mantissa bits, float32
+accumulation: cuDNN's TF32 arithmetic, emulated on any device), for the probes given. Writes
+``<out>.json`` and ``<out>.md``.
 
     python benchmarks/selection_trace.py --crop 512 --names gigadb_mito-20x-noise1 --seeds 3 --brightness headroom \
         --exposure-gain off --acceleration max --ensemble 8 --save-weights /tmp/w --out /tmp/trace
@@ -122,10 +123,10 @@ def reference_error(net, image: torch.Tensor, target: np.ndarray) -> float:
     return float(((output - torch.from_numpy(target)) ** 2).mean())
 
 
-def trace_risk(fit: dict, crop: int, weights: Path, tf32_probes: list[int] | None) -> list[dict]:
-    """Per check of ``fit`` (a ``selection_trace.py`` fit of a gray pair), the risk under each
-    variance estimate, its blocks and divergence, the reference error and, for ``tf32_probes``, the
-    risk in float32 and emulated TF32 per probe."""
+def trace_risk(fit: dict, crop: int, weights: Path, tf32_probes: list[int] | None) -> tuple[dict, list[dict]]:
+    """The mean of each noise-variance estimate of ``fit``'s image (a ``selection_trace.py`` fit of a
+    gray pair) and, per check, the risk under each, its blocks and divergence, the reference error
+    and, for ``tf32_probes``, the risk in float32 and emulated TF32 per probe."""
     [(_, low, high)] = pairs(fit["dataset"], None, [fit["name"]], lambda a: prepare(a, None, None, crop))
     if low.ndim != 2:
         raise SystemExit("risk_inputs.py handles gray images (the microscopy traces)")
@@ -167,7 +168,7 @@ def trace_risk(fit: dict, crop: int, weights: Path, tf32_probes: list[int] | Non
         rows.append(row)
         print(f"{fit['name']} seed {fit['seed']} step {row['step']}: "
               + ", ".join(f"{k} {v:.4e}" for k, v in row["risk"].items()), file=sys.stderr, flush=True)
-    return rows
+    return {name: float(v.mean()) for name, v in variances.items()}, rows
 
 
 SELECTIONS = {  # name -> the check it keeps of one fit's rows
@@ -179,10 +180,11 @@ SELECTIONS = {  # name -> the check it keeps of one fit's rows
 }
 
 
-def fit_lines(fit: dict, rows: list[dict], crop: int, tf32: bool) -> list[str]:
+def fit_lines(fit: dict, mean_variance: dict, rows: list[dict], crop: int, tf32: bool) -> list[str]:
     final = rows[-1]
     lines = [
-        f"Stein's risk along {fit['dataset']}:{fit['name']} seed {fit['seed']} ({crop}x{crop}, {len(rows)} checks). "
+        f"Stein's risk along {fit['dataset']}:{fit['name']} seed {fit['seed']} ({crop}x{crop}, {len(rows)} checks; "
+        "mean noise variance " + ", ".join(f"{name} {value:.3e}" for name, value in mean_variance.items()) + "). "
         f"`linear` PSNR / SSIM of the weights each selection keeps; final weights {final['linear_psnr']:.2f} / "
         f"{final['linear_ssim']:.3f}, best {max(r['linear_psnr'] for r in rows):.2f}.", "",
         "| selection | kept step | `linear` PSNR / SSIM |", "|---|---|---|",
@@ -242,13 +244,15 @@ def main(argv: list[str] | None = None) -> int:
 
     report = json.loads(Path(args.trace).read_text())
     crop = report["settings"]["crop"]
-    fits = [(fit, trace_risk(fit, crop, Path(args.weights), args.probes if args.tf32 else None)) for fit in report["fits"]]
+    scored = [(fit, *trace_risk(fit, crop, Path(args.weights), args.probes if args.tf32 else None)) for fit in report["fits"]]
     lines = [f"{platform.processor() or platform.machine()}, torch {torch.__version__}; {args.trace}.", ""]
-    for fit, rows in fits:
-        lines += fit_lines(fit, rows, crop, args.tf32)
-    lines += summary_lines(fits)
-    Path(args.out + ".json").write_text(json.dumps(
-        {"trace": args.trace, "fits": [{"name": f["name"], "seed": f["seed"], "rows": rows} for f, rows in fits]}, indent=1))
+    for fit, mean_variance, rows in scored:
+        lines += fit_lines(fit, mean_variance, rows, crop, args.tf32)
+    lines += summary_lines([(fit, rows) for fit, _, rows in scored])
+    Path(args.out + ".json").write_text(json.dumps({"trace": args.trace, "fits": [
+        {"name": fit["name"], "seed": fit["seed"], "mean_variance": mean_variance, "rows": rows}
+        for fit, mean_variance, rows in scored
+    ]}, indent=1))
     Path(args.out + ".md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -46,7 +46,7 @@ from quality import intensity_match, pairs, prepare  # noqa: E402
 from zeroig_plugin.checkpoint import load_state_dict, network_from_state_dict  # noqa: E402
 from zeroig_plugin.noise import INTENSITY_BINS, NoiseCurve, noise_variance, trimmed_variance  # noqa: E402
 from zeroig_plugin.objective import (  # noqa: E402
-    image_statistics, infer, is_gray, one_standard_error_choice, risk_blocks, stein_terms,
+    image_statistics, infer, is_gray, one_standard_error_choice, risk_blocks, stein_per_pixel, stein_terms,
 )
 
 MAD_TO_STD = 1.4826
@@ -103,7 +103,7 @@ class EmulatedTF32:
 
 
 def risk(residual: torch.Tensor, divergence: torch.Tensor, variance: torch.Tensor) -> float:
-    return float((residual + 2 * variance * divergence - variance).mean())
+    return float(stein_per_pixel(residual, divergence, variance).mean())
 
 
 def one_standard_error_row(rows: list[dict]) -> dict:
@@ -155,7 +155,7 @@ def trace_risk(fit: dict, crop: int, weights: Path, tf32_probes: list[int] | Non
             "traced_risk": check["scores"]["risk"],
             "risk": {name: risk(*parts, v) for name, v in variances.items()},
             "divergence": float(parts[1].mean()),
-            "blocks": risk_blocks(parts[0] + 2 * variances["trimmed"] * parts[1] - variances["trimmed"]).tolist(),
+            "blocks": risk_blocks(stein_per_pixel(*parts, variances["trimmed"])).tolist(),
             "reference_error": reference_error(net, image, target),
         }
         if tf32_probes is not None:

@@ -23,7 +23,7 @@ from .networks import Statistics, ZeroIGNet, pair_downsample
 
 __all__ = [
     "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "stein_risk", "stein_risk_map",
-    "stein_terms", "risk_blocks", "one_standard_error_choice", "RISK_GRID", "training_forward",
+    "stein_per_pixel", "stein_terms", "risk_blocks", "one_standard_error_choice", "RISK_GRID", "training_forward",
     "faithful_loss", "faithful_loss_terms", "brightness_target", "PUBLISHED_BRIGHTNESS", "MAX_BRIGHTNESS",
     "PUBLISHED_MAX_GAIN",
 ]
@@ -141,8 +141,14 @@ def stein_risk_map(
     (its mean is the output's degrees of freedom per pixel), ``(1, C, H, W)`` each, ``C`` 3 or 1
     for a gray image."""
     squared_residual, divergence = stein_terms(net, image, probe, step)
+    return stein_per_pixel(squared_residual, divergence, variance), divergence
+
+
+def stein_per_pixel(squared_residual: torch.Tensor, divergence: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """Stein's per-pixel risk ``|f(y) - y|^2 + 2 var df/dy - var`` from the terms of
+    :func:`stein_terms` ``(1, C, H, W)`` and the noise variance (its first ``C`` channels are used)."""
     variance = variance[:, : divergence.shape[1]]
-    return squared_residual + 2 * variance * divergence - variance, divergence
+    return squared_residual + 2 * variance * divergence - variance
 
 
 def risk_blocks(per_pixel: torch.Tensor, grid: int = RISK_GRID) -> torch.Tensor:

@@ -293,19 +293,20 @@ def test_late_learning_rate_switches_once_after_the_given_steps(dark):
 
 
 def _scripted_scores(monkeypatch, scores, domains=None):
-    """Replace the selection score by ``scores`` in turn; returns the weights each call scored
-    (and appends the score domain each call asked for to ``domains``)."""
+    """Replace the pair score's per-pixel map by ``scores`` in turn, each the same at every pixel;
+    returns the weights each call scored (and appends the score domain each call asked for to
+    ``domains``)."""
     from zeroig_plugin import engine
 
     scored, remaining = [], iter(scores)
 
-    def score(net, image, domain):
+    def score_map(net, image, domain):
         scored.append({key: value.clone() for key, value in net.state_dict().items()})
         if domains is not None:
             domains.append(domain)
-        return torch.tensor(next(remaining))
+        return torch.full_like(image[:, :, ::2, ::2], next(remaining))
 
-    monkeypatch.setattr(engine, "pair_consistency", score)
+    monkeypatch.setattr(engine, "pair_consistency_map", score_map)
     return scored
 
 
@@ -427,6 +428,32 @@ def test_risk_selection_keeps_the_smoothest_checkpoint_tied_with_the_lowest_risk
         assert all(torch.equal(kept[key], weights[index][key]) for key in kept)
 
 
+def test_pair_score_selection_keeps_the_latest_checkpoint_tied_with_the_lowest_score_until_one_is_clearly_lower(dark, monkeypatch):
+    from zeroig_plugin import engine
+
+    model = ZeroIG(device="cpu")
+    model.recipe = replace(model.recipe, select_after=1, select_every=1)
+    # (score, blockwise spread) per check: the second is 0.01 above the lowest, well within one
+    # standard error (about 0.1) of its blockwise difference; the third is clearly lower
+    scripted, weights = iter([(1.00, 0.0), (1.01, 1.0), (0.50, 0.0)]), []
+
+    def score_map(net, image, domain):
+        score, spread = next(scripted)
+        weights.append({key: value.clone() for key, value in net.state_dict().items()})
+        blocks = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        pattern = torch.nn.functional.interpolate(blocks, size=(image.shape[-2] // 2, image.shape[-1] // 2), mode="nearest")
+        return (score + spread * (pattern - pattern.mean())).expand(1, 3, -1, -1).clone()
+
+    monkeypatch.setattr(engine, "pair_consistency_map", score_map)
+    kept_after = []
+    for _ in range(3):
+        model.fit(dark, 1)
+        kept_after.append(model.state_dict())
+    assert model.checkpoint_selection == "enhanced" and model._best.score == pytest.approx(0.5)
+    for kept, index in zip(kept_after, [0, 1, 2]):
+        assert all(torch.equal(kept[key], weights[index][key]) for key in kept)
+
+
 def test_risk_selection_never_keeps_weights_whose_risk_is_not_finite(dark, monkeypatch):
     from zeroig_plugin import engine
 
@@ -441,7 +468,7 @@ def test_risk_selection_never_keeps_weights_whose_risk_is_not_finite(dark, monke
     monkeypatch.setattr(engine, "stein_risk_map", risk_map)
     model.fit(dark, 2)
     kept = model.state_dict()
-    assert model._best.score == 2.0 and len(model._best.risk_checks) == 1
+    assert model._best.score == 2.0 and len(model._best.checks) == 1
     assert all(torch.equal(kept[key], weights[0][key]) for key in kept)
 
 

@@ -29,7 +29,7 @@ from .networks import Statistics, ZeroIGNet, published_init
 from .noise import noise_variance
 from .objective import (
     MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, is_gray, one_standard_error_choice,
-    pair_consistency, risk_blocks, stein_risk, stein_risk_map,
+    pair_consistency, pair_consistency_map, risk_blocks, stein_risk, stein_risk_map,
 )
 from .recipes import RISK_SCORE, Recipe, get_recipe
 from .sizing import FIT_CROPS_PER_STEP, automatic_tile, fit_crop_side
@@ -176,26 +176,27 @@ class _WeightAverage:
 
 
 @dataclass
-class _RiskCheck:
-    """One checkpoint scored by Stein's risk: the risk, the risk on a grid of blocks
-    (:func:`objective.risk_blocks`), the output's mean divergence, and the weights."""
+class _ScoredCheck:
+    """One checkpoint scored for selection: the score, the score on a grid of blocks
+    (:func:`objective.risk_blocks`), the one-standard-error rule's tiebreak (Stein's risk: the
+    output's mean divergence; the pair score: minus the step), and the weights."""
 
-    risk: float
+    score: float
     blocks: torch.Tensor
-    divergence: float
+    tiebreak: float
     weights: dict[str, torch.Tensor]
 
 
 @dataclass
 class _BestWeights:
-    """The weights inference uses, chosen among the checkpoints scored on one image (``key``), and
-    the lowest score seen; for a selection by Stein's risk, every checkpoint scored (the choice is
-    then the one-standard-error rule's, which may move back to an earlier one)."""
+    """The weights inference uses, chosen among the checkpoints scored on one image (``key``) by the
+    one-standard-error rule, which may move back to an earlier one; the lowest score seen, and
+    every checkpoint scored."""
 
     key: tuple
     score: float
     net: ZeroIGNet
-    risk_checks: list[_RiskCheck] = field(default_factory=list)
+    checks: list[_ScoredCheck] = field(default_factory=list)
 
 
 def _image_key(image: torch.Tensor) -> tuple:
@@ -473,22 +474,38 @@ class ZeroIG:
         return done >= recipe.select_after and done % recipe.select_every == 0
 
     def _consider(self, image: torch.Tensor, key: tuple) -> None:
-        """Score the current weights on ``image`` and keep them if they beat the best seen on it (by
-        Stein's risk: if the one-standard-error rule picks them, see :meth:`_consider_by_risk`);
-        count the checks in a row that did not lower the score (the plateau that
-        ``late_on_plateau`` waits for)."""
+        """Score the current weights on ``image``, remember them with their weights, and infer with
+        the checkpoint the one-standard-error rule keeps among all remembered on this image
+        (:func:`objective.one_standard_error_choice`): of those statistically tied with the lowest
+        score, by Stein's risk the one with the fewest degrees of freedom, by the pair score the
+        latest. One copy of the weights per check. Counts the checks in a row that did not lower
+        the score (the plateau that ``late_on_plateau`` waits for)."""
         current = self._current_net()
-        if self.recipe.selection_domain == RISK_SCORE:
-            self._consider_by_risk(current, image, key)
-            return
-        score = self._score(current, image)
-        if not self._count_improvement(score):
+        domain = self.recipe.selection_domain
+        with convolution_precision(self.acceleration, self.device), torch.no_grad():
+            if domain == RISK_SCORE:
+                per_pixel, divergence = stein_risk_map(current, image, *self._risk_inputs(image))
+                tiebreak = float(divergence.mean())
+            else:
+                per_pixel, tiebreak = pair_consistency_map(current, image, domain), -float(self.steps_done)
+        score = float(per_pixel.mean())
+        improved = self._count_improvement(score)
+        if not math.isfinite(score):
             return
         if self._best is None:
             self._best = _BestWeights(key, score, copy.deepcopy(current).requires_grad_(False))
-        else:
+        elif improved:
             self._best.score = score
-            self._best.net.load_state_dict(current.state_dict())
+        checks = self._best.checks
+        checks.append(_ScoredCheck(
+            score, risk_blocks(per_pixel).cpu(), tiebreak,
+            {name: value.detach().clone() for name, value in current.state_dict().items()},
+        ))
+        kept = one_standard_error_choice(
+            torch.tensor([c.score for c in checks], dtype=torch.float64), torch.stack([c.blocks for c in checks]),
+            torch.tensor([c.tiebreak for c in checks], dtype=torch.float64),
+        )
+        self._best.net.load_state_dict(checks[kept].weights)
 
     def _count_improvement(self, score: float) -> bool:
         """Whether ``score`` is finite and below the lowest seen; counts the checks in a row that were not."""
@@ -499,32 +516,6 @@ class ZeroIG:
         patience = self.recipe.late_on_plateau
         self._plateaued = self._plateaued or (patience is not None and self._checks_without_improvement >= patience)
         return False
-
-    def _consider_by_risk(self, current: ZeroIGNet, image: torch.Tensor, key: tuple) -> None:
-        """Score ``current`` by Stein's risk, remember it with its weights, and infer with the
-        checkpoint the one-standard-error rule keeps among all remembered on this image
-        (:func:`objective.one_standard_error_choice`): of those statistically tied with the lowest
-        risk, the one with the fewest degrees of freedom. One copy of the weights per check."""
-        with convolution_precision(self.acceleration, self.device):
-            per_pixel, divergence = stein_risk_map(current, image, *self._risk_inputs(image))
-        risk = float(per_pixel.mean())
-        improved = self._count_improvement(risk)
-        if not math.isfinite(risk):
-            return
-        if self._best is None:
-            self._best = _BestWeights(key, risk, copy.deepcopy(current).requires_grad_(False))
-        elif improved:
-            self._best.score = risk
-        checks = self._best.risk_checks
-        checks.append(_RiskCheck(
-            risk, risk_blocks(per_pixel).cpu(), float(divergence.mean()),
-            {name: value.detach().clone() for name, value in current.state_dict().items()},
-        ))
-        kept = one_standard_error_choice(
-            torch.tensor([c.risk for c in checks], dtype=torch.float64), torch.stack([c.blocks for c in checks]),
-            torch.tensor([c.divergence for c in checks], dtype=torch.float64),
-        )
-        self._best.net.load_state_dict(checks[kept].weights)
 
     def _training_view(self, image: torch.Tensor) -> torch.Tensor:
         crop = self.recipe.crop_size

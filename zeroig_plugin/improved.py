@@ -20,10 +20,12 @@ its learning rate late in the fit (3) and the level its exposure rule aims at (6
 4. **Checkpoint selection by a self-supervised score** (``select_after`` 250, every 50 steps):
    on very noisy images the denoising strength still drifts slowly over hundreds of steps. The
    weights are scored by :func:`objective.pair_consistency`, the image channels of the published
-   loss's own Noise2Noise term (N2 on one pair-downsampled half against the other), and the
-   best-scoring ones are used for inference. On the noisiest W2S crops at 2000 steps it kept
-   weights above the final ones; at 1000 steps it is neutral on LOL and 0.2 dB below the final
-   weights on the held-out photos, where it stopped at step 300-500 (docs/quality.md, "Ablation").
+   loss's own Noise2Noise term (N2 on one pair-downsampled half against the other), read with its
+   standard error: of the checkpoints whose score is within one standard error of the lowest
+   (paired, over an 8x8 grid of blocks), the latest is used for inference
+   (:func:`objective.one_standard_error_choice`). On the noisiest W2S crops at 2000 steps it kept
+   weights above the final ones; the lowest score alone stopped at step 300-500 on the held-out
+   photos while the fit kept improving, which the rule undoes (docs/quality.md, item 4).
    A fit whose only output is ``linear`` (``ZeroIG(select_for="linear")``: the napari plugin's and
    ``--for microscopy``'s default) ranks them instead by Stein's unbiased estimate of that output's
    error (:func:`objective.stein_risk`), which kept ``linear`` better on the traced microscopy fits.
@@ -352,8 +354,8 @@ def improved_recipe(name: str = IMPROVED_MODE, options: ImprovedOptions = PUBLIS
     settings.setdefault("keep_borders", True)
     description = (
         "the published fit, read out with the image's own normalisation statistics (as in training) "
-        "and averaged weights, learning rate lowered to 1e-4 after 250 steps, best weights by a "
-        "self-supervised Noise2Noise score, outputs averaged over 8 flips and transposes; fitted to 0.7 of "
+        "and averaged weights, learning rate lowered to 1e-4 after 250 steps, weights kept by a "
+        "self-supervised Noise2Noise score read with its standard error, outputs averaged over 8 flips and transposes; fitted to 0.7 of "
         "the brightness and brought to it by one gain on the outputs: no colour casts or late collapse from "
         "the published eval-mode readout, fewer clipped pixels, no under-exposure of very dark images "
         "(docs/quality.md)"

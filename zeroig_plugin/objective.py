@@ -22,7 +22,7 @@ from .losses import (
 from .networks import Statistics, ZeroIGNet, pair_downsample
 
 __all__ = [
-    "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "stein_risk", "stein_risk_map",
+    "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "pair_consistency_map", "stein_risk", "stein_risk_map",
     "stein_per_pixel", "stein_terms", "risk_blocks", "one_standard_error_choice", "RISK_GRID", "training_forward",
     "faithful_loss", "faithful_loss_terms", "brightness_target", "PUBLISHED_BRIGHTNESS", "MAX_BRIGHTNESS",
     "PUBLISHED_MAX_GAIN",
@@ -86,6 +86,12 @@ def pair_consistency(net: ZeroIGNet, image: torch.Tensor, domain: str = "enhance
     checkpoint; but errors are then weighted by the illumination squared, so the dark regions the
     enhancement amplifies most count least (docs/quality-log.md, "Checkpoint selection").
     """
+    return pair_consistency_map(net, image, domain).mean()
+
+
+def pair_consistency_map(net: ZeroIGNet, image: torch.Tensor, domain: str = "enhanced") -> torch.Tensor:
+    """The per-pixel terms whose mean is :func:`pair_consistency`: the squared differences of both
+    comparisons summed, ``(B, 3, H // 2, W // 2)`` (one pixel per pair-downsampled cell)."""
     if domain not in ("enhanced", "input"):
         raise ValueError(f"unknown score domain {domain!r}: use 'enhanced' or 'input'")
     l2 = first_denoised(net, image)
@@ -95,9 +101,9 @@ def pair_consistency(net: ZeroIGNet, image: torch.Tensor, domain: str = "enhance
     r3, r4 = _second_denoised(net, stacked)[:, :3].chunk(2)
     if domain == "enhanced":
         h11, h12 = stacked[:, :3].chunk(2)
-        return F.mse_loss(r3, h12) + F.mse_loss(r4, h11)
+        return (r3 - h12) ** 2 + (r4 - h11) ** 2
     s21, s22 = stacked[:, 3:].chunk(2)
-    return F.mse_loss(r3 * s21, l12) + F.mse_loss(r4 * s22, l11)
+    return (r3 * s21 - l12) ** 2 + (r4 * s22 - l11) ** 2
 
 
 STEIN_STEP = 1e-4
@@ -157,23 +163,25 @@ def risk_blocks(per_pixel: torch.Tensor, grid: int = RISK_GRID) -> torch.Tensor:
     return F.adaptive_avg_pool2d(per_pixel.mean(1, keepdim=True).double(), grid).flatten()
 
 
-def one_standard_error_choice(risks: torch.Tensor, blocks: torch.Tensor, divergences: torch.Tensor) -> int:
-    """Which of ``N`` checkpoints to keep by the one-standard-error rule, given each one's risk
-    ``(N,)``, its risk on a grid of blocks ``(N, B)`` (:func:`risk_blocks`) and its mean divergence
-    ``(N,)``: of those whose risk exceeds the lowest by at most one standard error of the mean of
-    their blockwise difference from it, the one with the smallest divergence (the fewest degrees of
-    freedom: the most strongly smoothing).
+def one_standard_error_choice(scores: torch.Tensor, blocks: torch.Tensor, tiebreak: torch.Tensor) -> int:
+    """Which of ``N`` checkpoints to keep by the one-standard-error rule, given each one's score
+    ``(N,)`` (lower is better: Stein's risk, or the pair score), its score on a grid of blocks
+    ``(N, B)`` (:func:`risk_blocks`) and a ``tiebreak`` ``(N,)``: of those whose score exceeds the
+    lowest by at most one standard error of the mean of their blockwise difference from it, the one
+    with the smallest ``tiebreak``. For Stein's risk the engine passes the mean divergence (the
+    fewest degrees of freedom: the most strongly smoothing), for the pair score minus the step (the
+    latest: the furthest the fit went).
 
     A difference within one standard error is not evidence that either checkpoint is the better
     one, and the lowest of many noisy scores is biased low; the rule then keeps the simplest
     estimate, as in cross-validation (Hastie, Tibshirani and Friedman, *The Elements of Statistical
     Learning*, 7.10). The blockwise differences are paired (one image, one probe), so the error
     common to both checkpoints cancels."""
-    best = int(risks.argmin())
+    best = int(scores.argmin())
     difference = blocks - blocks[best]
     tied = difference.mean(1) <= difference.std(1) / difference.shape[1] ** 0.5  # the lowest itself included
     candidates = tied.nonzero().flatten()
-    return int(candidates[divergences[candidates].argmin()])
+    return int(candidates[tiebreak[candidates].argmin()])
 
 
 @torch.no_grad()

@@ -24,8 +24,9 @@ its learning rate late in the fit (3) and the level its exposure rule aims at (6
    standard error: of the checkpoints whose score is within one standard error of the lowest
    (paired, over an 8x8 grid of blocks), the latest is used for inference
    (:func:`objective.one_standard_error_choice`). On the noisiest W2S crops at 2000 steps it kept
-   weights above the final ones; the lowest score alone stopped at step 300-500 on the held-out
-   photos while the fit kept improving, which the rule undoes (docs/quality.md, item 4).
+   weights above the final ones; the lowest score alone stopped at step 400-500 on the held-out
+   photos while the fit kept improving, and the rule moves on where the data cannot tell the
+   checkpoints apart (astronaut: step 1000, +0.21 dB; docs/quality.md, item 4).
    A fit whose only output is ``linear`` (``ZeroIG(select_for="linear")``: the napari plugin's and
    ``--for microscopy``'s default) ranks them instead by Stein's unbiased estimate of that output's
    error (:func:`objective.stein_risk`), which kept ``linear`` better on the traced microscopy fits.

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from quality import intensity_match, pairs, prepare  # noqa: E402
+from selection_trace import weights_folder  # noqa: E402
 
 from zeroig_plugin.checkpoint import load_state_dict, network_from_state_dict  # noqa: E402
 from zeroig_plugin.noise import INTENSITY_BINS, NoiseCurve, noise_variance, trimmed_variance  # noqa: E402
@@ -144,7 +145,7 @@ def trace_risk(fit: dict, crop: int, weights: Path, tf32_probes: list[int] | Non
         seed: torch.randn(image.shape, generator=torch.Generator().manual_seed(seed))[:, :1].expand_as(image).contiguous()
         for seed in sorted({0, *(tf32_probes or [])})
     }
-    folder = weights / f"{fit['name']}_seed{fit['seed']}_gain-{'on' if fit['exposure_gain'] else 'off'}"
+    folder = weights_folder(weights, fit["name"], fit["seed"], fit["exposure_gain"])
     rows = []
     for check in fit["trace"]:
         net = network_from_state_dict(load_state_dict(folder / f"step{check['step']}.pt"))

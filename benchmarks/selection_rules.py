@@ -40,12 +40,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from quality import INTENSITY_MATCHED, pairs, prepare  # noqa: E402
+from selection_trace import weights_folder  # noqa: E402
 
 from zeroig_plugin import ZeroIG  # noqa: E402
 from zeroig_plugin.checkpoint import load_state_dict, network_from_state_dict  # noqa: E402
-from zeroig_plugin.noise import noise_variance  # noqa: E402
+from zeroig_plugin.engine import risk_inputs  # noqa: E402
 from zeroig_plugin.objective import (  # noqa: E402
-    is_gray, one_standard_error_choice, pair_consistency_map, risk_blocks, stein_risk_map,
+    one_standard_error_choice, pair_consistency_map, risk_blocks, stein_risk_map,
 )
 
 OUTPUTS = {"denoise": ("psnr", "ssim"), "linear": ("linear_psnr", "linear_ssim")}
@@ -77,10 +78,8 @@ def rescore(fit: dict, settings: dict, weights: Path) -> list[dict]:
     pixels = torch.from_numpy(low)
     image = pixels[None, None].expand(1, 3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1)[None]
     image = ZeroIG(device="cpu").content_box(image).crop(image).contiguous()  # what the engine fits and scores
-    channels = 1 if is_gray(image) else 3  # the engine's risk inputs: one probe (seed 0), the image's noise variance
-    probe = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))[:, :channels].expand_as(image).contiguous()
-    variance = noise_variance(image[:, :channels]).expand_as(image).contiguous()
-    folder = weights / f"{fit['name']}_seed{fit['seed']}_gain-{'on' if fit['exposure_gain'] else 'off'}"
+    variance, probe = risk_inputs(image)
+    folder = weights_folder(weights, fit["name"], fit["seed"], fit["exposure_gain"])
     rows = []
     for check in fit["trace"]:
         net = network_from_state_dict(load_state_dict(folder / f"step{check['step']}.pt")).train()

@@ -34,6 +34,11 @@ GAIN = {"off": False, "on": True}
 DOMAINS = ("input", "enhanced", "risk")
 
 
+def weights_folder(root: str | Path, name: str, seed: int, exposure_gain: bool) -> Path:
+    """Where a run with ``--save-weights root`` keeps one fit's ``step{N}.pt`` files."""
+    return Path(root) / f"{name}_seed{seed}_gain-{'on' if exposure_gain else 'off'}"
+
+
 def trace_fit(
     low: np.ndarray, high: np.ndarray, match: bool, seed: int, exposure_gain: bool, steps: int,
     brightness: float | str | None = None, acceleration: str = "auto", ensemble: int = 1, save_to: Path | None = None,
@@ -200,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                     start = time.perf_counter()
                     save_to = None
                     if args.save_weights:
-                        save_to = Path(args.save_weights) / f"{name}_seed{seed}_gain-{gain}"
+                        save_to = weights_folder(args.save_weights, name, seed, GAIN[gain])
                         save_to.mkdir(parents=True, exist_ok=True)
                     trace = trace_fit(
                         low, high, dataset in INTENSITY_MATCHED, seed, GAIN[gain], args.steps,

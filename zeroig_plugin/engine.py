@@ -36,6 +36,7 @@ from .sizing import FIT_CROPS_PER_STEP, automatic_tile, fit_crop_side
 
 __all__ = [
     "ZeroIG", "FitReport", "ImageOutputs", "resolve_device", "describe_device", "inference_passes", "ProgressCallback",
+    "risk_inputs",
 ]
 
 T = TypeVar("T")
@@ -202,6 +203,18 @@ class _BestWeights:
 def _image_key(image: torch.Tensor) -> tuple:
     """A cheap fingerprint telling one fitted image from another (one host read per ``fit``)."""
     return (tuple(image.shape), float(image[..., ::7, ::7].double().sum()))
+
+
+def risk_inputs(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The noise variance of ``image`` ``(1, 3, H, W)`` (:func:`noise.noise_variance`) and the
+    engine's one probe for :func:`objective.stein_risk` (standard normal, seed 0), each
+    ``(1, 3, H, W)`` on the image's device. For a gray image (three equal channels) one channel's
+    estimate and probe serve all three."""
+    probe = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
+    channels = 1 if is_gray(image) else 3
+    probe = probe[:, :channels].expand_as(probe)
+    variance = noise_variance(image[:, :channels]).expand_as(image)
+    return variance.contiguous(), probe.to(image.device).contiguous()
 
 
 class ZeroIG:
@@ -432,14 +445,10 @@ class ZeroIG:
 
     def _risk_inputs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The noise variance of ``image`` ``(1, 3, H, W)`` and one fixed probe for
-        :func:`stein_risk`, computed once per image, so that its checkpoints are scored alike."""
+        :func:`stein_risk` (:func:`risk_inputs`), computed once per image, so that its checkpoints are scored alike."""
         key = _image_key(image)
         if self._risk_cache is None or self._risk_cache[0] != key:
-            probe = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
-            channels = 1 if is_gray(image) else 3  # a gray image: one channel's estimate and probe serve all three
-            probe = probe[:, :channels].expand_as(probe)
-            variance = noise_variance(image[:, :channels]).expand_as(image)
-            self._risk_cache = (key, variance.contiguous(), probe.to(image.device).contiguous())
+            self._risk_cache = (key, *risk_inputs(image))
         return self._risk_cache[1], self._risk_cache[2]
 
     def save(self, path: str | os.PathLike) -> None:

@@ -17,7 +17,7 @@ trimmed risk on an 8x8 grid of blocks, and the mean squared error of the ``linea
 view) against one fixed reference, the high image mapped onto the low one's intensities by one
 least-squares gain and offset (the traced PSNR matches every output anew). From these, besides
 the lowest risk, the one-standard-error rule the engine keeps checkpoints by
-(:func:`zeroig_plugin.objective.one_standard_error_choice`). With ``--tf32`` it also computes the
+(:func:`zeroig_plugin.objective.tied_choice`). With ``--tf32`` it also computes the
 risk with every convolution's inputs and weights rounded to TF32 (10 mantissa bits, float32
 accumulation: cuDNN's TF32 arithmetic, emulated on any device), for the probes given. Writes
 ``<out>.json`` and ``<out>.md``.
@@ -47,7 +47,7 @@ from selection_trace import weights_folder  # noqa: E402
 from zeroig_plugin.checkpoint import load_state_dict, network_from_state_dict  # noqa: E402
 from zeroig_plugin.noise import INTENSITY_BINS, NoiseCurve, noise_variance, trimmed_variance  # noqa: E402
 from zeroig_plugin.objective import (  # noqa: E402
-    image_statistics, infer, is_gray, one_standard_error_choice, risk_blocks, stein_per_pixel, stein_terms,
+    image_statistics, infer, is_gray, risk_blocks, stein_per_pixel, stein_terms, tied_choice,
 )
 
 MAD_TO_STD = 1.4826
@@ -109,8 +109,8 @@ def risk(residual: torch.Tensor, divergence: torch.Tensor, variance: torch.Tenso
 
 def one_standard_error_row(rows: list[dict]) -> dict:
     """The row of ``rows`` (each with ``risk``: ``{"trimmed": float}``, ``blocks`` and ``divergence``)
-    that the engine's one-standard-error rule keeps (:func:`objective.one_standard_error_choice`)."""
-    return rows[one_standard_error_choice(
+    that the engine's one-standard-error rule keeps (:func:`objective.tied_choice`)."""
+    return rows[tied_choice(
         torch.tensor([row["risk"]["trimmed"] for row in rows], dtype=torch.float64),
         torch.tensor([row["blocks"] for row in rows], dtype=torch.float64),
         torch.tensor([row["divergence"] for row in rows], dtype=torch.float64),

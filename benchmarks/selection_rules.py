@@ -11,7 +11,10 @@ risk's divergence. The rules compared:
 - ``pair score, lowest``: the default's selection for `denoise` until 2026-12-06;
 - ``pair score, latest within one standard error``: of the checks whose pair score exceeds the
   lowest by at most one standard error of their blockwise difference, the latest (the default's
-  since);
+  for one session);
+- ``pair score, latest without significant drift``: the same with the drift test's threshold
+  (:func:`zeroig_plugin.objective.drift_threshold`, a 5 % test shared among the fit's checks; the
+  default's since);
 - ``risk, lowest``;
 - ``risk, one-standard-error rule``: of the checks tied with the lowest risk, the smallest
   divergence (the default's for a fit whose only output is `linear`);
@@ -20,7 +23,10 @@ risk's divergence. The rules compared:
 `linear` is reported for the intensity-matched datasets (microscopy) only: elsewhere it sits at the
 dark input's level and the traced score compares it with the normal-light photo.
 
-Writes ``<out>.json`` and ``<out>.md``.
+Writes ``<out>.json`` and ``<out>.md``; ``--summarise <out>.json`` rewrites the tables from the
+scores saved there, without the weights (``--summarise A.json B.json --out C``: one report over
+several, ``C.md``). A last table reads the pair score's latest check within 1, 2, 3 or 4
+standard errors of the lowest beside the drift test's threshold.
 
     python benchmarks/selection_trace.py --datasets skimage-synthetic --size 128 --exposure-gain on \
         --steps 1000 --save-weights /tmp/w --out /tmp/trace
@@ -46,25 +52,28 @@ from zeroig_plugin import ZeroIG  # noqa: E402
 from zeroig_plugin.checkpoint import load_state_dict, network_from_state_dict  # noqa: E402
 from zeroig_plugin.engine import risk_inputs  # noqa: E402
 from zeroig_plugin.objective import (  # noqa: E402
-    one_standard_error_choice, pair_consistency_map, risk_blocks, stein_risk_map,
+    drift_threshold, pair_consistency_map, risk_blocks, stein_risk_map, tied_choice,
 )
 
 OUTPUTS = {"denoise": ("psnr", "ssim"), "linear": ("linear_psnr", "linear_ssim")}
 
 
-def _tied_choice(rows: list[dict], score: str, tiebreak) -> int:
-    """:func:`one_standard_error_choice` on ``rows``' ``score`` and its blocks, ``tiebreak(row)`` the
+def _tied_choice(rows: list[dict], score: str, tiebreak, standard_errors: float = 1.0) -> int:
+    """:func:`tied_choice` on ``rows``' ``score`` and its blocks, ``tiebreak(row)`` the
     quantity the tied check with the smallest value of is kept."""
-    return one_standard_error_choice(
+    return tied_choice(
         torch.tensor([r[score] for r in rows], dtype=torch.float64),
         torch.tensor([r[f"{score}_blocks"] for r in rows], dtype=torch.float64),
         torch.tensor([tiebreak(r) for r in rows], dtype=torch.float64),
+        standard_errors,
     )
 
 
 RULES = {  # name -> index of the check it keeps among one fit's rows
     "pair score, lowest (before)": lambda rows: int(np.argmin([r["pair"] for r in rows])),
-    "pair score, latest within one standard error (now, `denoise`)": lambda rows: _tied_choice(rows, "pair", lambda r: -r["step"]),
+    "pair score, latest within one standard error": lambda rows: _tied_choice(rows, "pair", lambda r: -r["step"]),
+    "pair score, latest without significant drift (now, `denoise`)": lambda rows: _tied_choice(
+        rows, "pair", lambda r: -r["step"], drift_threshold(len(rows))),
     "risk, lowest": lambda rows: int(np.argmin([r["risk"] for r in rows])),
     "risk, one-standard-error rule (now, `linear` alone)": lambda rows: _tied_choice(rows, "risk", lambda r: r["divergence"]),
     "final weights": lambda rows: len(rows) - 1,
@@ -120,27 +129,60 @@ def summary_table(scored: list[tuple[dict, list[dict]]], output: str) -> list[st
     return lines + [""]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trace", required=True, nargs="+", help="selection_trace.py JSON results")
-    parser.add_argument("--weights", required=True, nargs="+", help="the folder each run saved its weights in, in order")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    if len(args.trace) != len(args.weights):
-        parser.error("give one --weights folder per --trace")
-    torch.set_num_threads(args.threads)
-    scored = []
-    for trace, weights in zip(args.trace, args.weights):
-        report = json.loads(Path(trace).read_text())
-        scored += [(fit, rescore(fit, report["settings"], Path(weights))) for fit in report["fits"]]
-    lines = [f"{platform.processor() or platform.machine()}, torch {torch.__version__}; {', '.join(args.trace)}.", ""]
+def threshold_table(scored: list[tuple[dict, list[dict]]]) -> list[str]:
+    """`denoise` at the latest check of each fit within a fixed number of standard errors of the
+    lowest pair score, beside the drift test's threshold: how much the choice of threshold moves."""
+    thresholds = [("1", lambda rows: 1.0), ("2", lambda rows: 2.0),
+                  ("the drift test's (2.73 for 16 checks, 2.99 for 36)", lambda rows: drift_threshold(len(rows))),
+                  ("3", lambda rows: 3.0), ("4", lambda rows: 4.0)]
+    drift = [rows[_tied_choice(rows, "pair", lambda r: -r["step"], drift_threshold(len(rows)))]["psnr"] for _, rows in scored]
+    lines = [f"The pair score's latest check within a threshold, `denoise` over {len(scored)} fits: PSNR / SSIM, mean, "
+             "and the PSNR difference from the drift test's: worst / best, fits more than 0.05 dB below it.", "",
+             "| standard errors | PSNR / SSIM | against the drift test | below it |", "|---|---|---|---|"]
+    for name, threshold in thresholds:
+        kept = [rows[_tied_choice(rows, "pair", lambda r: -r["step"], threshold(rows))] for _, rows in scored]
+        difference = np.array([k["psnr"] for k in kept]) - drift
+        lines.append(f"| {name} | {np.mean([k['psnr'] for k in kept]):.2f} / {np.mean([k['ssim'] for k in kept]):.3f} | "
+                     f"{difference.min():+.2f} / {difference.max():+.2f} | {int((difference < -0.05).sum())} |")
+    return lines + [""]
+
+
+def report(scored: list[tuple[dict, list[dict]]], traces: list[str]) -> list[str]:
+    lines = [f"{platform.processor() or platform.machine()}, torch {torch.__version__}; {', '.join(traces)}.", ""]
     for output in OUTPUTS:
         fits = [(fit, rows) for fit, rows in scored if output == "denoise" or fit["dataset"] in INTENSITY_MATCHED]
         if fits:
             lines += fit_table(fits, output) + summary_table(fits, output)
+    lines += threshold_table(scored)
     drift = max(max(abs(r["pair"] / r["traced_pair"] - 1), abs(r["risk"] / r["traced_risk"] - 1)) for _, rows in scored for r in rows)
-    lines += [f"Scores recomputed here differ from the traced ones by at most {drift:.2%} (relative).", ""]
+    return lines + [f"Scores recomputed here differ from the traced ones by at most {drift:.2%} (relative).", ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trace", nargs="+", help="selection_trace.py JSON results")
+    parser.add_argument("--weights", nargs="+", help="the folder each run saved its weights in, in order")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--summarise", nargs="+", help="rewrite the tables of these results' JSON instead of "
+                        "re-scoring: in place for one, into --out.md for several")
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    if args.summarise:
+        if len(args.summarise) > 1 and not args.out:
+            parser.error("several --summarise results need --out")
+        saved = [json.loads(Path(path).read_text()) for path in args.summarise]
+        lines = report([(fit, fit["rows"]) for result in saved for fit in result["fits"]], [t for result in saved for t in result["traces"]])
+        Path(args.out + ".md" if args.out else Path(args.summarise[0]).with_suffix(".md")).write_text("\n".join(lines))
+        print("\n".join(lines))
+        return 0
+    if not (args.trace and args.weights and args.out) or len(args.trace) != len(args.weights):
+        parser.error("give --trace, one --weights folder per trace and --out, or --summarise")
+    torch.set_num_threads(args.threads)
+    scored = []
+    for trace, weights in zip(args.trace, args.weights):
+        run = json.loads(Path(trace).read_text())
+        scored += [(fit, rescore(fit, run["settings"], Path(weights))) for fit in run["fits"]]
+    lines = report(scored, args.trace)
     Path(args.out + ".json").write_text(json.dumps({"traces": args.trace, "fits": [
         {"dataset": fit["dataset"], "name": fit["name"], "seed": fit["seed"], "rows": rows} for fit, rows in scored
     ]}, indent=1))

@@ -6,14 +6,15 @@ import numpy as np
 
 def _rows(pair: list[float], pair_spread: list[float], risk: list[float], divergence: list[float]) -> list[dict]:
     pattern = np.random.default_rng(0).standard_normal(64)
+    pattern = (pattern - pattern.mean()) / pattern.std(ddof=1)  # a spread s gives a standard error of s / 8
     return [
-        {"step": 250 + 50 * i, "pair": p, "pair_blocks": (p + s * (pattern - pattern.mean())).tolist(),
+        {"step": 250 + 50 * i, "pair": p, "pair_blocks": (p + s * pattern).tolist(),
          "risk": r, "risk_blocks": [r] * 64, "divergence": d}
         for i, (p, s, r, d) in enumerate(zip(pair, pair_spread, risk, divergence))
     ]
 
 
-def test_rules_keep_the_lowest_the_latest_tied_and_the_smoothest_tied_check(benchmark_script):
+def test_rules_keep_the_lowest_the_latest_tied_the_latest_undrifted_and_the_smoothest_tied_check(benchmark_script):
     rules = benchmark_script("selection_rules").RULES
     # pair: the second check is lowest, the third within one standard error of it (noisy blocks), the
     # fourth clearly above; risk: the first is lowest and the others clearly above it
@@ -21,7 +22,32 @@ def test_rules_keep_the_lowest_the_latest_tied_and_the_smoothest_tied_check(benc
     kept = {name.split(" (")[0]: rule(rows) for name, rule in rules.items()}
     assert kept == {
         "pair score, lowest": 1, "pair score, latest within one standard error": 2,
-        "risk, lowest": 0, "risk, one-standard-error rule": 0, "final weights": 3,
+        "pair score, latest without significant drift": 2, "risk, lowest": 0, "risk, one-standard-error rule": 0, "final weights": 3,
     }
     tied_risk = _rows([1.0] * 4, [0.0] * 4, [1.0, 1.0, 1.0, 1.5], [0.3, 0.1, 0.2, 0.05])
     assert rules["risk, one-standard-error rule (now, `linear` alone)"](tied_risk) == 1  # the smoothest of the tied
+    # the second check two standard errors above the first: beyond one, within the drift test's 2.13 for three checks
+    drifting = _rows([1.0, 1.25, 3.0], [0.0, 1.0, 0.0], [1.0] * 3, [0.1] * 3)
+    assert rules["pair score, latest within one standard error"](drifting) == 0
+    assert rules["pair score, latest without significant drift (now, `denoise`)"](drifting) == 1
+
+
+def test_summarise_reports_several_saved_results_without_their_weights(benchmark_script, tmp_path):
+    import json
+
+    script = benchmark_script("selection_rules")
+    paths = []
+    for seed, pair in [(2, [1.0, 1.25, 3.0]), (3, [1.0, 0.9, 0.8])]:
+        rows = [{**row, "psnr": 20.0 + i, "ssim": 0.5, "linear_psnr": 0.0, "linear_ssim": 0.0,
+                 "traced_pair": row["pair"], "traced_risk": row["risk"]}
+                for i, row in enumerate(_rows(pair, [0.0, 1.0, 0.0], [1.0] * 3, [0.1] * 3))]
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps({"traces": [f"trace{seed}.json"], "fits": [
+            {"dataset": "lol15-dev", "name": "1", "seed": seed, "rows": rows}]}))
+        paths.append(str(path))
+    assert script.main(["--summarise", *paths, "--out", str(tmp_path / "both")]) == 0
+    report = (tmp_path / "both.md").read_text()
+    assert "trace2.json, trace3.json" in report and "Over 2 fits" in report
+    # seed 2 keeps its second check (21 dB) by the drift test, its first (20 dB) within one standard error
+    assert "| 1, seed 2 | 20.00 / 0.500 (250) | 20.00 / 0.500 (250) | 21.00 / 0.500 (300) |" in report
+    assert "| 1 | 21.00 / 0.500 | -1.00 / +0.00 | 1 |" in report  # seed 3 keeps its last check (22 dB) either way

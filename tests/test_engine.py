@@ -454,6 +454,44 @@ def test_pair_score_selection_keeps_the_latest_checkpoint_tied_with_the_lowest_s
         assert all(torch.equal(kept[key], weights[index][key]) for key in kept)
 
 
+def test_pair_score_selection_gives_up_the_latest_checkpoint_only_when_its_drift_is_significant(dark, monkeypatch):
+    from zeroig_plugin import engine
+    from zeroig_plugin.objective import drift_threshold, risk_blocks
+
+    model = ZeroIG(device="cpu")
+    model.recipe = replace(model.recipe, select_after=1, select_every=1)
+    # per check, how many standard errors of its blockwise difference it lies above the first: the
+    # second is beyond one standard error but within the drift test's threshold, the third beyond it
+    above, weights = iter([None, 1.5, 3.5]), []
+    assert 1.5 < drift_threshold(2) and 1.5 < drift_threshold(3) < 3.5
+
+    def score_map(net, image, domain):
+        weights.append({key: value.clone() for key, value in net.state_dict().items()})
+        blocks = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        pattern = torch.nn.functional.interpolate(blocks, size=(image.shape[-2] // 2, image.shape[-1] // 2), mode="nearest")
+        pattern = pattern.expand(1, 3, -1, -1)
+        standard_errors = next(above)
+        if standard_errors is None:
+            return torch.ones_like(pattern)
+        difference = risk_blocks(pattern)
+        shift = standard_errors * float(difference.std()) / difference.numel() ** 0.5 - float(difference.mean())
+        return (1 + shift + pattern).clone()
+
+    monkeypatch.setattr(engine, "pair_consistency_map", score_map)
+    kept_after = []
+    for _ in range(3):
+        model.fit(dark, 1)
+        kept_after.append(model.state_dict())
+    for kept, index in zip(kept_after, [0, 1, 1]):
+        assert all(torch.equal(kept[key], weights[index][key]) for key in kept)
+
+
+def test_drift_threshold_is_a_five_percent_test_shared_among_the_checks():
+    from zeroig_plugin.objective import drift_threshold
+
+    assert [round(drift_threshold(n), 2) for n in (1, 16, 36)] == [1.64, 2.73, 2.99]
+
+
 def test_risk_selection_never_keeps_weights_whose_risk_is_not_finite(dark, monkeypatch):
     from zeroig_plugin import engine
 

@@ -6,7 +6,7 @@ import torch
 from zeroig_plugin import ZeroIG
 from zeroig_plugin.networks import published_init
 from zeroig_plugin.noise import noise_curve, noise_variance, trimmed_variance
-from zeroig_plugin.objective import infer, image_statistics, one_standard_error_choice, risk_blocks, stein_risk
+from zeroig_plugin.objective import image_statistics, infer, risk_blocks, stein_risk, tied_choice
 
 
 def _shot_and_read_noise(clean: np.ndarray, shot: float, read: float, seed: int = 0) -> np.ndarray:
@@ -132,9 +132,9 @@ def test_one_standard_error_rule_takes_the_fewest_degrees_of_freedom_among_check
     spread = (spread - spread.mean()) / spread.std() * 0.05  # a standard error of 0.05 / 8 = 0.00625
     blocks = torch.stack([lowest, lowest + 0.002 + spread, lowest + 0.05 + spread])  # 0.32 and 8 standard errors above
     risks = blocks.mean(1)
-    assert one_standard_error_choice(risks, blocks, torch.tensor([0.12, 0.08, 0.04])) == 1
-    assert one_standard_error_choice(risks, blocks, torch.tensor([0.12, 0.20, 0.04])) == 0
-    assert one_standard_error_choice(risks, blocks[:, :1].expand(-1, 64), torch.tensor([0.12, 0.08, 0.04])) == 0, (
+    assert tied_choice(risks, blocks, torch.tensor([0.12, 0.08, 0.04])) == 1
+    assert tied_choice(risks, blocks, torch.tensor([0.12, 0.20, 0.04])) == 0
+    assert tied_choice(risks, blocks[:, :1].expand(-1, 64), torch.tensor([0.12, 0.08, 0.04])) == 0, (
         "without spread between the blocks any difference is clear"
     )
 

@@ -28,8 +28,8 @@ from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .noise import noise_variance
 from .objective import (
-    MAX_BRIGHTNESS, Outputs, first_denoised, image_statistics, infer, is_gray, one_standard_error_choice,
-    pair_consistency, pair_consistency_map, risk_blocks, stein_risk, stein_risk_map,
+    MAX_BRIGHTNESS, Outputs, drift_threshold, first_denoised, image_statistics, infer, is_gray,
+    pair_consistency, pair_consistency_map, risk_blocks, stein_risk, stein_risk_map, tied_choice,
 )
 from .recipes import RISK_SCORE, Recipe, get_recipe
 from .sizing import FIT_CROPS_PER_STEP, automatic_tile, fit_crop_side
@@ -179,8 +179,9 @@ class _WeightAverage:
 @dataclass
 class _ScoredCheck:
     """One checkpoint scored for selection: the score, the score on a grid of blocks
-    (:func:`objective.risk_blocks`), the one-standard-error rule's tiebreak (Stein's risk: the
-    output's mean divergence; the pair score: minus the step), and the weights."""
+    (:func:`objective.risk_blocks`), the tiebreak among those tied with the lowest
+    (:func:`objective.tied_choice`; Stein's risk: the output's mean divergence; the pair score:
+    minus the step), and the weights."""
 
     score: float
     blocks: torch.Tensor
@@ -191,8 +192,8 @@ class _ScoredCheck:
 @dataclass
 class _BestWeights:
     """The weights inference uses, chosen among the checkpoints scored on one image (``key``) by the
-    one-standard-error rule, which may move back to an earlier one; the lowest score seen, and
-    every checkpoint scored."""
+    rule of :func:`objective.tied_choice`, which may move back to an earlier one; the lowest score
+    seen, and every checkpoint scored."""
 
     key: tuple
     score: float
@@ -259,7 +260,7 @@ class ZeroIG:
         select_for: the output the checkpoint selection of the improved modes serves. ``"linear"``
             ranks checkpoints by Stein's unbiased estimate of that output's error
             (:func:`~zeroig_plugin.objective.stein_risk`, read with its standard error:
-            :func:`~zeroig_plugin.objective.one_standard_error_choice`), the microscopy front ends'
+            :func:`~zeroig_plugin.objective.tied_choice`), the microscopy front ends'
             choice when ``linear`` is all they write: on the traced microscopy fits it kept
             ``linear`` better than the pair score in the mean (docs/quality.md, item 4).
             ``None`` (or ``"denoise"``, ``"enhance"``) keeps the mode's score, the published loss's
@@ -484,11 +485,11 @@ class ZeroIG:
 
     def _consider(self, image: torch.Tensor, key: tuple) -> None:
         """Score the current weights on ``image``, remember them with their weights, and infer with
-        the checkpoint the one-standard-error rule keeps among all remembered on this image
-        (:func:`objective.one_standard_error_choice`): of those statistically tied with the lowest
-        score, by Stein's risk the one with the fewest degrees of freedom, by the pair score the
-        latest. One copy of the weights per check. Counts the checks in a row that did not lower
-        the score (the plateau that ``late_on_plateau`` waits for)."""
+        the checkpoint kept among all remembered on this image (:func:`objective.tied_choice`): by
+        Stein's risk, of those within one standard error of the lowest, the one with the fewest
+        degrees of freedom; by the pair score the latest not significantly worse than the lowest
+        (:func:`objective.drift_threshold`). One copy of the weights per check. Counts the checks
+        in a row that did not lower the score (the plateau that ``late_on_plateau`` waits for)."""
         current = self._current_net()
         domain = self.recipe.selection_domain
         with convolution_precision(self.acceleration, self.device), torch.no_grad():
@@ -510,9 +511,10 @@ class ZeroIG:
             score, risk_blocks(per_pixel).cpu(), tiebreak,
             {name: value.detach().clone() for name, value in current.state_dict().items()},
         ))
-        kept = one_standard_error_choice(
+        kept = tied_choice(
             torch.tensor([c.score for c in checks], dtype=torch.float64), torch.stack([c.blocks for c in checks]),
             torch.tensor([c.tiebreak for c in checks], dtype=torch.float64),
+            1.0 if domain == RISK_SCORE else drift_threshold(len(checks)),
         )
         self._best.net.load_state_dict(checks[kept].weights)
 

@@ -5,6 +5,7 @@ published test-time forward giving ``enhance`` (H2) and ``denoise`` (H3).
 """
 from __future__ import annotations
 
+from statistics import NormalDist
 from typing import NamedTuple
 
 import torch
@@ -23,7 +24,7 @@ from .networks import Statistics, ZeroIGNet, pair_downsample
 
 __all__ = [
     "Outputs", "Forward", "infer", "first_denoised", "image_statistics", "pair_consistency", "pair_consistency_map", "stein_risk", "stein_risk_map",
-    "stein_per_pixel", "stein_terms", "risk_blocks", "one_standard_error_choice", "RISK_GRID", "training_forward",
+    "stein_per_pixel", "stein_terms", "risk_blocks", "tied_choice", "drift_threshold", "DRIFT_TEST_LEVEL", "RISK_GRID", "training_forward",
     "faithful_loss", "faithful_loss_terms", "brightness_target", "PUBLISHED_BRIGHTNESS", "MAX_BRIGHTNESS",
     "PUBLISHED_MAX_GAIN",
 ]
@@ -108,6 +109,7 @@ def pair_consistency_map(net: ZeroIGNet, image: torch.Tensor, domain: str = "enh
 
 STEIN_STEP = 1e-4
 RISK_GRID = 8  # blocks per side over which a risk's standard error is taken
+DRIFT_TEST_LEVEL = 0.05  # familywise: the chance of giving up the latest weights of a fit that has not drifted
 
 
 def is_gray(image: torch.Tensor) -> bool:
@@ -163,25 +165,38 @@ def risk_blocks(per_pixel: torch.Tensor, grid: int = RISK_GRID) -> torch.Tensor:
     return F.adaptive_avg_pool2d(per_pixel.mean(1, keepdim=True).double(), grid).flatten()
 
 
-def one_standard_error_choice(scores: torch.Tensor, blocks: torch.Tensor, tiebreak: torch.Tensor) -> int:
-    """Which of ``N`` checkpoints to keep by the one-standard-error rule, given each one's score
-    ``(N,)`` (lower is better: Stein's risk, or the pair score), its score on a grid of blocks
-    ``(N, B)`` (:func:`risk_blocks`) and a ``tiebreak`` ``(N,)``: of those whose score exceeds the
-    lowest by at most one standard error of the mean of their blockwise difference from it, the one
-    with the smallest ``tiebreak``. For Stein's risk the engine passes the mean divergence (the
-    fewest degrees of freedom: the most strongly smoothing), for the pair score minus the step (the
-    latest: the furthest the fit went).
+def tied_choice(
+    scores: torch.Tensor, blocks: torch.Tensor, tiebreak: torch.Tensor, standard_errors: float = 1.0
+) -> int:
+    """Which of ``N`` checkpoints to keep, given each one's score ``(N,)`` (lower is better:
+    Stein's risk, or the pair score), its score on a grid of blocks ``(N, B)``
+    (:func:`risk_blocks`) and a ``tiebreak`` ``(N,)``: of those whose score exceeds the lowest by at
+    most ``standard_errors`` standard errors of the mean of their blockwise difference from it, the
+    one with the smallest ``tiebreak``. The blockwise differences are paired (one image, one
+    probe), so the error common to both checkpoints cancels.
 
-    A difference within one standard error is not evidence that either checkpoint is the better
-    one, and the lowest of many noisy scores is biased low; the rule then keeps the simplest
-    estimate, as in cross-validation (Hastie, Tibshirani and Friedman, *The Elements of Statistical
-    Learning*, 7.10). The blockwise differences are paired (one image, one probe), so the error
-    common to both checkpoints cancels."""
+    The engine uses it two ways. By Stein's risk, the one-standard-error rule of cross-validation
+    (Hastie, Tibshirani and Friedman, *The Elements of Statistical Learning*, 7.10): a difference
+    within one standard error is not evidence that either checkpoint is the better one, so the
+    simplest estimate is kept (tiebreak: the mean divergence, the most strongly smoothing). By the
+    pair score, a test for drift (tiebreak: minus the step, the latest): the fit's latest weights
+    are kept unless they are significantly worse than the lowest, at the level of
+    :func:`drift_threshold`."""
     best = int(scores.argmin())
     difference = blocks - blocks[best]
-    tied = difference.mean(1) <= difference.std(1) / difference.shape[1] ** 0.5  # the lowest itself included
+    tied = difference.mean(1) <= standard_errors * difference.std(1) / difference.shape[1] ** 0.5  # the lowest included
     candidates = tied.nonzero().flatten()
     return int(candidates[tiebreak[candidates].argmin()])
+
+
+def drift_threshold(checks: int, level: float = DRIFT_TEST_LEVEL) -> float:
+    """How many standard errors above the lowest pair score a checkpoint must be before the fit is
+    taken to have drifted away from it: the one-sided normal quantile at ``level`` shared among the
+    ``checks`` comparisons (Bonferroni): 1.64 for one check, 2.73 for 16 (1000 steps), 2.99 for 36
+    (2000 steps). Each comparison is against the lowest of all checks, itself biased low, and a
+    fit has many; at one standard error the latest weights were given up on fits that had not
+    drifted (BENCHMARKS.md, "The drift test")."""
+    return NormalDist().inv_cdf(1 - level / max(checks, 1))
 
 
 @torch.no_grad()

@@ -36,10 +36,10 @@ class Recipe:
     term's, or ``"input"``), or by :func:`objective.stein_risk` (``"risk"``, :data:`RISK_SCORE`:
     the estimated error of the ``linear`` output) every ``select_every`` steps from that step on (and at the end of a
     ``fit`` call that ran at least ``select_every`` steps), and infers with the weights the
-    one-standard-error rule keeps among those seen on that image (of the checkpoints statistically
-    tied with the lowest score, by the risk the most strongly smoothing, by the pair score the
-    latest: :func:`objective.one_standard_error_choice`): a self-supervised guard against the fit
-    drifting late.
+    checkpoint kept among those seen on that image (:func:`objective.tied_choice`; by the risk, of
+    those within one standard error of the lowest, the most strongly smoothing; by the pair score,
+    the latest not significantly worse than the lowest: :func:`objective.drift_threshold`): a
+    self-supervised guard against the fit drifting late.
 
     ``inference_ensemble`` (1, 2, 4 or 8) averages inference over that many flips and transposes
     of the image (:mod:`ensemble`); 1 is the published single pass.

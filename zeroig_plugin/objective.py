@@ -179,9 +179,8 @@ def tied_choice(
     (Hastie, Tibshirani and Friedman, *The Elements of Statistical Learning*, 7.10): a difference
     within one standard error is not evidence that either checkpoint is the better one, so the
     simplest estimate is kept (tiebreak: the mean divergence, the most strongly smoothing). By the
-    pair score, a test for drift (tiebreak: minus the step, the latest): the fit's latest weights
-    are kept unless they are significantly worse than the lowest, at the level of
-    :func:`drift_threshold`."""
+    pair score, a test for drift (tiebreak: minus the step): the latest checkpoint not
+    significantly worse than the lowest is kept, at the threshold of :func:`drift_threshold`."""
     best = int(scores.argmin())
     difference = blocks - blocks[best]
     tied = difference.mean(1) <= standard_errors * difference.std(1) / difference.shape[1] ** 0.5  # the lowest included

@@ -29,7 +29,7 @@ from .networks import Statistics, ZeroIGNet, published_init
 from .noise import noise_variance
 from .objective import (
     MAX_BRIGHTNESS, Outputs, drift_threshold, first_denoised, image_statistics, infer, is_gray,
-    pair_consistency, pair_consistency_map, risk_blocks, stein_risk, stein_risk_map, tied_choice,
+    pair_consistency_map, risk_blocks, stein_risk_map, tied_choice,
 )
 from .recipes import RISK_SCORE, Recipe, get_recipe
 from .sizing import FIT_CROPS_PER_STEP, automatic_tile, fit_crop_side
@@ -402,12 +402,12 @@ class ZeroIG:
 
     def selection_score(self, image: np.ndarray | torch.Tensor, domain: str | None = None) -> float:
         """The self-supervised score by which checkpoint selection ranks weights
-        (:func:`objective.pair_consistency` in ``domain``, by default the recipe's
-        ``selection_domain``), of the weights the fit would infer with now if it did not select
+        (:func:`objective.pair_consistency` in ``domain``, or Stein's risk for ``"risk"``; by
+        default the recipe's ``selection_domain``), of the weights the fit would infer with now if it did not select
         (the average if there is one), on ``image``, laid out as for :meth:`fit`. Lower is better;
         scores compare checkpoints of one image only. For scripts that trace a fit
         (``benchmarks/selection_trace.py``)."""
-        return self._score(self._current_net(), self._fit_input(image), domain)
+        return float(self._score_map(self._current_net(), self._fit_input(image), domain)[0].mean())
 
     def content_box(self, image: np.ndarray | torch.Tensor) -> ContentBox:
         """The part of ``image`` (laid out as for :meth:`fit`, or a ``(1, 3, H, W)`` tensor) this
@@ -434,15 +434,18 @@ class ZeroIG:
             self.recipe = replace(self.recipe, brightness=headroom_brightness(picture, self.recipe.brightness))
             self._brightness_from_image = False
 
-    def _score(self, net: ZeroIGNet, image: torch.Tensor, domain: str | None = None) -> float:
-        """The selection score of ``net`` on ``image`` ``(1, 3, H, W)`` in ``domain`` (default: the
-        recipe's): ``pair_consistency``, or for ``"risk"`` ``stein_risk``; in this engine's
-        convolution precision."""
+    def _score_map(
+        self, net: ZeroIGNet, image: torch.Tensor, domain: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The selection score of ``net`` on ``image`` ``(1, 3, H, W)`` per pixel, in ``domain``
+        (default: the recipe's): :func:`objective.pair_consistency_map` (and ``None``), or for
+        ``"risk"`` :func:`objective.stein_risk_map` (and the output's divergence per pixel); in
+        this engine's convolution precision, without autograd. The score is the map's mean."""
         domain = domain or self.recipe.selection_domain
-        with convolution_precision(self.acceleration, self.device):
+        with convolution_precision(self.acceleration, self.device), torch.no_grad():
             if domain == RISK_SCORE:
-                return float(stein_risk(net, image, *self._risk_inputs(image)))
-            return float(pair_consistency(net, image, domain))
+                return stein_risk_map(net, image, *self._risk_inputs(image))
+            return pair_consistency_map(net, image, domain), None
 
     def _risk_inputs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The noise variance of ``image`` ``(1, 3, H, W)`` and one fixed probe for
@@ -491,13 +494,9 @@ class ZeroIG:
         (:func:`objective.drift_threshold`). One copy of the weights per check. Counts the checks
         in a row that did not lower the score (the plateau that ``late_on_plateau`` waits for)."""
         current = self._current_net()
-        domain = self.recipe.selection_domain
-        with convolution_precision(self.acceleration, self.device), torch.no_grad():
-            if domain == RISK_SCORE:
-                per_pixel, divergence = stein_risk_map(current, image, *self._risk_inputs(image))
-                tiebreak = float(divergence.mean())
-            else:
-                per_pixel, tiebreak = pair_consistency_map(current, image, domain), -float(self.steps_done)
+        per_pixel, divergence = self._score_map(current, image)
+        by_risk = divergence is not None
+        tiebreak = float(divergence.mean()) if by_risk else -float(self.steps_done)
         score = float(per_pixel.mean())
         improved = self._count_improvement(score)
         if not math.isfinite(score):
@@ -514,7 +513,7 @@ class ZeroIG:
         kept = tied_choice(
             torch.tensor([c.score for c in checks], dtype=torch.float64), torch.stack([c.blocks for c in checks]),
             torch.tensor([c.tiebreak for c in checks], dtype=torch.float64),
-            1.0 if domain == RISK_SCORE else drift_threshold(len(checks)),
+            1.0 if by_risk else drift_threshold(len(checks)),
         )
         self._best.net.load_state_dict(checks[kept].weights)
 

@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         lows = [luminance(low) for _, low, _ in found]
         references = [float(luminance(high).mean()) for _, _, high in found]
         ratios = [reference / float(low.mean()) for low, reference in zip(lows, references)]
+        first = len(next(iter(errors.values())))
         for index, ((name, _, _), low, reference) in enumerate(zip(found, lows, references)):
             targets = {rule: aim(low) for rule, aim in RULES.items()}
             others = ratios[:index] + ratios[index + 1:]
@@ -116,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                 errors[rule].append(abs(target - reference))
             print(f"| {dataset}:{name} | {reference:.3f} | {ratios[index]:.2f} | "
                   + " | ".join(f"{t:.3f}" for t in targets.values()) + " |")
-    print("| mean absolute error | | | " + " | ".join(f"{np.nanmean(e):.3f}" for e in errors.values()) + " |")
+        print(f"| {dataset}: mean absolute error | | | "
+              + " | ".join(f"{np.nanmean(e[first:]):.3f}" for e in errors.values()) + " |")
+    print("| all: mean absolute error | | | " + " | ".join(f"{np.nanmean(e):.3f}" for e in errors.values()) + " |")
     return 0
 
 

@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="DATASET:LONG_SIDE entries (photo datasets: microscopy is intensity-matched anyway)")
     args = parser.parse_args(argv)
     oracle = "capture ratio, known (not zero-shot)"
-    errors: dict[str, list[float]] = {rule: [] for rule in [*RULES, oracle]}
-    print("| image | reference mean | reference / low | " + " | ".join(errors) + " |")
-    print("|---|---|---|" + "---|" * len(errors))
+    columns = [*RULES, oracle]
+    errors: dict[str, list[float]] = {rule: [] for rule in columns}
+    print("| image | reference mean | reference / low | " + " | ".join(columns) + " |")
+    print("|---|---|---|" + "---|" * len(columns))
     for entry in args.datasets:
         dataset, size = entry.split(":")
         try:
@@ -108,17 +109,19 @@ def main(argv: list[str] | None = None) -> int:
         lows = [luminance(low) for _, low, _ in found]
         references = [float(luminance(high).mean()) for _, _, high in found]
         ratios = [reference / float(low.mean()) for low, reference in zip(lows, references)]
-        first = len(next(iter(errors.values())))
+        dataset_errors: dict[str, list[float]] = {rule: [] for rule in columns}
         for index, ((name, _, _), low, reference) in enumerate(zip(found, lows, references)):
             targets = {rule: aim(low) for rule, aim in RULES.items()}
             others = ratios[:index] + ratios[index + 1:]
             targets[oracle] = min(float(np.median(others)) * float(low.mean()), 1.0) if others else float("nan")
             for rule, target in targets.items():
-                errors[rule].append(abs(target - reference))
+                dataset_errors[rule].append(abs(target - reference))
             print(f"| {dataset}:{name} | {reference:.3f} | {ratios[index]:.2f} | "
                   + " | ".join(f"{t:.3f}" for t in targets.values()) + " |")
         print(f"| {dataset}: mean absolute error | | | "
-              + " | ".join(f"{np.nanmean(e[first:]):.3f}" for e in errors.values()) + " |")
+              + " | ".join(f"{np.nanmean(e):.3f}" for e in dataset_errors.values()) + " |")
+        for rule, values in dataset_errors.items():
+            errors[rule] += values
     print("| all: mean absolute error | | | " + " | ".join(f"{np.nanmean(e):.3f}" for e in errors.values()) + " |")
     return 0
 

@@ -35,6 +35,7 @@ Ablation variants from ``zeroig_plugin.improved.ablation_recipes`` are accepted 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -160,18 +161,21 @@ def selection_setting(text: str) -> tuple[str, object]:
 def run_one(
     mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None,
     seed: int = 2, ensembles: tuple[int | None, ...] = (None,), brightness: float | str | None = None,
-    acceleration: str = "auto", selection: dict | None = None,
+    acceleration: str = "auto", selection: dict | None = None, final_too: bool = False,
 ) -> dict:
     """One fit, scored at each checkpoint with each inference ensemble size (``None``: the
-    mode's); a result per ensemble size. ``selection`` overrides the recipe's checkpoint-selection
-    settings (:data:`SELECTION_SETTINGS`)."""
+    mode's); a result per ``(ensemble size, readout)``, the readout ``"selected"`` (what the model
+    infers with) or, with ``final_too`` and a model that selects checkpoints, also ``"final"`` (the
+    weights the fit ended with: the same fit, read out as without selection). ``selection``
+    overrides the recipe's checkpoint-selection settings (:data:`SELECTION_SETTINGS`)."""
     from dataclasses import replace
 
     from zeroig_plugin import ZeroIG
 
     model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop, seed=seed, brightness=brightness, acceleration=acceleration)
     model.recipe = replace(model.recipe, **(selection or {}))
-    results: dict = {ensemble: {} for ensemble in ensembles}
+    readouts = ("selected", "final") if final_too and model.checkpoint_selection else ("selected",)
+    results: dict = {(ensemble, readout): {} for ensemble in ensembles for readout in readouts}
     done, fit_seconds = 0, 0.0
     rate_changes: list[list] = []  # [first step, learning rate], for recipes whose rate changes
 
@@ -185,21 +189,33 @@ def run_one(
         model.fit(low, checkpoint - done, progress=note_rate)
         fit_seconds += time.perf_counter() - start
         done = checkpoint
-        for ensemble in ensembles:
-            outputs = model.infer(low, ensemble=ensemble)
-            results[ensemble][str(checkpoint)] = {
+        for ensemble, readout in results:
+            with final_weights(model) if readout == "final" else contextlib.nullcontext():
+                outputs = model.infer(low, ensemble=ensemble)
+            results[ensemble, readout][str(checkpoint)] = {
                 "enhance": score(outputs.enhance, high, match),
                 "denoise": score(outputs.denoise, high, match),
                 "linear": score(outputs.linear, high, match),
             }
-        print(f"  {mode} step {checkpoint}: denoise {results[ensembles[0]][str(checkpoint)]['denoise']['psnr']:.2f} dB "
+        print(f"  {mode} step {checkpoint}: denoise {results[ensembles[0], 'selected'][str(checkpoint)]['denoise']['psnr']:.2f} dB "
               f"({fit_seconds / done:.2f} s per step)", file=sys.stderr, flush=True)
     common = {
         "seconds_per_step": fit_seconds / max(1, done), "reference_brightness": float(high.mean() * 255),
         "learning_rates": rate_changes, "acceleration_notes": model.acceleration_notes,
         "brightness": model.recipe.brightness,  # the value used: "headroom" is resolved from the image
     }
-    return {ensemble: {"checkpoints": scored, **common} for ensemble, scored in results.items()}
+    return {key: {"checkpoints": scored, **common} for key, scored in results.items()}
+
+
+@contextlib.contextmanager
+def final_weights(model):
+    """Within this block ``model`` infers with the weights its fit ended with (averaged, as a fit
+    without checkpoint selection infers), not the checkpoint its selection keeps."""
+    kept, model._best = model._best, None  # the engine infers with _best where selection kept one
+    try:
+        yield
+    finally:
+        model._best = kept
 
 
 def pairs(
@@ -371,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         help="override the mode's checkpoint selection, e.g. select_after=none (the final weights) or "
         "selection_domain=input",
     )
+    parser.add_argument(
+        "--final-too", action="store_true",
+        help="where a mode selects checkpoints, also score each fit's final weights (same fit, a second row)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--acceleration", default="auto", choices=ACCELERATIONS,
@@ -400,8 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(dict.fromkeys(args.seeds))
     ensembles = tuple(dict.fromkeys(args.ensembles)) if args.ensembles else (None,)
 
-    def label(mode: str, seed: int, ensemble: int | None) -> str:
+    def label(mode: str, seed: int, ensemble: int | None, readout: str = "selected") -> str:
         parts = [mode] + [f"fit crop {args.fit_crop}"] * bool(args.fit_crop) + [f"ensemble {ensemble}"] * bool(ensemble)
+        parts += ["final weights"] * (readout == "final")
         parts += [f"acceleration {args.acceleration}"] * (args.acceleration != "auto")
         if args.brightness is not None:
             parts.append(f"brightness {args.brightness}")
@@ -412,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "device": describe_device(args.device), "torch": torch.__version__, "python": platform.python_version(),
         "steps": checkpoints, "scale": args.scale, "size": args.size, "crop": args.crop, "fit_crop": args.fit_crop,
-        "brightness": args.brightness, "acceleration": args.acceleration, "selection": dict(args.selection), "synthetic_exposure": args.exposure, "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
+        "brightness": args.brightness, "acceleration": args.acceleration, "selection": dict(args.selection), "synthetic_exposure": args.exposure, "final_too": args.final_too, "modes": [label(mode, seed, ensemble) for mode, seed in runs for ensemble in ensembles], "seeds": seeds,
     }
     report = {"settings": settings, "results": {}}
     partial = Path(f"{args.out}.partial.json")  # what is done so far, should the run be stopped
@@ -422,11 +443,11 @@ def main(argv: list[str] | None = None) -> int:
             for mode, seed in runs:
                 start = time.perf_counter()
                 scored = run_one(mode, low, high, checkpoints, dataset in INTENSITY_MATCHED, args.device, args.fit_crop, seed, ensembles,
-                                 args.brightness, args.acceleration, dict(args.selection))
-                for ensemble, result in scored.items():
-                    report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble), {})[name] = result
+                                 args.brightness, args.acceleration, dict(args.selection), args.final_too)
+                for (ensemble, readout), result in scored.items():
+                    report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble, readout), {})[name] = result
                     final = _last_denoise(result)
-                    print(f"{dataset} {name} {low.shape} {label(mode, seed, ensemble)}: denoise {final['psnr']:.2f} dB / "
+                    print(f"{dataset} {name} {low.shape} {label(mode, seed, ensemble, readout)}: denoise {final['psnr']:.2f} dB / "
                           f"{final['ssim']:.3f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
                 partial.parent.mkdir(parents=True, exist_ok=True)
                 partial.write_text(json.dumps(report, indent=1))

@@ -154,6 +154,24 @@ def test_images_too_large_for_a_whole_image_step_are_fitted_on_crops(monkeypatch
     assert model.infer(image).denoise.shape == image.shape
 
 
+def test_a_captured_step_is_released_before_an_inference_that_would_not_fit_beside_it(monkeypatch):
+    from types import SimpleNamespace
+
+    image = (np.random.default_rng(4).random((40, 44, 3)) * 0.15).astype(np.float32)
+    step = (2, 3, 32, 32)  # a graph captured on two 32x32 crops; its pool is held between steps
+    held = sizing.whole_image_fit_bytes(64, 32, torch.device("cpu"))
+    memory = held + sizing.inference_bytes(40, 44) / sizing.MEMORY_SHARE["cpu"]  # the pass just fits beside it
+    monkeypatch.setattr(sizing, "device_memory", lambda device: memory)
+    model = ZeroIG(device="cpu", fit_crop=32)
+    model._graph = graph = SimpleNamespace(key=(step,))
+    assert sizing.budget_beside(model.device, held) == pytest.approx(sizing.inference_bytes(40, 44))
+    model.infer(image, ensemble=1)
+    assert model._graph is graph, "room for the pass beside the graph: kept"
+    monkeypatch.setattr(sizing, "device_memory", lambda device: memory - 2**20)
+    model.infer(image, ensemble=1)
+    assert model._graph is None, "no room: released (the next step captures it again)"
+
+
 def test_the_automatic_crop_is_the_largest_that_fits_the_device_memory(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert sizing.whole_image_fit_bytes(1080, 1920, cuda) >= 12.5 * 2**30, "the H100's measured peak at 1080p"
@@ -350,8 +368,8 @@ def test_plateau_gated_late_rate_waits_for_checks_without_a_new_best(dark, monke
 
 
 def test_plateau_gate_falls_back_to_the_fixed_step_without_selection(dark):
-    model = ZeroIG(device="cpu", fit_crop=16)
-    model.recipe = replace(model.recipe, late_after=2, late_on_plateau=3)
+    model = ZeroIG(device="cpu")
+    model.recipe = replace(model.recipe, late_after=2, late_on_plateau=3, select_after=None)
     model.fit(dark, 3)
     assert model.optimizer.param_groups[0]["lr"] == 1e-4
 
@@ -363,6 +381,34 @@ def test_selection_is_off_for_crop_fits_and_the_published_mode(dark, monkeypatch
     cropped.fit(dark, 3)
     ZeroIG(mode="faithful", device="cpu").fit(dark, 3)
     assert scored == []
+
+
+def test_checkpoints_are_scored_on_the_centred_window_that_fits_beside_what_the_fit_holds(monkeypatch):
+    from types import SimpleNamespace
+
+    from zeroig_plugin import engine
+
+    image = (np.random.default_rng(4).random((40, 44, 3)) * 0.15).astype(np.float32)
+    scored_shapes, real_map = [], engine.pair_consistency_map
+    monkeypatch.setattr(engine, "pair_consistency_map", lambda net, view, domain: scored_shapes.append(
+        tuple(view.shape[-2:])) or real_map(net, view, domain))
+
+    def scored_by(model: ZeroIG) -> list[tuple[int, int]]:
+        scored_shapes.clear()
+        model.recipe = replace(model.recipe, select_after=1, select_every=1)
+        model.fit(image, 2)
+        return list(scored_shapes)
+
+    assert scored_by(ZeroIG(device="cpu")) == [(40, 44)] * 2, "within the memory: the whole image"
+    # memory for one inference pass of 24x24 pixels, an image fitted whole against the budget
+    monkeypatch.setattr(sizing, "memory_budget", lambda device: sizing.inference_bytes(24, 24))
+    assert scored_by(ZeroIG(device="cpu", fit_crop=None)) == [(16, 32)] * 2, "its centre, sides multiples of 16"
+    # a captured step holding half of the device's memory leaves half the budget beside it
+    monkeypatch.setattr(sizing, "memory_budget", lambda device: sizing.inference_bytes(40, 44))
+    monkeypatch.setattr(sizing, "device_memory", lambda device: 2 * sizing.whole_image_fit_bytes(40, 44, device))
+    held = ZeroIG(device="cpu", fit_crop=None)
+    held._graph = SimpleNamespace(key=((1, 3, 40, 44),))  # a CPU fit never captures, nor drops, one
+    assert scored_by(held) == [(16, 44)] * 2, "16x44 of the 40x44 the budget would allow alone"
 
 
 @pytest.mark.parametrize("variant, domain", [(None, "enhanced"), ("improved+input-score", "input")])

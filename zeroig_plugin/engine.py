@@ -32,7 +32,10 @@ from .objective import (
     pair_consistency_map, risk_blocks, stein_risk_map, tied_choice,
 )
 from .recipes import RISK_SCORE, Recipe, get_recipe
-from .sizing import FIT_CROPS_PER_STEP, automatic_tile, fit_crop_side
+from .sizing import (
+    FIT_CROPS_PER_STEP, automatic_tile, budget_beside, fit_crop_side, inference_bytes, selection_window,
+    whole_image_fit_bytes,
+)
 
 __all__ = [
     "ZeroIG", "FitReport", "ImageOutputs", "resolve_device", "describe_device", "inference_passes", "ProgressCallback",
@@ -473,6 +476,8 @@ class ZeroIG:
         return self._average.net if self._average is not None and self._average.updates else self.net
 
     def _selects(self) -> bool:
+        # Crop fits infer with their final weights: selection gave them nothing in the mean
+        # (BENCHMARKS.md, "Checkpoint selection for crop fits").
         return self.recipe.select_after is not None and self.recipe.crop_size is None
 
     @property
@@ -494,7 +499,7 @@ class ZeroIG:
         (:func:`objective.drift_threshold`). One copy of the weights per check. Counts the checks
         in a row that did not lower the score (the plateau that ``late_on_plateau`` waits for)."""
         current = self._current_net()
-        per_pixel, divergence = self._score_map(current, image)
+        per_pixel, divergence = self._score_map(current, self._selection_view(image))
         by_risk = divergence is not None
         tiebreak = float(divergence.mean()) if by_risk else -float(self.steps_done)
         score = float(per_pixel.mean())
@@ -526,6 +531,36 @@ class ZeroIG:
         patience = self.recipe.late_on_plateau
         self._plateaued = self._plateaued or (patience is not None and self._checks_without_improvement >= patience)
         return False
+
+    def _selection_view(self, image: torch.Tensor) -> torch.Tensor:
+        """The part of ``image`` ``(1, 3, H, W)`` checkpoints are scored on, read out with its own
+        statistics: all of it, or where one inference pass over it would not fit the device's memory
+        beside what the fit holds (a captured step's graph; an image fitted whole against the
+        budget, ``fit_crop=None``), its centred part that does (:func:`sizing.selection_window`)."""
+        _, _, height, width = image.shape
+        rows, columns = selection_window(height, width, self.device, self._held_by_graph())
+        top, left = (height - rows) // 2, (width - columns) // 2
+        return image[:, :, top : top + rows, left : left + columns]
+
+    def _held_by_graph(self) -> int:
+        """Bytes a captured step keeps between steps in its CUDA graph's private pool, which no other
+        work can use (estimated as the step's peak, :func:`sizing.whole_image_fit_bytes` of its
+        view); 0 without one."""
+        if self._graph is None:
+            return 0
+        batch, _, height, width = self._graph.key[0]
+        return whole_image_fit_bytes(batch * height, width, self.device)
+
+    def _release_graph_for(self, height: int, width: int, tile: int | None) -> None:
+        """Hand back the captured step's memory where one inference pass (over the image, or a
+        ``tile`` and its margin) would not fit beside it: after a fit on crops as large as the
+        device allows, the graph's pool and the pass together exceed the GPU's memory. The next
+        step captures the graph again."""
+        window = (height, width) if tile is None else (tile + 2 * RECEPTIVE_MARGIN,) * 2
+        held = self._held_by_graph()
+        if held and inference_bytes(*window) > budget_beside(self.device, held):
+            self._graph = None
+            torch.cuda.empty_cache()
 
     def _training_view(self, image: torch.Tensor) -> torch.Tensor:
         crop = self.recipe.crop_size
@@ -715,6 +750,7 @@ class ZeroIG:
             statistics_from = _padded_to_fit(self.content_box(statistics_from).crop(statistics_from))
         height, width = image.shape[-2:]
         tile = _automatic_tile(height, width, tile, self.device)
+        self._release_graph_for(height, width, tile)
         if tile is not None and self.device.type == "cpu" and self._released_after_step != self.steps_done:
             # The fit's freed feature maps, which malloc keeps for the next step, would stay beside
             # the tiles' (a 12-megapixel photo on the CPU: 18.6 GiB peak kept, 14.4 handed back).

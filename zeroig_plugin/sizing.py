@@ -10,7 +10,9 @@ would need about 75 GiB. Where a whole-image step would take more than 80 % of a
 random crops, as large as that share allows: crops that cover a small part of the image fit worse
 (LOL at 600x400, 2000 steps: two 96x96 crops per step lost up to 5.5 dB against the whole image;
 BENCHMARKS.md, "Images too large for a whole-image step"). Inference covers the whole image, in
-tiles where one pass would not fit (tiled results are identical).
+tiles where one pass would not fit (tiled results are identical). On CUDA a captured step's graph
+keeps its memory between steps: checkpoints are scored on what fits beside it
+(:func:`budget_beside`), and the engine hands it back before an inference pass that would not.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import torch
 
 __all__ = [
     "FIT_CROPS_PER_STEP", "MEMORY_SHARE", "automatic_fit_crop", "automatic_tile", "device_memory", "fit_crop_side",
-    "memory_budget", "inference_bytes", "whole_image_fit_bytes",
+    "budget_beside", "memory_budget", "inference_bytes", "selection_window", "whole_image_fit_bytes",
 ]
 
 # One crop's BatchNorm statistics stray further from the whole image's, which the image readout
@@ -113,6 +115,27 @@ def automatic_tile(height: int, width: int, device: torch.device, margin: int) -
     for_windows = budget - height * width * WHOLE_IMAGE_BUFFER_BYTES_PER_PIXEL
     window = math.isqrt(max(0, int(for_windows / _INFERENCE_BYTES_PER_PIXEL)))
     return max(TILE_MULTIPLE, (window - 2 * margin) // TILE_MULTIPLE * TILE_MULTIPLE)
+
+
+def budget_beside(device: torch.device, held: int) -> float:
+    """:func:`memory_budget` of what is left of ``device``'s memory beside ``held`` bytes that stay
+    allocated (a captured CUDA graph's pool keeps its step's memory between steps)."""
+    budget = memory_budget(device)
+    return budget if held <= 0 else budget * max(0.0, 1.0 - held / device_memory(device))
+
+
+def selection_window(height: int, width: int, device: torch.device, held: int = 0) -> tuple[int, int]:
+    """The ``(height, width)`` of the centred part of a ``height x width`` image whose checkpoints a
+    fit scores: all of it where one inference pass over it (a score costs about one) fits
+    :func:`budget_beside` the ``held`` bytes, else the largest window that does, about square
+    (sides multiples of :data:`CROP_MULTIPLE`), or across an image narrower than that, a strip."""
+    pixels = int(budget_beside(device, held) / _INFERENCE_BYTES_PER_PIXEL)
+    if height * width <= pixels:
+        return height, width
+    square = max(CROP_MULTIPLE, math.isqrt(pixels) // CROP_MULTIPLE * CROP_MULTIPLE)
+    short = min(height, width, square)
+    long = max(square, pixels // short // CROP_MULTIPLE * CROP_MULTIPLE)
+    return (short, min(width, long)) if height <= width else (min(height, long), short)
 
 
 def fit_crop_side(crop_size: int | None, automatic: bool, height: int, width: int, device: torch.device) -> int | None:

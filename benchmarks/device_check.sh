@@ -14,9 +14,14 @@
 #   2. issue 5's microscopy line under its protocol: the four pairs at full size (512x512), 2000
 #      steps, intensity-matched `denoise`, napari's default (improved-post-gain, brightness from
 #      the highlights) and faithful side by side, seed 2.
-#   3. the same with seed 3 in the time left.
+#   3. large photos fitted and inferred end to end with the engine's own choices
+#      (benchmarks/large_photo.py): 12 megapixels on crops, the captured graph handed back before
+#      inference; 3840x2160 whole, checkpoints scored beside the graph. Do they finish within the
+#      GPU's memory, and at what peak?
+#   4. the microscopy line with seed 3 in the time left.
 # Knobs (environment), for a dry run on a CPU: PYTHON, DEVICE, STEPS, CROP, FIRST_SEEDS,
-# LATER_SEEDS (empty: no third part), BUDGET_S (seconds for the whole script), ZEROIG_SHARED, OUT.
+# LARGE_SIZES and LARGE_STEPS (the photos of part 3), LATER_SEEDS (empty: no fourth part),
+# BUDGET_S (seconds for the whole script), ZEROIG_SHARED, OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +30,9 @@ DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-2000}
 CROP=${CROP:-512}
 FIRST_SEEDS=${FIRST_SEEDS:-2}
-LATER_SEEDS=${LATER_SEEDS:-3}
+LARGE_SIZES=${LARGE_SIZES:-4032x3024 3840x2160}
+LARGE_STEPS=${LARGE_STEPS:-300}
+LATER_SEEDS=${LATER_SEEDS-3}
 BUDGET_S=${BUDGET_S:-560}
 OUT=${OUT:-out-device-check}
 export ZEROIG_SHARED=${ZEROIG_SHARED:-$PWD/.device-shared}
@@ -71,5 +78,16 @@ microscopy() {  # seeds
 }
 
 microscopy "$FIRST_SEEDS"
+for size in $LARGE_SIZES; do
+    limit=$(( $(left) < 180 ? $(left) : 180 ))
+    if [ "$limit" -lt 60 ]; then
+        echo "large photo $size: skipped, $(left) s left" | tee -a "$work/summary.txt"
+        continue
+    fi
+    timeout "$limit" "$PYTHON" benchmarks/large_photo.py --device "$DEVICE" --size "$size" --steps "$LARGE_STEPS" \
+        --out "$work/large_photo_$size" >"$work/large_photo_$size.log" 2>&1
+    echo "large photo $size: exit $? after ${SECONDS} s" | tee -a "$work/summary.txt"
+    tail -n 1 "$work/large_photo_$size.log" >>"$work/summary.txt"
+done
 microscopy "$LATER_SEEDS"
 grep -h "^microscopy-dev" "$work"/*_headroom.log "$work"/*_faithful.log 2>/dev/null | tee -a "$work/summary.txt"

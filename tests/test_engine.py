@@ -409,6 +409,10 @@ def test_checkpoints_are_scored_on_the_centred_window_that_fits_beside_what_the_
     held = ZeroIG(device="cpu", fit_crop=None)
     held._graph = SimpleNamespace(key=((1, 3, 40, 44),))  # a CPU fit never captures, nor drops, one
     assert scored_by(held) == [(16, 44)] * 2, "16x44 of the 40x44 the budget would allow alone"
+    held._graph = None
+    scored_shapes.clear()
+    held.fit(image, 2)
+    assert scored_shapes == [(16, 44)] * 2, "every check of one image is scored on the same window"
 
 
 @pytest.mark.parametrize("variant, domain", [(None, "enhanced"), ("improved+input-score", "input")])

@@ -199,6 +199,7 @@ class _BestWeights:
     seen, and every checkpoint scored."""
 
     key: tuple
+    window: ContentBox  # the part of the image every checkpoint of it is scored on
     score: float
     net: ZeroIGNet
     checks: list[_ScoredCheck] = field(default_factory=list)
@@ -499,7 +500,8 @@ class ZeroIG:
         (:func:`objective.drift_threshold`). One copy of the weights per check. Counts the checks
         in a row that did not lower the score (the plateau that ``late_on_plateau`` waits for)."""
         current = self._current_net()
-        per_pixel, divergence = self._score_map(current, self._selection_view(image))
+        window = self._best.window if self._best is not None else self._selection_window(image)
+        per_pixel, divergence = self._score_map(current, window.crop(image))
         by_risk = divergence is not None
         tiebreak = float(divergence.mean()) if by_risk else -float(self.steps_done)
         score = float(per_pixel.mean())
@@ -507,7 +509,7 @@ class ZeroIG:
         if not math.isfinite(score):
             return
         if self._best is None:
-            self._best = _BestWeights(key, score, copy.deepcopy(current).requires_grad_(False))
+            self._best = _BestWeights(key, window, score, copy.deepcopy(current).requires_grad_(False))
         elif improved:
             self._best.score = score
         checks = self._best.checks
@@ -532,15 +534,16 @@ class ZeroIG:
         self._plateaued = self._plateaued or (patience is not None and self._checks_without_improvement >= patience)
         return False
 
-    def _selection_view(self, image: torch.Tensor) -> torch.Tensor:
-        """The part of ``image`` ``(1, 3, H, W)`` checkpoints are scored on, read out with its own
-        statistics: all of it, or where one inference pass over it would not fit the device's memory
-        beside what the fit holds (a captured step's graph; an image fitted whole against the
-        budget, ``fit_crop=None``), its centred part that does (:func:`sizing.selection_window`)."""
+    def _selection_window(self, image: torch.Tensor) -> ContentBox:
+        """The part of ``image`` ``(1, 3, H, W)`` its checkpoints are scored on (each read out with
+        that part's own statistics), chosen at its first check: all of it, or where one inference
+        pass over all of it would not fit the device's memory beside a captured step's graph (or
+        at all, for an image fitted whole against the budget, ``fit_crop=None``), its centred part
+        that does (:func:`sizing.selection_window`)."""
         _, _, height, width = image.shape
         rows, columns = selection_window(height, width, self.device, self._held_by_graph())
         top, left = (height - rows) // 2, (width - columns) // 2
-        return image[:, :, top : top + rows, left : left + columns]
+        return ContentBox(top, top + rows, left, left + columns)
 
     def _held_by_graph(self) -> int:
         """Bytes a captured step keeps between steps in its CUDA graph's private pool, which no other

@@ -19,7 +19,10 @@ def _run(shared: Path, out: Path, **knobs: str) -> subprocess.CompletedProcess:
 
 
 def test_device_check_scores_both_modes_on_every_pair_and_archives_the_results(shared_data_dir, tmp_path):
-    done = _run(shared_data_dir.parent, tmp_path / "out", STEPS="2", CROP="24", FIRST_SEEDS="2", LATER_SEEDS="")
+    done = _run(
+        shared_data_dir.parent, tmp_path / "out", STEPS="2", CROP="24", FIRST_SEEDS="2", LATER_SEEDS="",
+        LARGE_SIZES="64x48", LARGE_STEPS="2",
+    )
     assert done.returncode == 0, done.stderr
     with tarfile.open(tmp_path / "out" / "device_check.tar.gz") as archive:
         archive.extractall(tmp_path / "results", filter="data")
@@ -31,6 +34,10 @@ def test_device_check_scores_both_modes_on_every_pair_and_archives_the_results(s
         scored = report["results"]["microscopy-dev"][label]
         assert set(scored) == PAIRS
         assert all(set(result["checkpoints"]) == {"2"} for result in scored.values())
+    large = json.loads((results / "large_photo_64x48.json").read_text())
+    assert large["size"] == [64, 48] and large["steps"] == 2 and large["finite"]
+    assert "large photo 64x48: exit 0" in (results / "summary.txt").read_text()
+    assert not list(results.glob("quality_microscopy24_seed3_*")), "an empty LATER_SEEDS skips the last part"
 
 
 def test_device_check_without_the_data_says_how_to_bring_it(tmp_path):

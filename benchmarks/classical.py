@@ -1,0 +1,179 @@
+"""Classical baselines: one global gain, with or without a standard denoiser, scored like the fits.
+
+What does fitting three networks to the image buy over what a user could do in a second with
+scikit-image? Each pair of ``quality.py``'s datasets (same loading, resizing, darkening and
+scoring) is processed without any fitting:
+
+- ``gain``: the low image times the one gain that brings its mean luminance to ``--brightness``
+  (the default mode's output gain, :func:`zeroig_plugin.improved.exposure_gain`, a bisection
+  through the clip at 1, allowed up to 256x): exposure alone, at the level the default mode's
+  outputs are brought to.
+- ``nl-means`` and ``tv``: :func:`skimage.restoration.denoise_nl_means` (5x5 patches, 13x13
+  search window) and :func:`skimage.restoration.denoise_tv_chambolle`, each with its strength (``h``,
+  ``weight``) chosen on the image itself by :func:`skimage.restoration.calibrate_denoiser`
+  (Noise2Self's J-invariant self-supervised loss; the chosen value is then used with the plain
+  denoiser), then the gain. Zero-shot, like the fits: nothing is tuned on the references.
+- ``vst+nl-means``: the same non-local means on a variance-stabilised image. Shot noise grows
+  with the signal, so one ``h`` is too strong in the shadows or too weak in the highlights;
+  ``f(x) = integral of dt / sqrt(var(t))``, with ``var`` each channel's noise curve estimated from
+  the image (:func:`zeroig_plugin.noise.noise_curve`, the estimate the default mode's risk uses),
+  gives noise of unit variance everywhere (as the Anscombe transform does for Poisson noise);
+  the result is mapped back through the inverse of ``f``.
+
+Each result has the fits' three outputs: ``enhance`` (the gained, undenoised image), ``denoise``
+(denoised, then gained) and ``linear`` (denoised, at the input's intensities). Microscopy is
+scored intensity-matched, as the fits are, so its gain does not count there. Results go in
+``quality.py``'s format with the step count 0, so ``quality.py --merge`` puts them in one table
+with the fits' results of the same sizes:
+
+    python benchmarks/classical.py --datasets lol15-dev --out results/classical_lol600
+    python benchmarks/quality.py --merge results/classical_lol600.json results/quality_lol600_h100_2000steps.json \\
+        --out results/classical_lol600_against_fits
+    python benchmarks/classical.py --datasets lol15-dev --size 200 --out results/classical_lol200
+    python benchmarks/classical.py --datasets skimage-synthetic --size 160 --out results/classical_synthetic160
+    python benchmarks/classical.py --datasets microscopy-dev --out results/classical_microscopy512
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality import DATASETS, INTENSITY_MATCHED, REPO, SHARED, SYNTHETIC_EXPOSURE, pairs, prepare, score, write  # noqa: E402
+
+METHODS = ("gain", "nl-means", "tv", "vst+nl-means")
+STRENGTHS = np.geomspace(0.125, 16.0, 15)  # times the noise level: the range calibrate_denoiser searches
+VST_SAMPLES = 4096
+MAX_GAIN = 256.0  # the default mode's output gain stops at 8x on top of its fit; here the gain is all the brightening
+
+
+def noise_level(image: np.ndarray) -> float:
+    """The noise's standard deviation, averaged over ``image``'s pixels and channels (noise curve)."""
+    import torch
+
+    from zeroig_plugin.noise import noise_variance
+
+    channels = image[None, None] if image.ndim == 2 else image.transpose(2, 0, 1)[None]
+    return float(noise_variance(torch.from_numpy(np.ascontiguousarray(channels))).mean().sqrt())
+
+
+def calibrated(denoise, image: np.ndarray, name: str, scale: float, **fixed) -> tuple[np.ndarray, float]:
+    """``denoise(image, name=scale * m, **fixed)`` with the multiple ``m`` of :data:`STRENGTHS` that
+    :func:`skimage.restoration.calibrate_denoiser` finds best on ``image`` alone; also ``m``."""
+    from skimage.restoration import calibrate_denoiser
+
+    values = {name: [float(scale * m) for m in STRENGTHS], **{k: [v] for k, v in fixed.items()}}
+    _, (tested, losses) = calibrate_denoiser(image, denoise, values, extra_output=True)
+    best = int(np.argmin(losses))
+    return denoise(image, **tested[best]).astype(np.float32), float(STRENGTHS[best])
+
+
+def stabiliser(channel: np.ndarray):
+    """``(forward, inverse)``: the variance-stabilising map of ``channel``'s noise curve and its inverse."""
+    import torch
+
+    from zeroig_plugin.noise import noise_curve
+
+    curve = noise_curve(torch.from_numpy(np.ascontiguousarray(channel, dtype=np.float32)))
+    grid = np.linspace(0.0, 1.0, VST_SAMPLES)
+    spread = np.sqrt(np.maximum(curve(torch.from_numpy(grid)).numpy(), 1e-12))
+    stabilised = np.concatenate([[0.0], np.cumsum((1 / spread[1:] + 1 / spread[:-1]) / 2 * np.diff(grid))])
+    return (lambda x: np.interp(x, grid, stabilised)), (lambda y: np.interp(y, stabilised, grid))
+
+
+def denoised(method: str, image: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """``image`` (``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]``) denoised by ``method``, its strength
+    chosen on the image; also that strength, as a multiple of the noise level (``None`` for ``gain``)."""
+    from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
+
+    channel_axis = -1 if image.ndim == 3 else None
+    nl_means = dict(fast_mode=True, patch_size=5, patch_distance=6, channel_axis=channel_axis)
+    if method == "gain":
+        return image, None
+    if method == "tv":
+        return calibrated(denoise_tv_chambolle, image, "weight", noise_level(image), channel_axis=channel_axis)
+    if method == "nl-means":
+        sigma = noise_level(image)
+        return calibrated(denoise_nl_means, image, "h", sigma, sigma=sigma, **nl_means)
+    if method == "vst+nl-means":
+        channels = [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[2])]
+        maps = [stabiliser(channel) for channel in channels]
+        stable = np.stack([forward(channel) for (forward, _), channel in zip(maps, channels)], -1)
+        result, strength = calibrated(denoise_nl_means, stable[..., 0] if image.ndim == 2 else stable, "h", 1.0, sigma=1.0, **nl_means)
+        result = result[..., None] if image.ndim == 2 else result
+        back = np.stack([inverse(result[..., c]) for c, (_, inverse) in enumerate(maps)], -1)
+        return (back[..., 0] if image.ndim == 2 else back).astype(np.float32), strength
+    raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+
+
+def gained(image: np.ndarray, brightness: float) -> np.ndarray:
+    """``image`` times the gain that brings its clipped mean luminance to ``brightness`` (gray as RGB)."""
+    import torch
+
+    from zeroig_plugin.improved import exposure_gain
+
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, -1)
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+    gain = float(exposure_gain(tensor, brightness, max_gain=MAX_GAIN))
+    return np.clip(image * gain, 0, 1).astype(np.float32)
+
+
+def run_one(method: str, low: np.ndarray, high: np.ndarray, match: bool, brightness: float) -> dict:
+    """One method on one pair: its three outputs scored (:func:`quality.score`) as checkpoint ``"0"``."""
+    start = time.perf_counter()
+    linear, strength = denoised(method, low)
+    linear = np.clip(linear, 0, 1)
+    outputs = {"enhance": gained(low, brightness), "denoise": gained(linear, brightness), "linear": linear}
+    seconds = time.perf_counter() - start
+    return {
+        "checkpoints": {"0": {name: score(output, high, match) for name, output in outputs.items()}},
+        "reference_brightness": float(high.mean() * 255), "seconds": seconds, "brightness": brightness,
+        "strength": strength,  # the calibrated h or weight over the noise level; at an end of STRENGTHS, widen them
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--scale", type=float, default=None, help="downscale factor (area average), e.g. 0.25")
+    parser.add_argument("--size", type=int, default=None, help="downscale to this long side (ignored with --scale)")
+    parser.add_argument("--crop", type=int, default=None, help="then centre-crop to this square side")
+    parser.add_argument("--names", nargs="+", default=None, help="only these image stems")
+    parser.add_argument("--exposure", type=float, default=SYNTHETIC_EXPOSURE, help="skimage-synthetic's simulated exposure")
+    parser.add_argument("--brightness", type=float, default=0.5, help="the mean luminance the gain aims at (default 0.5)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "classical"), help="writes OUT.json and OUT.md")
+    args = parser.parse_args(argv)
+
+    import skimage
+
+    datasets = [d for d in args.datasets if d == "skimage-synthetic" or (SHARED / "data" / d).is_dir()]
+    for missing in sorted(set(args.datasets) - set(datasets)):
+        print(f"skipped {missing}: not found in {SHARED / 'data'} (set ZEROIG_SHARED to the shared/ folder)")
+    settings = {
+        "device": f"CPU ({platform.processor() or platform.machine()})", "scikit-image": skimage.__version__,
+        "python": platform.python_version(), "steps": [0], "scale": args.scale, "size": args.size, "crop": args.crop,
+        "brightness": args.brightness, "synthetic_exposure": args.exposure, "modes": list(args.methods),
+    }
+    report: dict = {"settings": settings, "results": {}}
+    resize = lambda array: prepare(array, args.scale, args.size, args.crop)  # noqa: E731
+    for dataset in datasets:
+        for name, low, high in pairs(dataset, None, args.names, resize, args.exposure):
+            for method in args.methods:
+                result = run_one(method, low, high, dataset in INTENSITY_MATCHED, args.brightness)
+                report["results"].setdefault(dataset, {}).setdefault(method, {})[name] = result
+                final = result["checkpoints"]["0"]["linear" if dataset in INTENSITY_MATCHED else "denoise"]
+                print(f"{dataset} {name} {low.shape} {method}: {final['psnr']:.2f} dB / {final['ssim']:.3f} "
+                      f"({result['seconds']:.1f} s)", file=sys.stderr, flush=True)
+    write(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

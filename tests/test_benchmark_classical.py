@@ -1,0 +1,61 @@
+"""benchmarks/classical.py: the classical baselines do what they say, and their results merge with the fits'."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+
+def _ramp_with_shot_noise(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 256x256 horizontal ramp from 0.05 to 0.9 and a copy with noise of variance ``0.01 x + 1e-5``."""
+    clean = np.tile(np.linspace(0.05, 0.9, 256, dtype=np.float32), (256, 1))
+    noise = np.random.default_rng(seed).standard_normal(clean.shape).astype(np.float32)
+    return clean, clean + np.sqrt(0.01 * clean + 1e-5) * noise
+
+
+def test_the_variance_stabiliser_leaves_noise_of_unit_spread_at_every_level(benchmark_script):
+    classical = benchmark_script("classical")
+    clean, noisy = _ramp_with_shot_noise()
+    forward, inverse = classical.stabiliser(noisy)
+    raw = noisy - clean
+    stabilised = forward(noisy) - forward(clean)
+    dark, bright = slice(0, 64), slice(192, 256)
+    assert raw[:, bright].std() > 2 * raw[:, dark].std()  # shot noise: the spread grows with the signal
+    for band in (dark, bright):
+        assert 0.85 < stabilised[:, band].std() < 1.15
+    assert np.allclose(inverse(forward(clean)), clean, atol=1e-3)
+
+
+def test_calibrated_denoisers_remove_most_of_the_noise_and_the_gain_reaches_the_level(benchmark_script):
+    classical = benchmark_script("classical")
+    yy, xx = np.mgrid[0:96, 0:96] / 96
+    clean = (0.3 + 0.2 * np.sin(6 * xx) * np.cos(4 * yy)).astype(np.float32)
+    noisy = clean + 0.05 * np.random.default_rng(1).standard_normal(clean.shape).astype(np.float32)
+    noisy_error = np.mean((noisy - clean) ** 2)
+    for method in ("tv", "nl-means", "vst+nl-means"):
+        result, strength = classical.denoised(method, noisy)
+        assert np.mean((result - clean) ** 2) < 0.3 * noisy_error, method
+        assert classical.STRENGTHS[0] < strength < classical.STRENGTHS[-1], method  # calibrated inside the range
+    assert np.array_equal(classical.denoised("gain", noisy)[0], noisy)
+    dark = np.stack([clean * 0.04, clean * 0.05, clean * 0.03], -1)  # needs about 14x: above the fits' 8x cap
+    brightened = classical.gained(dark, 0.5)
+    luminance = brightened @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    assert abs(luminance.mean() - 0.5) < 0.005
+
+
+def test_results_are_in_the_quality_format_and_merge_into_one_table(benchmark_script, tmp_path):
+    classical = benchmark_script("classical")
+    quality = benchmark_script("quality")
+    out = tmp_path / "classical"
+    assert classical.main([
+        "--datasets", "skimage-synthetic", "--size", "32", "--methods", "gain", "tv", "--out", str(out),
+    ]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    methods = report["results"]["skimage-synthetic"]
+    assert list(methods) == ["gain", "tv"]
+    for name, result in methods["tv"].items():
+        outputs = result["checkpoints"]["0"]
+        assert set(outputs) == {"enhance", "denoise", "linear"}
+        assert outputs["denoise"]["psnr"] > methods["gain"][name]["checkpoints"]["0"]["denoise"]["psnr"]
+    table = quality.table(quality.merge([str(out.with_suffix(".json"))] * 2))
+    assert "| tv | 0 |" in table and "| gain | 0 |" in table

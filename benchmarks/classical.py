@@ -20,6 +20,11 @@ scoring) is processed without any fitting:
   gives noise of unit variance everywhere (as the Anscombe transform does for Poisson noise);
   the result is mapped back through the inverse of ``f``.
 
+With ``--blend-steps N`` each pair is also fitted (``--seed``, N steps; microscopy with the napari
+plugin's settings, photos with the default's), and the fit's output (``linear`` for microscopy,
+``denoise`` for photos) is scored alone and averaged pixel by pixel with each denoiser's, at the
+weights of :data:`BLEND_WEIGHTS` (the fit's share): two zero-shot denoisers whose errors differ.
+
 Each result has the fits' three outputs: ``enhance`` (the gained, undenoised image), ``denoise``
 (denoised, then gained) and ``linear`` (denoised, at the input's intensities). Microscopy is
 scored intensity-matched, as the fits are, so its gain does not count there. Results go in
@@ -31,7 +36,9 @@ with the fits' results of the same sizes:
         --out results/classical_lol600_against_fits
     python benchmarks/classical.py --datasets lol15-dev --size 200 --out results/classical_lol200
     python benchmarks/classical.py --datasets skimage-synthetic --size 160 --out results/classical_synthetic160
-    python benchmarks/classical.py --datasets microscopy-dev --out results/classical_microscopy512
+    python benchmarks/classical.py --datasets microscopy-dev --crop 512 --out results/classical_microscopy512
+    python benchmarks/classical.py --datasets microscopy-dev --crop 128 --methods gain tv vst+nl-means \
+        --blend-steps 1000 --seed 3 --out results/blend_microscopy128_seed3
 """
 from __future__ import annotations
 
@@ -50,6 +57,7 @@ from quality import DATASETS, INTENSITY_MATCHED, REPO, SHARED, SYNTHETIC_EXPOSUR
 METHODS = ("gain", "nl-means", "tv", "vst+nl-means")
 STRENGTHS = np.geomspace(0.125, 16.0, 15)  # times the noise level: the range calibrate_denoiser searches
 VST_SAMPLES = 4096
+BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 MAX_GAIN = 256.0  # the default mode's output gain stops at 8x on top of its fit; here the gain is all the brightening
 
 
@@ -124,18 +132,59 @@ def gained(image: np.ndarray, brightness: float) -> np.ndarray:
     return np.clip(image * gain, 0, 1).astype(np.float32)
 
 
-def run_one(method: str, low: np.ndarray, high: np.ndarray, match: bool, brightness: float) -> dict:
-    """One method on one pair: its three outputs scored (:func:`quality.score`) as checkpoint ``"0"``."""
+def run_one(method: str, low: np.ndarray, high: np.ndarray, match: bool, brightness: float) -> tuple[dict, np.ndarray]:
+    """One method on one pair: its three outputs scored (:func:`quality.score`) as checkpoint
+    ``"0"``, and the output a fit's is compared with (``linear`` where ``match``, else ``denoise``)."""
     start = time.perf_counter()
     linear, strength = denoised(method, low)
     linear = np.clip(linear, 0, 1)
     outputs = {"enhance": gained(low, brightness), "denoise": gained(linear, brightness), "linear": linear}
     seconds = time.perf_counter() - start
-    return {
+    result = {
         "checkpoints": {"0": {name: score(output, high, match) for name, output in outputs.items()}},
         "reference_brightness": float(high.mean() * 255), "seconds": seconds, "brightness": brightness,
         "strength": strength,  # the calibrated h or weight over the noise level; at an end of STRENGTHS, widen them
     }
+    return result, outputs["linear" if match else "denoise"]
+
+
+def fitted(low: np.ndarray, match: bool, steps: int, seed: int) -> np.ndarray:
+    """The fit's output for ``low`` after ``steps`` steps: ``linear`` with the napari plugin's
+    settings where ``match`` (microscopy), else the default mode's ``denoise``."""
+    from zeroig_plugin import ZeroIG
+
+    if match:
+        model = ZeroIG(seed=seed, brightness="headroom", exposure_gain=False, select_for="linear")
+    else:
+        model = ZeroIG(seed=seed)
+    model.fit(low, steps)
+    outputs = model.infer(low)
+    return outputs.linear if match else outputs.denoise
+
+
+def blends(fit: np.ndarray, classical: dict[str, np.ndarray], high: np.ndarray, match: bool) -> dict:
+    """Scores (:func:`quality.score`) of the fit's output alone (``"fit"``) and averaged with each
+    classical output of the same kind and level, keyed by row label."""
+    rows = {"fit": score(fit, high, match)}
+    for method, image in classical.items():
+        for weight in BLEND_WEIGHTS:
+            rows[f"fit x {weight} + {method} x {1 - weight}"] = score(weight * fit + (1 - weight) * image, high, match)
+    return rows
+
+
+def blend_table(blended: dict) -> str:
+    """Markdown: PSNR / SSIM per row and image, with the mean, one table per dataset."""
+    lines = []
+    for dataset, rows in blended.items():
+        names = list(next(iter(rows.values())))
+        lines += [f"### {dataset}: the fit's output averaged with the classical ones", "",
+                  "| row | " + " | ".join(names) + " | mean |", "|---|" + "---|" * (len(names) + 1)]
+        for label, images in rows.items():
+            cells = [f"{images[n]['psnr']:.2f} / {images[n]['ssim']:.3f}" for n in names]
+            mean = f"{np.mean([images[n]['psnr'] for n in names]):.2f} / {np.mean([images[n]['ssim'] for n in names]):.3f}"
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", nargs="+", default=None, help="only these image stems")
     parser.add_argument("--exposure", type=float, default=SYNTHETIC_EXPOSURE, help="skimage-synthetic's simulated exposure")
     parser.add_argument("--brightness", type=float, default=0.5, help="the mean luminance the gain aims at (default 0.5)")
+    parser.add_argument("--blend-steps", type=int, default=0, help="also fit each pair this many steps and score blends (0: no fits)")
+    parser.add_argument("--seed", type=int, default=2, help="the fits' seed (default 2, the published)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "classical"), help="writes OUT.json and OUT.md")
     args = parser.parse_args(argv)
 
@@ -160,18 +211,33 @@ def main(argv: list[str] | None = None) -> int:
         "device": f"CPU ({platform.processor() or platform.machine()})", "scikit-image": skimage.__version__,
         "python": platform.python_version(), "steps": [0], "scale": args.scale, "size": args.size, "crop": args.crop,
         "brightness": args.brightness, "synthetic_exposure": args.exposure, "modes": list(args.methods),
+        "blend_steps": args.blend_steps, "seed": args.seed,
     }
     report: dict = {"settings": settings, "results": {}}
     resize = lambda array: prepare(array, args.scale, args.size, args.crop)  # noqa: E731
     for dataset in datasets:
+        match = dataset in INTENSITY_MATCHED
+        output = "linear" if match else "denoise"
         for name, low, high in pairs(dataset, None, args.names, resize, args.exposure):
+            classical = {}
             for method in args.methods:
-                result = run_one(method, low, high, dataset in INTENSITY_MATCHED, args.brightness)
+                result, classical[method] = run_one(method, low, high, match, args.brightness)
                 report["results"].setdefault(dataset, {}).setdefault(method, {})[name] = result
-                final = result["checkpoints"]["0"]["linear" if dataset in INTENSITY_MATCHED else "denoise"]
+                final = result["checkpoints"]["0"][output]
                 print(f"{dataset} {name} {low.shape} {method}: {final['psnr']:.2f} dB / {final['ssim']:.3f} "
                       f"({result['seconds']:.1f} s)", file=sys.stderr, flush=True)
+            if args.blend_steps:
+                classical.pop("gain", None)
+                fit = fitted(low, match, args.blend_steps, args.seed)
+                for label, scores in blends(fit, classical, high, match).items():
+                    report.setdefault("blends", {}).setdefault(dataset, {}).setdefault(label, {})[name] = scores
+                    print(f"{dataset} {name} {label}: {scores['psnr']:.2f} dB / {scores['ssim']:.3f}", file=sys.stderr, flush=True)
     write(report, args.out)
+    if "blends" in report:
+        table = blend_table(report["blends"])
+        print(table)
+        with open(f"{args.out}.md", "a") as markdown:
+            markdown.write("\n" + table)
     return 0
 
 

@@ -43,12 +43,25 @@ def test_calibrated_denoisers_remove_most_of_the_noise_and_the_gain_reaches_the_
     assert abs(luminance.mean() - 0.5) < 0.005
 
 
+def test_averaging_two_outputs_with_independent_errors_beats_either(benchmark_script):
+    classical = benchmark_script("classical")
+    rng = np.random.default_rng(2)
+    clean = rng.uniform(0.2, 0.8, (64, 64)).astype(np.float32)
+    fit, other = (clean + 0.05 * rng.standard_normal(clean.shape).astype(np.float32) for _ in range(2))
+    rows = classical.blends(fit, {"tv": other}, clean, match=False)
+    assert list(rows) == ["fit"] + [f"fit x {w} + tv x {1 - w}" for w in classical.BLEND_WEIGHTS]
+    halves = rows["fit x 0.5 + tv x 0.5"]["psnr"]
+    assert halves > rows["fit"]["psnr"] + 2.5  # half the variance: +3 dB
+    assert halves > rows["fit x 0.25 + tv x 0.75"]["psnr"] and halves > rows["fit x 0.75 + tv x 0.25"]["psnr"]
+
+
 def test_results_are_in_the_quality_format_and_merge_into_one_table(benchmark_script, tmp_path):
     classical = benchmark_script("classical")
     quality = benchmark_script("quality")
     out = tmp_path / "classical"
     assert classical.main([
-        "--datasets", "skimage-synthetic", "--size", "32", "--methods", "gain", "tv", "--out", str(out),
+        "--datasets", "skimage-synthetic", "--size", "32", "--methods", "gain", "tv", "--blend-steps", "2",
+        "--out", str(out),
     ]) == 0
     report = json.loads(out.with_suffix(".json").read_text())
     methods = report["results"]["skimage-synthetic"]
@@ -59,3 +72,7 @@ def test_results_are_in_the_quality_format_and_merge_into_one_table(benchmark_sc
         assert outputs["denoise"]["psnr"] > methods["gain"][name]["checkpoints"]["0"]["denoise"]["psnr"]
     table = quality.table(quality.merge([str(out.with_suffix(".json"))] * 2))
     assert "| tv | 0 |" in table and "| gain | 0 |" in table
+    blended = report["blends"]["skimage-synthetic"]
+    assert list(blended) == ["fit"] + [f"fit x {w} + tv x {1 - w}" for w in classical.BLEND_WEIGHTS]  # gain is no denoiser
+    assert set(blended["fit"]) == set(methods["tv"])
+    assert "| fit x 0.5 + tv x 0.5 |" in out.with_suffix(".md").read_text()

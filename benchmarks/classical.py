@@ -12,7 +12,8 @@ scoring) is processed without any fitting:
   search window) and :func:`skimage.restoration.denoise_tv_chambolle`, each with its strength (``h``,
   ``weight``) chosen on the image itself by :func:`skimage.restoration.calibrate_denoiser`
   (Noise2Self's J-invariant self-supervised loss; the chosen value is then used with the plain
-  denoiser), then the gain. Zero-shot, like the fits: nothing is tuned on the references.
+  denoiser; :mod:`zeroig_plugin.classical`, whose TV the napari plugin averages with ``linear``),
+  then the gain. Zero-shot, like the fits: nothing is tuned on the references.
 - ``vst+nl-means``: the same non-local means on a variance-stabilised image. Shot noise grows
   with the signal, so one ``h`` is too strong in the shadows or too weak in the highlights;
   ``f(x) = integral of dt / sqrt(var(t))``, with ``var`` each channel's noise curve estimated from
@@ -54,32 +55,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from quality import DATASETS, INTENSITY_MATCHED, REPO, SHARED, SYNTHETIC_EXPOSURE, pairs, prepare, score, write  # noqa: E402
 
+from zeroig_plugin.classical import calibrated, calibrated_tv, noise_level  # noqa: E402
+
 METHODS = ("gain", "nl-means", "tv", "vst+nl-means")
-STRENGTHS = np.geomspace(0.125, 16.0, 15)  # times the noise level: the range calibrate_denoiser searches
 VST_SAMPLES = 4096
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 MAX_GAIN = 256.0  # the default mode's output gain stops at 8x on top of its fit; here the gain is all the brightening
-
-
-def noise_level(image: np.ndarray) -> float:
-    """The noise's standard deviation, averaged over ``image``'s pixels and channels (noise curve)."""
-    import torch
-
-    from zeroig_plugin.noise import noise_variance
-
-    channels = image[None, None] if image.ndim == 2 else image.transpose(2, 0, 1)[None]
-    return float(noise_variance(torch.from_numpy(np.ascontiguousarray(channels))).mean().sqrt())
-
-
-def calibrated(denoise, image: np.ndarray, name: str, scale: float, **fixed) -> tuple[np.ndarray, float]:
-    """``denoise(image, name=scale * m, **fixed)`` with the multiple ``m`` of :data:`STRENGTHS` that
-    :func:`skimage.restoration.calibrate_denoiser` finds best on ``image`` alone; also ``m``."""
-    from skimage.restoration import calibrate_denoiser
-
-    values = {name: [float(scale * m) for m in STRENGTHS], **{k: [v] for k, v in fixed.items()}}
-    _, (tested, losses) = calibrate_denoiser(image, denoise, values, extra_output=True)
-    best = int(np.argmin(losses))
-    return denoise(image, **tested[best]).astype(np.float32), float(STRENGTHS[best])
 
 
 def stabiliser(channel: np.ndarray):
@@ -98,14 +79,14 @@ def stabiliser(channel: np.ndarray):
 def denoised(method: str, image: np.ndarray) -> tuple[np.ndarray, float | None]:
     """``image`` (``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]``) denoised by ``method``, its strength
     chosen on the image; also that strength, as a multiple of the noise level (``None`` for ``gain``)."""
-    from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
+    from skimage.restoration import denoise_nl_means
 
     channel_axis = -1 if image.ndim == 3 else None
     nl_means = dict(fast_mode=True, patch_size=5, patch_distance=6, channel_axis=channel_axis)
     if method == "gain":
         return image, None
     if method == "tv":
-        return calibrated(denoise_tv_chambolle, image, "weight", noise_level(image), channel_axis=channel_axis)
+        return calibrated_tv(image)
     if method == "nl-means":
         sigma = noise_level(image)
         return calibrated(denoise_nl_means, image, "h", sigma, sigma=sigma, **nl_means)
@@ -143,7 +124,7 @@ def run_one(method: str, low: np.ndarray, high: np.ndarray, match: bool, brightn
     result = {
         "checkpoints": {"0": {name: score(output, high, match) for name, output in outputs.items()}},
         "reference_brightness": float(high.mean() * 255), "seconds": seconds, "brightness": brightness,
-        "strength": strength,  # the calibrated h or weight over the noise level; at an end of STRENGTHS, widen them
+        "strength": strength,  # the calibrated h or weight over the noise level; at an end of zeroig_plugin.classical.STRENGTHS, widen them
     }
     return result, outputs["linear" if match else "denoise"]
 

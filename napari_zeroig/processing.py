@@ -187,7 +187,13 @@ class RunSettings:
 
     With ``output`` ``"linear"`` alone (the default), checkpoint selection keeps the weights with the
     lowest estimated error of ``linear`` (``ZeroIG(select_for="linear")``); with other outputs,
-    the mode's score, which serves ``denoise``."""
+    the mode's score, which serves ``denoise``.
+
+    ``average_with_tv`` (on by default) averages ``linear`` half and half with the plane denoised
+    by total variation, its weight chosen on the plane by Noise2Self's loss
+    (``ZeroIG(average_with_tv=True)``): on the microscopy crops +0.6 to +1.0 dB on three pairs of
+    four, -0.07 on FMD (BENCHMARKS.md, "The fit averaged with a classical denoiser"); mode
+    ``faithful`` keeps the published computation."""
 
     steps: int = 300
     later_steps: int = 50
@@ -199,6 +205,7 @@ class RunSettings:
     ensemble: int | None = None
     brightness: float | str | None = HEADROOM_BRIGHTNESS
     exposure_gain: bool = False
+    average_with_tv: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.later_steps < 0:
@@ -221,6 +228,7 @@ class RunSettings:
         return lambda: ZeroIG(
             mode=self.mode, device=self.device, weights=weights, brightness=self._model_brightness(),
             exposure_gain=self.exposure_gain, select_for=self.output if self.output == "linear" else None,
+            average_with_tv=self.average_with_tv and get_recipe(self.mode).name != "faithful",
         )
 
     def _model_brightness(self) -> float | str | None:

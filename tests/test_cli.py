@@ -490,6 +490,7 @@ def test_for_microscopy_gives_the_microscopy_defaults_and_explicit_options_win(t
     assert microscopy["cells_linear.png"]["exposure_gain"] is False
     assert microscopy["cells_linear.png"]["brightness"] < 0.2  # from the highlights, not mid-grey
     assert microscopy["cells_linear.png"]["checkpoint_selection"] == "risk"  # the weights linear is best with
+    assert microscopy["cells_linear.png"]["averaged_with_tv"] is True
     photos = written("p")
     assert list(photos) == ["cells_denoise.png", "cells_enhance.png"]
     assert (photos["cells_denoise.png"]["brightness"], photos["cells_denoise.png"]["exposure_gain"]) == (0.5, True)
@@ -497,9 +498,13 @@ def test_for_microscopy_gives_the_microscopy_defaults_and_explicit_options_win(t
     assert list(chosen) == ["cells_denoise.png"]
     assert (chosen["cells_denoise.png"]["brightness"], chosen["cells_denoise.png"]["exposure_gain"]) == (0.4, True)
     assert photos["cells_denoise.png"]["checkpoint_selection"] == chosen["cells_denoise.png"]["checkpoint_selection"] == "enhanced"
+    assert not photos["cells_denoise.png"]["averaged_with_tv"] and not chosen["cells_denoise.png"]["averaged_with_tv"]
+    plain = written("n", "--for", "microscopy", "--no-average-with-tv")["cells_linear.png"]
+    assert plain["averaged_with_tv"] is False
     faithful = written("f", "--for", "microscopy", "--mode", "faithful")["cells_linear.png"]
     assert (faithful["mode"], faithful["brightness"], faithful["exposure_gain"]) == ("faithful", 0.5, False)
     assert faithful["checkpoint_selection"] is None
+    assert faithful["averaged_with_tv"] is False  # the published computation unless asked
 
     weights = tmp_path / "w.pt"
     ZeroIG(device="cpu").save(weights)

@@ -290,7 +290,8 @@ def test_the_plugins_defaults_are_the_command_lines_for_microscopy():
     from zeroig_plugin.cli import IMAGE_KINDS
 
     settings = RunSettings()
-    chosen = {"output": settings.output, "brightness": settings.brightness, "exposure_gain": settings.exposure_gain}
+    chosen = {"output": settings.output, "brightness": settings.brightness, "exposure_gain": settings.exposure_gain,
+              "average_with_tv": settings.average_with_tv}
     assert chosen == IMAGE_KINDS["microscopy"]
 
 

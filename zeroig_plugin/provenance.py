@@ -47,6 +47,7 @@ def processing_record(
         "exposure_gain": recipe.fit_brightness_ratio is not None,
         "fit_crop": recipe.crop_size,
         "checkpoint_selection": model.checkpoint_selection,
+        "averaged_with_tv": model.average_with_tv and output == "linear",
         "flat_borders_kept": recipe.keep_borders,
         "ensemble": model.ensemble_size(ensemble),
         "device": model.device.type,

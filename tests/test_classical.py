@@ -1,0 +1,78 @@
+"""zeroig_plugin.classical: total variation calibrated on the image, and ``linear`` averaged with it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from zeroig_plugin import ZeroIG
+from zeroig_plugin.classical import STRENGTHS, calibrated_tv
+
+
+def _noisy_field(shape: tuple[int, ...], seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth field with two bright blobs, ``shape`` ``(H, W)`` or ``(H, W, 3)``, and a noisy copy."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] / shape[0]
+    clean = 0.05 + 0.03 * np.sin(5 * xx) + 0.3 * np.exp(-((xx - 0.3) ** 2 + (yy - 0.4) ** 2) / 0.005)
+    clean = (clean if len(shape) == 2 else np.repeat(clean[..., None], 3, -1) * [1.0, 0.8, 0.6]).astype(np.float32)
+    noise = np.random.default_rng(seed).normal(0, 0.02, clean.shape).astype(np.float32)
+    return clean, np.clip(clean + noise, 0, 1)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (64, 64, 3)])
+def test_calibrated_tv_removes_most_of_the_noise_with_a_weight_inside_the_range(shape):
+    clean, noisy = _noisy_field(shape)
+    denoised, strength = calibrated_tv(noisy)
+    assert denoised.shape == noisy.shape and denoised.dtype == np.float32
+    assert np.mean((denoised - clean) ** 2) < 0.3 * np.mean((noisy - clean) ** 2)
+    assert STRENGTHS[0] < strength < STRENGTHS[-1]
+
+
+def test_an_image_without_noise_is_left_as_it_is():
+    cells = np.full((32, 32), 0.02, np.float32)
+    cells[4:10, 4:10] = 0.6
+    denoised, strength = calibrated_tv(cells)
+    np.testing.assert_array_equal(denoised, cells)
+    assert strength == 0.0
+
+
+def test_linear_is_averaged_with_tv_and_the_other_outputs_are_not_changed():
+    _, noisy = _noisy_field((48, 48))
+    model = ZeroIG(device="cpu", brightness="headroom", exposure_gain=False, select_for="linear")
+    model.fit(noisy, 3)
+    plain = model.infer(noisy, ensemble=1)
+    model.average_with_tv = True
+    averaged = model.infer(noisy, ensemble=1)
+    tv, _ = calibrated_tv(noisy)
+    np.testing.assert_allclose(averaged.linear, (plain.linear + tv) / 2, atol=1e-6)
+    np.testing.assert_array_equal(averaged.denoise, plain.denoise)
+    np.testing.assert_array_equal(averaged.enhance, plain.enhance)
+
+
+def test_colour_is_averaged_per_channel_and_flat_borders_stay_as_they_came_in():
+    _, noisy = _noisy_field((40, 40, 3))
+    framed = np.zeros((48, 40, 3), np.float32)
+    framed[4:44] = noisy  # zero fill above and below, as around a registered image
+    model = ZeroIG(device="cpu", average_with_tv=True)
+    model.fit(framed, 2)
+    linear = model.infer(framed, ensemble=1).linear
+    assert not linear[:4].any() and not linear[44:].any()
+    assert not np.allclose(linear[4:44, :, 0], linear[4:44, :, 2])  # the channels were not merged
+
+
+def test_the_average_is_recorded_for_linear_only():
+    from zeroig_plugin import processing_record
+
+    model = ZeroIG(device="cpu", average_with_tv=True)
+    assert processing_record(model, "linear")["averaged_with_tv"] is True
+    assert processing_record(model, "denoise")["averaged_with_tv"] is False
+    assert processing_record(ZeroIG(device="cpu"), "linear")["averaged_with_tv"] is False
+
+
+def test_a_gray_image_is_denoised_as_one_channel():
+    from zeroig_plugin.classical import average_with_tv
+
+    _, noisy = _noisy_field((32, 32))
+    image = torch.from_numpy(noisy)[None, None].expand(1, 3, 32, 32)
+    averaged = average_with_tv(torch.zeros_like(image), image)
+    assert torch.equal(averaged[:, 0], averaged[:, 1]) and torch.equal(averaged[:, 1], averaged[:, 2])
+    np.testing.assert_allclose(averaged[0, 0].numpy(), calibrated_tv(noisy)[0] / 2, atol=1e-6)

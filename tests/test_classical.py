@@ -73,6 +73,28 @@ def test_a_gray_image_is_denoised_as_one_channel():
 
     _, noisy = _noisy_field((32, 32))
     image = torch.from_numpy(noisy)[None, None].expand(1, 3, 32, 32)
-    averaged = average_with_tv(torch.zeros_like(image), image)
+    averaged, _ = average_with_tv(torch.zeros_like(image), image)
     assert torch.equal(averaged[:, 0], averaged[:, 1]) and torch.equal(averaged[:, 1], averaged[:, 2])
     np.testing.assert_allclose(averaged[0, 0].numpy(), calibrated_tv(noisy)[0] / 2, atol=1e-6)
+
+
+def test_the_strength_is_calibrated_on_the_first_image_and_kept_until_a_reset(monkeypatch):
+    import zeroig_plugin.classical as classical
+
+    calls = []
+    calibrate = classical.calibrated
+    monkeypatch.setattr(classical, "calibrated", lambda *args, **kwargs: calls.append(1) or calibrate(*args, **kwargs))
+    _, first = _noisy_field((32, 32), seed=5)
+    _, second = _noisy_field((32, 32), seed=6)
+    model = ZeroIG(device="cpu", average_with_tv=True)
+    model.fit(first, 1)
+    model.infer(first, ensemble=1)
+    assert len(calls) == 1 and model._tv_strength > 0
+    averaged = model.infer(second, ensemble=1).linear
+    assert len(calls) == 1  # the next plane reuses the strength, scaled by its own noise level
+    model.average_with_tv = False
+    plain = model.infer(second, ensemble=1).linear
+    tv, _ = calibrated_tv(second, model._tv_strength)
+    np.testing.assert_allclose(averaged, (plain + tv) / 2, atol=1e-6)
+    model.reset()
+    assert model._tv_strength is None

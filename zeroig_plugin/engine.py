@@ -275,8 +275,9 @@ class ZeroIG:
             total variation, its weight chosen on the image by Noise2Self's loss
             (:func:`~zeroig_plugin.classical.average_with_tv`): the microscopy front ends'
             default. Two denoisers whose errors differ: on the microscopy crops `linear` gained
-            0.6 to 1.0 dB on three pairs and lost 0.07 on FMD (docs/quality.md, item 10).
-            ``enhance`` and ``denoise`` are not changed.
+            0.5 to 2.0 dB on three pairs and lost 0.07 on FMD (docs/quality.md, item 10).
+            ``enhance`` and ``denoise`` are not changed. TV's strength (over the noise level) is
+            calibrated on the first image inferred, and kept until :meth:`reset`.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
 
     Example:
@@ -305,6 +306,7 @@ class ZeroIG:
     ):
         self.recipe: Recipe = get_recipe(mode)
         self.average_with_tv = average_with_tv
+        self._tv_strength: float | None = None
         self._brightness_from_image = brightness == HEADROOM_BRIGHTNESS
         if isinstance(brightness, str) and not self._brightness_from_image:
             raise ValueError(f"brightness must be a number or {HEADROOM_BRIGHTNESS!r}, got {brightness!r}")
@@ -397,6 +399,7 @@ class ZeroIG:
         if self._average is not None:
             self._average = _WeightAverage(copy.deepcopy(self.net).requires_grad_(False), self.recipe.weight_average)
         self._forget_selection()
+        self._tv_strength = None
         self.steps_done = 0
 
     def _forget_selection(self) -> None:
@@ -798,7 +801,8 @@ class ZeroIG:
                 gain = gain_to_brightness(denoise, self.recipe.brightness)
                 enhance, denoise = (enhance * gain).clamp(0, 1), (denoise * gain).clamp(0, 1)
             if self.average_with_tv:
-                linear = average_linear_with_tv(linear, image)
+                linear, strength = average_linear_with_tv(linear, image, self._tv_strength)
+                self._tv_strength = strength or None  # an image without measurable noise calibrates nothing
             return Outputs(*(_framed(output, framed, box) for output in (enhance, denoise, linear)))
         finally:
             self.net.train()

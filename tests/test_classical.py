@@ -98,3 +98,18 @@ def test_the_strength_is_calibrated_on_the_first_image_and_kept_until_a_reset(mo
     np.testing.assert_allclose(averaged, (plain + tv) / 2, atol=1e-6)
     model.reset()
     assert model._tv_strength is None
+
+
+def test_a_large_image_is_calibrated_on_its_centre_and_denoised_whole(monkeypatch):
+    import zeroig_plugin.classical as classical
+
+    monkeypatch.setattr(classical, "CALIBRATION_SIDE", 48)
+    seen = []
+    calibrate = classical.calibrated
+    monkeypatch.setattr(classical, "calibrated", lambda denoise, image, *args, **kwargs: seen.append(image.shape) or calibrate(denoise, image, *args, **kwargs))
+    clean, noisy = _noisy_field((96, 64))
+    denoised, strength = classical.calibrated_tv(noisy)
+    assert seen == [(48, 48)]
+    assert denoised.shape == noisy.shape
+    np.testing.assert_allclose(denoised, classical.calibrated_tv(noisy, strength)[0])
+    assert np.mean((denoised - clean) ** 2) < 0.3 * np.mean((noisy - clean) ** 2)

@@ -191,7 +191,7 @@ class RunSettings:
 
     ``average_with_tv`` (on by default) averages ``linear`` half and half with the plane denoised
     by total variation, its weight chosen on the plane by Noise2Self's loss
-    (``ZeroIG(average_with_tv=True)``): on the microscopy crops +0.5 to +2.3 dB on three pairs of
+    (``ZeroIG(average_with_tv=True)``): on the microscopy crops +0.2 to +2.3 dB on three pairs of
     four, 0.07 dB less on FMD (BENCHMARKS.md, "The fit averaged with a classical denoiser"); mode
     ``faithful`` keeps the published computation."""
 

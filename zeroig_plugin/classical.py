@@ -4,7 +4,7 @@ The fit's ``linear`` output and a total-variation denoise of the same input make
 (the networks' smoothing and texture against TV's flat patches), so their average is nearer the
 noise-free image than either where the two are of similar quality: on the microscopy pairs
 (128x128 crops, napari's settings, 300 and 1000 steps, two seeds) `linear` +0.5 to +2.3 dB on
-GigaDB, W2S 001 and W2S 017 and 0.07 dB less on FMD (BENCHMARKS.md, "The fit averaged with a classical
+GigaDB, W2S 001 and W2S 017 and 0.07 dB less on FMD (256x256: +0.2 to +0.9, FMD -0.06) (BENCHMARKS.md, "The fit averaged with a classical
 denoiser"). Photos are not averaged: the fit's ``denoise`` carries a local tone curve that a
 globally brightened TV result does not, and on LOL the average was below ``denoise`` alone.
 

@@ -218,7 +218,7 @@ class _StepBar:
 @click.option("--average-with-tv/--no-average-with-tv", default=None,
               help="Average the linear output half and half with the input denoised by total variation, its "
                    "weight chosen on the image by Noise2Self's loss (seconds): two denoisers whose errors differ "
-                   "(+0.5 to +2.3 dB on three of the four microscopy pairs measured, 0.07 dB less on the fourth). "
+                   "(+0.2 to +2.3 dB on three of the four microscopy pairs measured, 0.07 dB less on the fourth). "
                    "Default: off; on --for microscopy.")
 @click.option("--iters-per-plane", type=click.IntRange(min=0), metavar="N",
               help="TIFF stacks: steps for each plane after the first, continuing from the previous plane's "

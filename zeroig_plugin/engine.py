@@ -275,7 +275,7 @@ class ZeroIG:
             total variation, its weight chosen on the image by Noise2Self's loss
             (:func:`~zeroig_plugin.classical.average_with_tv`): the microscopy front ends'
             default. Two denoisers whose errors differ: on the microscopy crops `linear` gained
-            0.5 to 2.3 dB on three pairs and lost 0.07 on FMD (docs/quality.md, item 10).
+            0.2 to 2.3 dB on three pairs and lost 0.07 on FMD (docs/quality.md, item 10).
             ``enhance`` and ``denoise`` are not changed. TV's strength (over the noise level) is
             calibrated on the first image inferred, and kept until :meth:`reset`.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.

@@ -180,10 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--brightness", type=float, default=0.5, help="the mean luminance the gain aims at (default 0.5)")
     parser.add_argument("--blend-steps", type=int, default=0, help="also fit each pair this many steps and score blends (0: no fits)")
     parser.add_argument("--seed", type=int, default=2, help="the fits' seed (default 2, the published)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for the fits (the runs reported used 1)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "classical"), help="writes OUT.json and OUT.md")
     args = parser.parse_args(argv)
 
     import skimage
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     datasets = [d for d in args.datasets if d == "skimage-synthetic" or (SHARED / "data" / d).is_dir()]
     for missing in sorted(set(args.datasets) - set(datasets)):
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": f"CPU ({platform.processor() or platform.machine()})", "scikit-image": skimage.__version__,
         "python": platform.python_version(), "steps": [0], "scale": args.scale, "size": args.size, "crop": args.crop,
         "brightness": args.brightness, "synthetic_exposure": args.exposure, "modes": list(args.methods),
-        "blend_steps": args.blend_steps, "seed": args.seed,
+        "blend_steps": args.blend_steps, "seed": args.seed, "torch_threads": torch.get_num_threads(),
     }
     report: dict = {"settings": settings, "results": {}}
     resize = lambda array: prepare(array, args.scale, args.size, args.crop)  # noqa: E731

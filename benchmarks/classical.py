@@ -39,7 +39,7 @@ with the fits' results of the same sizes:
     python benchmarks/classical.py --datasets skimage-synthetic --size 160 --out results/classical_synthetic160
     python benchmarks/classical.py --datasets microscopy-dev --crop 512 --out results/classical_microscopy512
     python benchmarks/classical.py --datasets microscopy-dev --crop 128 --methods gain tv vst+nl-means \
-        --blend-steps 1000 --seed 3 --out results/blend_microscopy128_seed3
+        --blend-steps 1000 --seed 3 --threads 1 --out results/blend_microscopy128_seed3
 """
 from __future__ import annotations
 

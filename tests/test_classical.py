@@ -89,13 +89,17 @@ def test_the_strength_is_calibrated_on_the_first_image_and_kept_until_a_reset(mo
     model = ZeroIG(device="cpu", average_with_tv=True)
     model.fit(first, 1)
     model.infer(first, ensemble=1)
-    assert len(calls) == 1 and model._tv_strength > 0
+    strength = model._tv_strength
+    assert len(calls) == 1 and strength > 0
     averaged = model.infer(second, ensemble=1).linear
     assert len(calls) == 1  # the next plane reuses the strength, scaled by its own noise level
     model.average_with_tv = False
     plain = model.infer(second, ensemble=1).linear
     tv, _ = calibrated_tv(second, model._tv_strength)
     np.testing.assert_allclose(averaged, (plain + tv) / 2, atol=1e-6)
+    model.average_with_tv = True
+    model.infer(np.full((32, 32), 0.1, np.float32), ensemble=1)  # a blank plane has no noise to scale by
+    assert model._tv_strength == strength and len(calls) == 1
     model.reset()
     assert model._tv_strength is None
 

@@ -62,7 +62,8 @@ def calibrated_tv(image: np.ndarray, strength: float | None = None) -> tuple[np.
     """``image`` (``(H, W)`` or ``(H, W, C)`` in ``[0, 1]``) denoised by total variation
     (Chambolle) with weight ``strength`` times its noise level, the strength calibrated on the
     image (its centred :data:`CALIBRATION_SIDE` square) when ``None``; also the strength. An image
-    without measurable noise (synthetic, or flat) is returned as it is, with strength 0."""
+    without measurable noise (synthetic, or flat) is returned as it is, with the strength given, or
+    0 where there was none to calibrate."""
     from skimage.restoration import denoise_tv_chambolle
 
     channel_axis = -1 if image.ndim == 3 else None
@@ -76,8 +77,8 @@ def calibrated_tv(image: np.ndarray, strength: float | None = None) -> tuple[np.
         if sample.shape == image.shape:
             return denoised, strength
     level = noise_level(image)
-    if not (level > 0 and strength > 0):
-        return np.array(image, dtype=np.float32), 0.0
+    if not level > 0:
+        return np.array(image, dtype=np.float32), strength
     denoised = denoise_tv_chambolle(image, weight=strength * level, channel_axis=channel_axis)
     return np.asarray(denoised, dtype=np.float32), strength
 

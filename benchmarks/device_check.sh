@@ -13,7 +13,9 @@
 #   1. tests/test_speed_paths.py: the CUDA paths (graphed steps against eager ones).
 #   2. issue 5's microscopy line under its protocol: the four pairs at full size (512x512), 2000
 #      steps, intensity-matched `denoise`, napari's default (improved-post-gain, brightness from
-#      the highlights) and faithful side by side, seed 2.
+#      the highlights) and faithful side by side, seed 2; `linear` is also scored averaged with
+#      calibrated TV (`linear_tv`, the microscopy front ends' output), so the average is measured
+#      at full size too.
 #   3. large photos fitted and inferred end to end with the engine's own choices
 #      (benchmarks/large_photo.py): 12 megapixels on crops, the captured graph handed back before
 #      inference; 3840x2160 whole, checkpoints scored beside the graph. Do they finish within the

@@ -63,8 +63,9 @@ def stein_weight(
     return float(np.clip(covariance / spread, 0.0, 1.0))
 
 
-def weighted_rows(image, fit, high, steps: int, seed: int) -> dict:
-    """One fitted pair's scores at the five weights (module docstring), and the weights."""
+def weighted_rows(image: np.ndarray, model, high: np.ndarray, steps: int, seed: int) -> dict:
+    """The scores of ``model`` (a ZeroIG fitted to the gray ``image`` ``(H, W)``) against ``high``
+    at the five weights of the module docstring, and the weights."""
     import torch
     from skimage.restoration import denoise_tv_chambolle
 
@@ -72,8 +73,8 @@ def weighted_rows(image, fit, high, steps: int, seed: int) -> dict:
     from zeroig_plugin.noise import noise_variance
 
     probe = np.random.default_rng(0).standard_normal(image.shape).astype(np.float32)
-    fit_output = fit.infer(image).linear
-    fit_divergence = divergence(lambda x: fit.infer(np.clip(x, 0, 1), statistics_from=image).linear, image, probe, FIT_STEP)
+    fit_output = model.infer(image).linear
+    fit_divergence = divergence(lambda x: model.infer(np.clip(x, 0, 1), statistics_from=image).linear, image, probe, FIT_STEP)
     tv, strength = calibrated_tv(image)
     weight = strength * noise_level(image)
     tv_divergence = divergence(lambda x: denoise_tv_chambolle(np.clip(x, 0, 1), weight=weight), image, probe, TV_STEP)
@@ -103,6 +104,7 @@ def table(report: dict) -> str:
 
 
 def _by_fit(results: dict) -> dict:
+    """``{name: [result, ...]}`` regrouped as ``{(steps, seed): {name: result}}``."""
     grouped: dict = {}
     for name, fits in results.items():
         for result in fits:

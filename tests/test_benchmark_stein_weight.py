@@ -34,3 +34,20 @@ def test_identical_denoisers_get_half_each(benchmark_script):
     image = np.random.default_rng(0).random((16, 16))
     same = np.zeros_like(image)
     assert stein.stein_weight(image, image, image, same, same, same + 0.01) == 0.5
+
+
+def test_the_benchmark_scores_every_weight_at_each_checkpoint_of_one_fit(benchmark_script, shared_data_dir, tmp_path):
+    import json
+
+    stein = benchmark_script("stein_weight")
+    out = tmp_path / "stein"
+    assert stein.main(["--crop", "32", "--steps", "4", "2", "--names", "FMD_R_1", "--threads", "1", "--out", str(out)]) == 0
+    (results,) = json.loads(out.with_suffix(".json").read_text())["results"].values()
+    assert [result["steps"] for result in results] == [2, 4]
+    for result in results:
+        weights, scores = result["weights"], result["scores"]
+        assert (weights["fit"], weights["tv"], weights["half"]) == (1.0, 0.0, 0.5)
+        assert 0 <= weights["stein"] <= 1
+        best = scores["hindsight"]["psnr"]
+        assert all(best >= scores[row]["psnr"] for row in ("fit", "tv", "half"))  # the grid holds those three
+    assert "| stein |" in out.with_suffix(".md").read_text()

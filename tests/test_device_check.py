@@ -34,6 +34,7 @@ def test_device_check_scores_both_modes_on_every_pair_and_archives_the_results(s
         scored = report["results"]["microscopy-dev"][label]
         assert set(scored) == PAIRS
         assert all(set(result["checkpoints"]) == {"2"} for result in scored.values())
+        assert all("linear_tv" in result["checkpoints"]["2"] for result in scored.values())  # the front ends' output
     large = json.loads((results / "large_photo_64x48.json").read_text())
     assert large["size"] == [64, 48] and large["steps"] == 2 and large["finite"]
     assert "large photo 64x48: exit 0" in (results / "summary.txt").read_text()

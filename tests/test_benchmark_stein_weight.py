@@ -19,8 +19,8 @@ def test_stein_weight_finds_the_best_average_of_two_denoisers_without_the_clean_
         blur = lambda width: (lambda x: gaussian_filter(x, width))  # noqa: E731
         fit, tv = blur(light)(image), blur(heavy)(image)
         weight = stein.stein_weight(
-            image, fit, tv, stein.divergence(blur(light), image, probe, 1e-3),
-            stein.divergence(blur(heavy), image, probe, 1e-3), variance,
+            image, fit, tv, stein.divergence(blur(light), image, fit, probe, 1e-3),
+            stein.divergence(blur(heavy), image, tv, probe, 1e-3), variance,
         )
         apart = fit - tv
         best = float(np.clip(np.mean(apart * (clean - tv)) / np.mean(apart**2), 0, 1))

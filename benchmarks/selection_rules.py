@@ -25,8 +25,10 @@ dark input's level and the traced score compares it with the normal-light photo.
 
 Writes ``<out>.json`` and ``<out>.md``; ``--summarise <out>.json`` rewrites the tables from the
 scores saved there, without the weights (``--summarise A.json B.json --out C``: one report over
-several, ``C.md``). A last table reads the pair score's latest check within 1, 2, 3 or 4
-standard errors of the lowest beside the drift test's threshold.
+several, ``C.md``). A further table reads the pair score's latest check within 1, 2, 3 or 4
+standard errors of the lowest beside the drift test's threshold, and a last one asks whether the
+scores could stop a fit early (:func:`stopped_at`): what each output's rule keeps when the fit ends
+at the first check after which the score has not improved for 4 or 8 checks.
 
     python benchmarks/selection_trace.py --datasets skimage-synthetic --size 128 --exposure-gain on \
         --steps 1000 --save-weights /tmp/w --out /tmp/trace
@@ -147,13 +149,55 @@ def threshold_table(scored: list[tuple[dict, list[dict]]]) -> list[str]:
     return lines + [""]
 
 
+STOP_PATIENCE = (4, 8)
+"""Checks without improvement (200 and 400 steps at the engine's interval of 50) after which
+:func:`stopped_at` ends a fit."""
+DEFAULT_RULES = {  # output -> (the score its selection reads, the default's rule for it)
+    "denoise": ("pair", RULES["pair score, latest without significant drift (now, `denoise`)"]),
+    "linear": ("risk", RULES["risk, one-standard-error rule (now, `linear` alone)"]),
+}
+
+
+def stopped_at(rows: list[dict], score: str, patience: int) -> int:
+    """The check at which a fit would stop early: the first after which ``patience`` checks in a
+    row have not lowered ``score`` below the lowest before them by more than one standard error of
+    their blockwise difference; the last check if there is none."""
+    for end in range(patience, len(rows)):
+        lowest = np.array(min(rows[: end - patience + 1], key=lambda r: r[score])[f"{score}_blocks"])
+        differences = [np.array(r[f"{score}_blocks"]) - lowest for r in rows[end - patience + 1 : end + 1]]
+        if not any(d.mean() < -d.std(ddof=1) / len(d) ** 0.5 for d in differences):
+            return end
+    return len(rows) - 1
+
+
+def stopping_table(scored: list[tuple[dict, list[dict]]]) -> list[str]:
+    """Each output's default rule applied to the checks up to :func:`stopped_at` against the
+    whole fit's: how much an early stop would cost, and how many steps it would save."""
+    lines = ["A fit stopped once its selection score has not improved (by one standard error) for "
+             "`patience` checks, each output kept by its default rule among the checks done: PSNR "
+             "difference from the whole fit's choice, mean / worst / best, fits more than 0.1 dB "
+             "below it, and the share of the fit's steps run.", "",
+             "| output | patience (checks) | fits | PSNR difference | below by > 0.1 dB | steps run |",
+             "|---|---|---|---|---|---|"]
+    for output, (score, rule) in DEFAULT_RULES.items():
+        psnr = OUTPUTS[output][0]
+        fits = [rows for fit, rows in scored if output == "denoise" or fit["dataset"] in INTENSITY_MATCHED]
+        for patience in STOP_PATIENCE if fits else ():
+            stops = [stopped_at(rows, score, patience) for rows in fits]
+            difference = np.array([rows[rule(rows[: stop + 1])][psnr] - rows[rule(rows)][psnr] for rows, stop in zip(fits, stops)])
+            share = np.mean([rows[stop]["step"] / rows[-1]["step"] for rows, stop in zip(fits, stops)])
+            lines.append(f"| `{output}` | {patience} | {len(fits)} | {difference.mean():+.2f} / {difference.min():+.2f} / "
+                         f"{difference.max():+.2f} | {int((difference < -0.1).sum())} | {share:.0%} |")
+    return lines + [""]
+
+
 def report(scored: list[tuple[dict, list[dict]]], traces: list[str]) -> list[str]:
     lines = [f"{platform.processor() or platform.machine()}, torch {torch.__version__}; {', '.join(traces)}.", ""]
     for output in OUTPUTS:
         fits = [(fit, rows) for fit, rows in scored if output == "denoise" or fit["dataset"] in INTENSITY_MATCHED]
         if fits:
             lines += fit_table(fits, output) + summary_table(fits, output)
-    lines += threshold_table(scored)
+    lines += threshold_table(scored) + stopping_table(scored)
     drift = max(max(abs(r["pair"] / r["traced_pair"] - 1), abs(r["risk"] / r["traced_risk"] - 1)) for _, rows in scored for r in rows)
     return lines + [f"Scores recomputed here differ from the traced ones by at most {drift:.2%} (relative).", ""]
 

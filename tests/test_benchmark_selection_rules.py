@@ -51,3 +51,23 @@ def test_summarise_reports_several_saved_results_without_their_weights(benchmark
     # seed 2 keeps its second check (21 dB) by the drift test, its first (20 dB) within one standard error
     assert "| 1, seed 2 | 20.00 / 0.500 (250) | 20.00 / 0.500 (250) | 21.00 / 0.500 (300) |" in report
     assert "| 1 | 21.00 / 0.500 | -1.00 / +0.00 | 1 |" in report  # seed 3 keeps its last check (22 dB) either way
+
+
+def test_a_fit_stops_once_its_score_has_not_improved_for_patience_checks(benchmark_script):
+    script = benchmark_script("selection_rules")
+    # the score falls clearly until the third check, then wanders within one standard error of it
+    plateau = _rows([3.0, 2.0, 1.0, 1.1, 0.99, 1.05, 1.2, 0.98], [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0], [1.0] * 8, [0.1] * 8)
+    assert script.stopped_at(plateau, "pair", 4) == 6  # checks 3 to 6 do not beat check 2's score
+    assert script.stopped_at(plateau, "pair", 2) == 4
+    falling = _rows([5.0 - 0.5 * i for i in range(8)], [0.0] * 8, [1.0] * 8, [0.1] * 8)
+    assert script.stopped_at(falling, "pair", 2) == 7  # never stops: the last check
+
+
+def test_stopping_table_reports_what_an_early_stop_keeps_against_the_whole_fit(benchmark_script):
+    script = benchmark_script("selection_rules")
+    # the score levels off from check 2, but the output keeps improving: an early stop costs 2 dB
+    rows = [{**row, "psnr": 20.0 + (2.0 if i == 7 else 0.0), "ssim": 0.5}
+            for i, row in enumerate(_rows([3.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.9], [0.0] * 8, [1.0] * 8, [0.1] * 8))]
+    table = "\n".join(script.stopping_table([({"dataset": "lol15-dev", "name": "1", "seed": 2}, rows)]))
+    assert "| `denoise` | 4 | 1 | -2.00 / -2.00 / -2.00 | 1 | 92% |" in table  # stopped at step 550 of 600
+    assert "`linear`" not in table  # not intensity-matched

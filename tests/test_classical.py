@@ -1,4 +1,5 @@
-"""zeroig_plugin.classical: total variation calibrated on the image, and ``linear`` averaged with it."""
+"""zeroig_plugin.classical: total variation calibrated on the image, ``linear`` averaged with it and
+``denoise`` finished by it."""
 from __future__ import annotations
 
 import numpy as np
@@ -48,6 +49,22 @@ def test_linear_is_averaged_with_tv_and_the_other_outputs_are_not_changed():
     np.testing.assert_array_equal(averaged.enhance, plain.enhance)
 
 
+def test_denoise_is_finished_with_tv_of_itself_and_the_other_outputs_are_not_changed():
+    clean, noisy = _noisy_field((48, 48, 3))
+    model = ZeroIG(device="cpu")
+    model.fit(noisy, 3)
+    plain = model.infer(noisy, ensemble=1)
+    model.finish_with_tv = True
+    finished = model.infer(noisy, ensemble=1)
+    np.testing.assert_allclose(finished.denoise, calibrated_tv(plain.denoise)[0], atol=1e-6)
+    assert np.mean(np.abs(np.diff(finished.denoise, axis=1))) < 0.5 * np.mean(np.abs(np.diff(plain.denoise, axis=1)))
+    np.testing.assert_array_equal(finished.enhance, plain.enhance)
+    np.testing.assert_array_equal(finished.linear, plain.linear)
+    assert model._finish_strength > 0
+    model.reset()
+    assert model._finish_strength is None
+
+
 def test_colour_is_averaged_per_channel_and_flat_borders_stay_as_they_came_in():
     _, noisy = _noisy_field((40, 40, 3))
     framed = np.zeros((48, 40, 3), np.float32)
@@ -59,13 +76,16 @@ def test_colour_is_averaged_per_channel_and_flat_borders_stay_as_they_came_in():
     assert not np.allclose(linear[4:44, :, 0], linear[4:44, :, 2])  # the channels were not merged
 
 
-def test_the_average_is_recorded_for_linear_only():
+def test_the_average_is_recorded_for_linear_only_and_the_finishing_for_denoise_only():
     from zeroig_plugin import processing_record
 
     model = ZeroIG(device="cpu", average_with_tv=True)
     assert processing_record(model, "linear")["averaged_with_tv"] is True
     assert processing_record(model, "denoise")["averaged_with_tv"] is False
     assert processing_record(ZeroIG(device="cpu"), "linear")["averaged_with_tv"] is False
+    finishing = ZeroIG(device="cpu", finish_with_tv=True)
+    assert processing_record(finishing, "denoise")["finished_with_tv"] is True
+    assert processing_record(finishing, "enhance")["finished_with_tv"] is False
 
 
 def test_a_gray_image_is_denoised_as_one_channel():

@@ -1,12 +1,19 @@
 """A classical denoiser beside the fit: total variation, its strength chosen on the image itself.
 
-The fit's ``linear`` output and a total-variation denoise of the same input make different errors
-(the networks' smoothing and texture against TV's flat patches), so their average is nearer the
-noise-free image than either where the two are of similar quality: on the microscopy pairs
-(128x128 crops, napari's settings, 300 and 1000 steps, two seeds) `linear` +0.5 to +2.3 dB on
-GigaDB, W2S 001 and W2S 017 and 0.07 dB less on FMD (256x256: +0.2 to +0.9, FMD -0.06) (BENCHMARKS.md, "The fit averaged with a classical
-denoiser"). Photos are not averaged: the fit's ``denoise`` carries a local tone curve that a
-globally brightened TV result does not, and on LOL the average was below ``denoise`` alone.
+Two uses, each measured (BENCHMARKS.md):
+
+- :func:`average_with_tv`, microscopy: the fit's ``linear`` output and a total-variation denoise of
+  the same input make different errors (the networks' smoothing and texture against TV's flat
+  patches), so their average is nearer the noise-free image than either where the two are of
+  similar quality: on the microscopy pairs (128x128 crops, napari's settings, 300 and 1000 steps,
+  two seeds) `linear` +0.5 to +2.3 dB on GigaDB, W2S 001 and W2S 017 and 0.07 dB less on FMD
+  (256x256: +0.2 to +0.9, FMD -0.06) ("The fit averaged with a classical denoiser").
+- :func:`tv_denoised` of the fit's own ``denoise`` output, photos: the noise the networks leave
+  (most at full size, where a photo's noise is strongest) is taken out by TV whose strength is
+  calibrated on that output, so an output without measurable noise left is barely changed
+  ("The photo's denoise finished by calibrated TV"). Photos are not averaged with TV of the
+  input: the fit's ``denoise`` carries a local tone curve that a globally brightened TV result
+  does not, and on LOL the average was below ``denoise`` alone.
 
 TV's weight is chosen from :data:`STRENGTHS` times the image's noise level
 (:func:`noise.noise_variance`) by Noise2Self's J-invariant self-supervised loss
@@ -28,7 +35,7 @@ import torch
 from .noise import noise_variance
 from .objective import is_gray
 
-__all__ = ["STRENGTHS", "CALIBRATION_SIDE", "noise_level", "calibrated", "calibrated_tv", "average_with_tv"]
+__all__ = ["STRENGTHS", "CALIBRATION_SIDE", "noise_level", "calibrated", "calibrated_tv", "tv_denoised", "average_with_tv"]
 
 STRENGTHS = np.geomspace(0.125, 16.0, 15)
 """The strengths searched, as multiples of the image's noise level (steps of sqrt(2))."""
@@ -84,15 +91,22 @@ def calibrated_tv(image: np.ndarray, strength: float | None = None) -> tuple[np.
 
 
 @torch.no_grad()
-def average_with_tv(
-    linear: torch.Tensor, image: torch.Tensor, strength: float | None = None
-) -> tuple[torch.Tensor, float]:
-    """The half-and-half average of ``linear`` and :func:`calibrated_tv` of ``image``, both
-    ``(1, 3, H, W)`` in ``[0, 1]``, and TV's strength (calibrated when ``strength`` is ``None``);
-    a gray image (three equal channels) is denoised as one channel."""
+def tv_denoised(image: torch.Tensor, strength: float | None = None) -> tuple[torch.Tensor, float]:
+    """:func:`calibrated_tv` of ``image`` ``(1, 3, H, W)`` in ``[0, 1]``, as a tensor laid out alike,
+    and TV's strength (calibrated when ``strength`` is ``None``); a gray image (three equal
+    channels) is denoised as one channel."""
     gray = is_gray(image)
     pixels = image[0, :1] if gray else image[0]
     denoised, strength = calibrated_tv(pixels.permute(1, 2, 0).squeeze(-1).float().cpu().numpy(), strength)
-    denoised = torch.from_numpy(denoised).to(linear)
-    denoised = denoised.expand_as(linear[0]) if gray else denoised.permute(2, 0, 1)
-    return (linear + denoised.unsqueeze(0)) / 2, strength
+    denoised = torch.from_numpy(denoised).to(image)
+    denoised = denoised.expand_as(image[0]) if gray else denoised.permute(2, 0, 1)
+    return denoised.unsqueeze(0), strength
+
+
+def average_with_tv(
+    linear: torch.Tensor, image: torch.Tensor, strength: float | None = None
+) -> tuple[torch.Tensor, float]:
+    """The half-and-half average of ``linear`` and :func:`tv_denoised` ``image``, both
+    ``(1, 3, H, W)`` in ``[0, 1]``, and TV's strength (calibrated when ``strength`` is ``None``)."""
+    denoised, strength = tv_denoised(image, strength)
+    return (linear + denoised) / 2, strength

@@ -48,6 +48,7 @@ def processing_record(
         "fit_crop": recipe.crop_size,
         "checkpoint_selection": model.checkpoint_selection,
         "averaged_with_tv": model.average_with_tv and output == "linear",
+        "finished_with_tv": model.finish_with_tv and output == "denoise",
         "flat_borders_kept": recipe.keep_borders,
         "ensemble": model.ensemble_size(ensemble),
         "device": model.device.type,

@@ -499,12 +499,17 @@ def test_for_microscopy_gives_the_microscopy_defaults_and_explicit_options_win(t
     assert (chosen["cells_denoise.png"]["brightness"], chosen["cells_denoise.png"]["exposure_gain"]) == (0.4, True)
     assert photos["cells_denoise.png"]["checkpoint_selection"] == chosen["cells_denoise.png"]["checkpoint_selection"] == "enhanced"
     assert not photos["cells_denoise.png"]["averaged_with_tv"] and not chosen["cells_denoise.png"]["averaged_with_tv"]
+    assert photos["cells_denoise.png"]["finished_with_tv"] is True and chosen["cells_denoise.png"]["finished_with_tv"] is False
+    assert photos["cells_enhance.png"]["finished_with_tv"] is False  # only denoise is finished
+    assert written("u", "--no-finish-with-tv")["cells_denoise.png"]["finished_with_tv"] is False
+    assert written("a", "--for", "microscopy", "--output", "denoise", "--finish-with-tv")["cells_denoise.png"]["finished_with_tv"] is True
     plain = written("n", "--for", "microscopy", "--no-average-with-tv")["cells_linear.png"]
     assert plain["averaged_with_tv"] is False
     faithful = written("f", "--for", "microscopy", "--mode", "faithful")["cells_linear.png"]
     assert (faithful["mode"], faithful["brightness"], faithful["exposure_gain"]) == ("faithful", 0.5, False)
     assert faithful["checkpoint_selection"] is None
     assert faithful["averaged_with_tv"] is False  # the published computation unless asked
+    assert written("g", "--mode", "faithful", "--output", "denoise")["cells_denoise.png"]["finished_with_tv"] is False
 
     weights = tmp_path / "w.pt"
     ZeroIG(device="cpu").save(weights)

@@ -22,13 +22,15 @@ LARGE_FOR_CPU = 1024 * 1024  # pixels; above this a whole-image CPU step takes t
 MAX_BRIGHTNESS = 0.8  # objective.MAX_BRIGHTNESS, literal so that --help needs no torch (a test keeps them equal)
 HEADROOM_BRIGHTNESS = "headroom"  # improved.HEADROOM_BRIGHTNESS, literal for the same reason
 ACCELERATIONS = ("auto", "exact", "off", "max")  # acceleration.PRESETS, literal for the same reason
-# --for: the defaults each kind of image gives --output, --brightness, --exposure-gain and
-# --average-with-tv (an option given explicitly wins). Microscopy's are the napari plugin's defaults
-# (a test keeps them equal), measured on the microscopy pairs: BENCHMARKS.md, "Microscopy at full
-# size, 2000 steps, one machine" and "The fit averaged with a classical denoiser".
+# --for: the defaults each kind of image gives --output, --brightness, --exposure-gain,
+# --average-with-tv and --finish-with-tv (an option given explicitly wins). Microscopy's are the
+# napari plugin's defaults (a test keeps them equal), measured on the microscopy pairs:
+# BENCHMARKS.md, "Microscopy at full size, 2000 steps, one machine" and "The fit averaged with a
+# classical denoiser"; photos' finishing pass: "The photo's denoise finished by calibrated TV".
 IMAGE_KINDS = {
-    "photos": {"output": "both", "brightness": None, "exposure_gain": None, "average_with_tv": False},
-    "microscopy": {"output": "linear", "brightness": HEADROOM_BRIGHTNESS, "exposure_gain": False, "average_with_tv": True},
+    "photos": {"output": "both", "brightness": None, "exposure_gain": None, "average_with_tv": False, "finish_with_tv": True},
+    "microscopy": {"output": "linear", "brightness": HEADROOM_BRIGHTNESS, "exposure_gain": False, "average_with_tv": True,
+                   "finish_with_tv": False},
 }
 BRIGHTNESS_HELP = (
     "Mean luminance (0-0.8) of the outputs. Default: 0.5, mid-grey, the published rule's target "
@@ -183,8 +185,9 @@ class _StepBar:
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda or cuda:N.")
 @click.option("--seed", default=2, show_default=True, type=int, help="Seed of the network init (2 as published).")
 @click.option("--for", "image_kind", default="photos", show_default=True, type=click.Choice(list(IMAGE_KINDS)),
-              help="What the images are; sets the defaults of --output, --brightness, --exposure-gain and "
-                   "--average-with-tv. photos: both outputs at mid-grey, the mode's exposure gain. microscopy (the "
+              help="What the images are; sets the defaults of --output, --brightness, --exposure-gain, "
+                   "--average-with-tv and --finish-with-tv. photos: both outputs at mid-grey, the mode's exposure "
+                   "gain, denoise finished by TV. microscopy (the "
                    "napari plugin's defaults): --output linear --brightness headroom --no-exposure-gain "
                    "--average-with-tv, which denoised the fluorescence microscopy pairs better than the published "
                    "method (BENCHMARKS.md).")
@@ -220,13 +223,18 @@ class _StepBar:
                    "weight chosen on the image by Noise2Self's loss (seconds): two denoisers whose errors differ "
                    "(+0.2 to +2.3 dB on three of the four microscopy pairs measured, 0.07 dB less on the fourth). "
                    "Default: off; on --for microscopy.")
+@click.option("--finish-with-tv/--no-finish-with-tv", default=None,
+              help="Pass the denoise output through total variation whose strength is chosen on that output by "
+                   "Noise2Self's loss (seconds): it takes out the noise the networks leave, most at full size "
+                   "(LOL photos at 600x400: SSIM +0.05); an output with no noise left is barely changed. "
+                   "Default: on for photos in the improved modes; off --for microscopy and in faithful.")
 @click.option("--iters-per-plane", type=click.IntRange(min=0), metavar="N",
               help="TIFF stacks: steps for each plane after the first, continuing from the previous plane's "
                    f"fit. Default: {STACK_LATER_STEPS} (or --iters, if fewer).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (otherwise an existing output is an error and is kept).")
 def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed, image_kind, output, loss_log,
-            acceleration, fit_crop, tile, ensemble, brightness, exposure_gain, average_with_tv, iters_per_plane,
-            overwrite) -> None:
+            acceleration, fit_crop, tile, ensemble, brightness, exposure_gain, average_with_tv, finish_with_tv,
+            iters_per_plane, overwrite) -> None:
     """Brighten and denoise images: each is fitted on its own, then inferred.
 
     INPUT is an image (PNG, JPEG, TIFF, BMP, WebP; 8/16-bit; gray, RGB or RGBA) or a folder of them.
@@ -270,6 +278,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         exposure_gain = kind_defaults["exposure_gain"]
     if average_with_tv is None:  # faithful stays the published method unless asked
         average_with_tv = kind_defaults["average_with_tv"] and recipe.name != "faithful"
+    if finish_with_tv is None:
+        finish_with_tv = kind_defaults["finish_with_tv"] and recipe.name != "faithful"
     if iters == 0 and brightness is not None and recipe.with_exposure_gain(exposure_gain).fit_brightness_ratio is None:
         raise click.UsageError(f"in mode {mode!r} only the fit sets the brightness, and --iters 0 fits nothing")
     if brightness is None and iters and recipe.name != "faithful":  # faithful stays the published method unless asked
@@ -358,7 +368,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                     nonlocal acceleration_noted
                     model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration,
                                    fit_crop=fit_crop, brightness=brightness, exposure_gain=exposure_gain,
-                                   select_for=output if output == "linear" else None, average_with_tv=average_with_tv)
+                                   select_for=output if output == "linear" else None, average_with_tv=average_with_tv,
+                                   finish_with_tv=finish_with_tv)
                     if model.acceleration_notes and not acceleration_noted:
                         click.echo(f"zeroig: note: --acceleration {acceleration}: {'; '.join(model.acceleration_notes)}", err=True)
                         acceleration_noted = True

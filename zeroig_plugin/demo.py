@@ -57,6 +57,7 @@ def run_demo(output_dir: str | Path, iters: int | None = None, mode: str = "defa
 
     from .engine import ZeroIG, describe_device
     from .provenance import processing_record
+    from .recipes import get_recipe
 
     iters = DEMO_ITERS if iters is None else iters
     output_dir = Path(output_dir)
@@ -64,7 +65,7 @@ def run_demo(output_dir: str | Path, iters: int | None = None, mode: str = "defa
     reference = _demo_reference()
     low = simulate_low_light(reference)
     height, width = low.shape[:2]
-    model = ZeroIG(mode=mode, device=device)
+    model = ZeroIG(mode=mode, device=device, finish_with_tv=get_recipe(mode).name != "faithful")  # `zeroig enhance`'s photo defaults
     echo(f"demo: scikit-image 'coffee' at {width}x{height}, darkened to mean {low.mean() * 255:.0f}/255 with "
          f"Poisson-Gaussian noise; {iters} steps of mode '{model.mode}' on {describe_device(device)}")
     echo("      (sized to finish in a few minutes on a 2-core CPU; real images use 2000 steps)")

@@ -22,13 +22,14 @@ def test_out_names_with_dots_are_kept_whole_and_the_partial_file_is_removed(tmp_
         (result,) = report["results"]["skimage-synthetic"].values()
         (scored,) = result.values()
         assert scored["brightness"] == float(brightness)
-        assert set(scored["checkpoints"]["2"]) == {"enhance", "denoise", "linear"}
+        assert set(scored["checkpoints"]["2"]) == {"enhance", "denoise", "linear", "denoise_tv"}
 
 
 def test_intensity_matched_runs_also_score_linear_averaged_with_tv(benchmark_script):
     """The microscopy front ends' output, ``linear`` averaged with calibrated TV, is scored beside
     ``linear`` where outputs are intensity-matched: after two steps the fit has removed little
-    noise, and the average with TV is nearer the clean image; photos get no such score."""
+    noise, and the average with TV is nearer the clean image; photos get no such score, but their
+    denoise finished by TV, nearer the clean image for the same reason."""
     import numpy as np
 
     quality = benchmark_script("quality")
@@ -37,7 +38,10 @@ def test_intensity_matched_runs_also_score_linear_averaged_with_tv(benchmark_scr
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.05, clean.shape), 0, 1).astype(np.float32)
     results = {match: next(iter(quality.run_one("default", noisy, clean, [2], match, "cpu", None).values())) for match in (True, False)}
     matched, as_photo = (results[match]["checkpoints"]["2"] for match in (True, False))
-    assert set(as_photo) == {"enhance", "denoise", "linear"}
+    assert set(as_photo) == {"enhance", "denoise", "linear", "denoise_tv"} and "denoise_tv" not in matched
     assert matched["linear_tv"]["psnr"] > matched["linear"]["psnr"] + 1
+    assert as_photo["denoise_tv"]["ssim"] > as_photo["denoise"]["ssim"] + 0.05
+    photo_table = quality.table({"results": {"lol15-dev": {"default": {"photo": results[False]}}}})
+    assert f"finished by TV {as_photo['denoise_tv']['psnr']:.2f}" in photo_table
     markdown = quality.table({"results": {"microscopy-dev": {"default": {"plane": results[True]}}}})
     assert f"with TV {matched['linear_tv']['psnr']:.2f}" in markdown

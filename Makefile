@@ -42,7 +42,7 @@ benchmarks: $(VENV)/.core-installed
 # The data benchmarks/device_check.sh reads on a lent GPU machine, to which ../shared does not travel.
 device-data:
 	mkdir -p .device-shared/data
-	cp -r ../shared/data/microscopy-dev .device-shared/data/
+	cp -r ../shared/data/microscopy-dev ../shared/data/lol15-dev .device-shared/data/
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .device-shared

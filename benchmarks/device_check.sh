@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The checks that still need a GPU, prepared as one call of the device tool (a lent H100 or H200).
 #
-#   here, once:  make device-data     # ../shared/data/microscopy-dev into the git-ignored .device-shared/
+#   here, once:  make device-data     # ../shared/data/{microscopy,lol15}-dev into the git-ignored .device-shared/
 #   the call:    run(command="bash benchmarks/device_check.sh", carry=[".device-shared"], timeout_s=590)
 #   afterwards:  tar xzf <files_at>/device_check.tar.gz -C <a folder>; summary.txt first, then the
 #                quality_* files into benchmarks/results/ under names that say the GPU
@@ -15,13 +15,17 @@
 #      steps, intensity-matched `denoise`, napari's default (improved-post-gain, brightness from
 #      the highlights) and faithful side by side, seed 2; `linear` is also scored averaged with
 #      calibrated TV (`linear_tv`, the microscopy front ends' output), so the average is measured
-#      at full size too.
+#      at full size too. Beside them, in a third process, the LOL dev pairs at full size with the
+#      default (issue 5's headline protocol, 2000 steps): `denoise` is also scored finished by
+#      calibrated TV (`denoise_tv`, the image CLI's photo default since 2026-12-06), measured so far
+#      only on the CPU after 300 steps at full size.
 #   3. large photos fitted and inferred end to end with the engine's own choices
 #      (benchmarks/large_photo.py): 12 megapixels on crops, the captured graph handed back before
 #      inference; 3840x2160 whole, checkpoints scored beside the graph. Do they finish within the
 #      GPU's memory, and at what peak?
 #   4. the microscopy line with seed 3 in the time left.
-# Knobs (environment), for a dry run on a CPU: PYTHON, DEVICE, STEPS, CROP, FIRST_SEEDS,
+# Knobs (environment), for a dry run on a CPU: PYTHON, DEVICE, STEPS, CROP, LOL_SIZE (long side; empty:
+# full size), FIRST_SEEDS,
 # LARGE_SIZES and LARGE_STEPS (the photos of part 3), LATER_SEEDS (empty: no fourth part),
 # BUDGET_S (seconds for the whole script), ZEROIG_SHARED, OUT.
 set -uo pipefail
@@ -31,6 +35,7 @@ PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-2000}
 CROP=${CROP:-512}
+LOL_SIZE=${LOL_SIZE:-}
 FIRST_SEEDS=${FIRST_SEEDS:-2}
 LARGE_SIZES=${LARGE_SIZES:-4032x3024 3840x2160}
 LARGE_STEPS=${LARGE_STEPS:-300}
@@ -79,7 +84,20 @@ microscopy() {  # seeds
     echo "microscopy seeds $seeds: exits $first $second after ${SECONDS} s" | tee -a "$work/summary.txt"
 }
 
+lol() {  # the default on the LOL dev pairs, in the background beside the first microscopy runs
+    if [ ! -d "$ZEROIG_SHARED/data/lol15-dev" ]; then
+        echo "lol: skipped, lol15-dev not in $ZEROIG_SHARED/data" | tee -a "$work/summary.txt"
+        return
+    fi
+    timeout "$(left)" "$PYTHON" benchmarks/quality.py --datasets lol15-dev ${LOL_SIZE:+--size "$LOL_SIZE"} --steps "$STEPS" \
+        --device "$DEVICE" --modes default --out "$work/quality_lol${LOL_SIZE:-600}_default" >"$work/lol_default.log" 2>&1
+    echo "lol: exit $? after ${SECONDS} s" >>"$work/summary.txt"
+}
+
+lol &
+lol_job=$!
 microscopy "$FIRST_SEEDS"
+wait "$lol_job"
 for size in $LARGE_SIZES; do
     limit=$(( $(left) < 180 ? $(left) : 180 ))
     if [ "$limit" -lt 60 ]; then
@@ -92,4 +110,5 @@ for size in $LARGE_SIZES; do
     tail -n 1 "$work/large_photo_$size.log" >>"$work/summary.txt"
 done
 microscopy "$LATER_SEEDS"
-grep -h "^microscopy-dev" "$work"/*_headroom.log "$work"/*_faithful.log 2>/dev/null | tee -a "$work/summary.txt"
+grep -h "^microscopy-dev\|^lol15-dev" "$work"/*_headroom.log "$work"/*_faithful.log "$work"/lol_default.log 2>/dev/null \
+    | tee -a "$work/summary.txt"

@@ -463,9 +463,10 @@ def main(argv: list[str] | None = None) -> int:
                                  args.brightness, args.acceleration, dict(args.selection), args.final_too)
                 for (ensemble, readout), result in scored.items():
                     report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble, readout), {})[name] = result
-                    final = _last_denoise(result)
+                    final, finished = _last_denoise(result), list(result["checkpoints"].values())[-1].get("denoise_tv")
                     print(f"{dataset} {name} {low.shape} {label(mode, seed, ensemble, readout)}: denoise {final['psnr']:.2f} dB / "
-                          f"{final['ssim']:.3f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+                          f"{final['ssim']:.3f}" + (f", finished by TV {finished['psnr']:.2f} / {finished['ssim']:.3f}" if finished else "")
+                          + f" ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
                 partial.parent.mkdir(parents=True, exist_ok=True)
                 partial.write_text(json.dumps(report, indent=1))
     write(report, args.out)

@@ -20,7 +20,7 @@ def _run(shared: Path, out: Path, **knobs: str) -> subprocess.CompletedProcess:
 
 def test_device_check_scores_both_modes_on_every_pair_and_archives_the_results(shared_data_dir, tmp_path):
     done = _run(
-        shared_data_dir.parent, tmp_path / "out", STEPS="2", CROP="24", FIRST_SEEDS="2", LATER_SEEDS="",
+        shared_data_dir.parent, tmp_path / "out", STEPS="2", CROP="24", LOL_SIZE="32", FIRST_SEEDS="2", LATER_SEEDS="",
         LARGE_SIZES="64x48", LARGE_STEPS="2",
     )
     assert done.returncode == 0, done.stderr
@@ -35,6 +35,9 @@ def test_device_check_scores_both_modes_on_every_pair_and_archives_the_results(s
         assert set(scored) == PAIRS
         assert all(set(result["checkpoints"]) == {"2"} for result in scored.values())
         assert all("linear_tv" in result["checkpoints"]["2"] for result in scored.values())  # the front ends' output
+    (lol,) = json.loads((results / "quality_lol32_default.json").read_text())["results"]["lol15-dev"].values()
+    assert len(lol) == 5 and all("denoise_tv" in result["checkpoints"]["2"] for result in lol.values())  # the photo default's output
+    assert "lol: exit 0" in (results / "summary.txt").read_text()
     large = json.loads((results / "large_photo_64x48.json").read_text())
     assert large["size"] == [64, 48] and large["steps"] == 2 and large["finite"]
     assert "large photo 64x48: exit 0" in (results / "summary.txt").read_text()

@@ -153,12 +153,13 @@ def blends(fit: np.ndarray, classical: dict[str, np.ndarray], high: np.ndarray, 
     return rows
 
 
-def blend_table(blended: dict) -> str:
-    """Markdown: PSNR / SSIM per row and image, with the mean, one table per dataset."""
+def blend_table(blended: dict, caption: str = ": the fit's output averaged with the classical ones") -> str:
+    """Markdown: PSNR / SSIM per row and image, with the mean, one table per dataset (``{dataset:
+    {row: {image: scores}}}``), each headed by the dataset's name and ``caption``."""
     lines = []
     for dataset, rows in blended.items():
         names = list(next(iter(rows.values())))
-        lines += [f"### {dataset}: the fit's output averaged with the classical ones", "",
+        lines += [f"### {dataset}{caption}", "",
                   "| row | " + " | ".join(names) + " | mean |", "|---|" + "---|" * (len(names) + 1)]
         for label, images in rows.items():
             cells = [f"{images[n]['psnr']:.2f} / {images[n]['ssim']:.3f}" for n in names]

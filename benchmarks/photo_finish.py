@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from classical import blend_table  # noqa: E402
 from quality import SHARED, SYNTHETIC_EXPOSURE, pairs, prepare, score  # noqa: E402
 
 PHOTO_DATASETS = ("lol15-dev", "skimage-synthetic")
@@ -85,19 +86,6 @@ def scored(saved: dict[str, np.ndarray]) -> dict[str, dict[str, dict[str, dict]]
     return results
 
 
-def table(results: dict) -> str:
-    lines = []
-    for dataset, rows in results.items():
-        names = list(next(iter(rows.values())))
-        lines += [f"### {dataset}", "", "| row | " + " | ".join(names) + " | mean |", "|---|" + "---|" * (len(names) + 1)]
-        for row, images in rows.items():
-            cells = [f"{images[n]['psnr']:.2f} / {images[n]['ssim']:.3f}" for n in names]
-            mean = f"{np.mean([images[n]['psnr'] for n in names]):.2f} / {np.mean([images[n]['ssim'] for n in names]):.3f}"
-            lines.append(f"| {row} | " + " | ".join(cells) + f" | {mean} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(PHOTO_DATASETS), choices=PHOTO_DATASETS)
@@ -133,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     results = scored(saved)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps({"settings": settings, "results": results}, indent=1))
-    markdown = table(results)
+    markdown = blend_table(results, caption="")
     Path(f"{args.out}.md").write_text(f"# A photo's denoise finished by TV\n\n- {json.dumps(settings)}\n\n{markdown}")
     print(markdown)
     return 0

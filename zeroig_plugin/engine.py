@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from .acceleration import Acceleration, AutocastNetworks, convolution_precision, resolve_acceleration
 from .borders import ContentBox, find_content, paste_content
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
-from .classical import average_with_tv as average_linear_with_tv
-from .classical import tv_denoised
+from .classical import average_with_tv as average_linear_with_tv, tv_denoised
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
 from .host_memory import keep_freed_memory, release_freed_memory
@@ -282,9 +281,9 @@ class ZeroIG:
         finish_with_tv: whether ``denoise`` is passed through total variation whose strength is
             calibrated on that output by Noise2Self's loss (:func:`~zeroig_plugin.classical.tv_denoised`):
             the image CLI's default for photos. It takes out the noise the networks leave, most at
-            full size (LOL at 600x400, 300 steps: SSIM +0.05; docs/quality.md, item 11); on an
-            output with no noise left the calibration chooses the weakest strength. ``enhance``
-            and ``linear`` are not changed. The strength is kept like ``average_with_tv``'s.
+            full size (LOL at 600x400, 300 steps: SSIM +0.04; docs/quality.md, item 11); an
+            output with little noise left is barely changed. ``enhance`` and ``linear`` are not
+            changed. The strength is kept like ``average_with_tv``'s.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
 
     Example:

@@ -59,10 +59,6 @@ def run(datasets: list[str], out: str, extra: list[str]) -> dict:
     return quality.merge(parts)
 
 
-def _final(result: dict, output: str) -> dict:
-    return list(result["checkpoints"].values())[-1][output]
-
-
 def summary(report: dict) -> str:
     """Markdown: per dataset, each row's mean final PSNR / SSIM and its difference from the default."""
     headers = _dataset_headers(report)
@@ -99,9 +95,9 @@ def _dataset_headers(report: dict) -> list[str]:
 
 
 def _means(images: dict) -> dict:
-    denoise = [_final(r, "denoise") for r in images.values()]
-    linear = [_final(r, "linear") for r in images.values()]
-    drops = [max(c["denoise"]["psnr"] for c in r["checkpoints"].values()) - _final(r, "denoise")["psnr"] for r in images.values()]
+    denoise = [quality.last_scores(r)["denoise"] for r in images.values()]
+    linear = [quality.last_scores(r)["linear"] for r in images.values()]
+    drops = [max(c["denoise"]["psnr"] for c in r["checkpoints"].values()) - quality.last_scores(r)["denoise"]["psnr"] for r in images.values()]
     return {
         "denoise": (np.mean([d["psnr"] for d in denoise]), np.mean([d["ssim"] for d in denoise])),
         "linear": (np.mean([d["psnr"] for d in linear]), np.mean([d["ssim"] for d in linear])),
@@ -117,7 +113,7 @@ def per_image(report: dict) -> str:
         lines += [f"#### {dataset}", "", "| row | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for row, label, _ in ROWS:
             if label in modes:
-                cells = [f"{_final(modes[label][n], 'denoise')['psnr']:.2f}" if n in modes[label] else "-" for n in names]
+                cells = [f"{quality.last_scores(modes[label][n])['denoise']['psnr']:.2f}" if n in modes[label] else "-" for n in names]
                 lines.append(f"| {row} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -253,9 +253,9 @@ def pairs(
     return found[:limit] if limit else found
 
 
-def _last_denoise(result: dict) -> dict:
-    """The denoise scores of one image's result at its last checkpoint."""
-    return list(result["checkpoints"].values())[-1]["denoise"]
+def last_scores(result: dict) -> dict:
+    """One image's result's scores at its last checkpoint, by output."""
+    return list(result["checkpoints"].values())[-1]
 
 
 def _figure(value: float, decimals: int) -> str:
@@ -263,7 +263,7 @@ def _figure(value: float, decimals: int) -> str:
 
 
 def _final_cell(result: dict) -> str:
-    last = list(result["checkpoints"].values())[-1]
+    last = last_scores(result)
     cell = f"{last['denoise']['psnr']:.2f} / {last['denoise']['ssim']:.3f}"
     others = [f"{label} {last[output]['psnr']:.2f} / {last[output]['ssim']:.3f}"
               for output, label in (("denoise_tv", "finished by TV"), ("linear", "linear"), ("linear_tv", "with TV"))
@@ -290,7 +290,7 @@ def table(report: dict) -> str:
             steps = [s for s in next(iter(images.values()))["checkpoints"] if all(s in r["checkpoints"] for r in images.values())]
             reference = np.mean([r["reference_brightness"] for r in images.values()])
             drops = [
-                max(c["denoise"]["psnr"] for c in r["checkpoints"].values()) - _last_denoise(r)["psnr"]
+                max(c["denoise"]["psnr"] for c in r["checkpoints"].values()) - last_scores(r)["denoise"]["psnr"]
                 for r in images.values()
             ]
             for step in steps:
@@ -337,7 +337,7 @@ def _seed_summary(modes: dict, names: list[str]) -> list[str]:
     for mode, runs in groups.items():
         cells, means = [], []
         for name in names:
-            finals = [_last_denoise(r[name])["psnr"] for r in runs if name in r]
+            finals = [last_scores(r[name])["denoise"]["psnr"] for r in runs if name in r]
             cells.append(f"{np.mean(finals):.2f} ({min(finals):.2f} to {max(finals):.2f})" if finals else "-")
             if finals:
                 means.append(np.mean(finals))
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                                  args.brightness, args.acceleration, dict(args.selection), args.final_too)
                 for (ensemble, readout), result in scored.items():
                     report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble, readout), {})[name] = result
-                    final, finished = _last_denoise(result), list(result["checkpoints"].values())[-1].get("denoise_tv")
+                    final, finished = last_scores(result)["denoise"], last_scores(result).get("denoise_tv")
                     print(f"{dataset} {name} {low.shape} {label(mode, seed, ensemble, readout)}: denoise {final['psnr']:.2f} dB / "
                           f"{final['ssim']:.3f}" + (f", finished by TV {finished['psnr']:.2f} / {finished['ssim']:.3f}" if finished else "")
                           + f" ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)

@@ -33,11 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from classical import blend_table  # noqa: E402
-from quality import SHARED, SYNTHETIC_EXPOSURE, pairs, prepare, score  # noqa: E402
+from quality import FIT_SETTINGS, SHARED, SYNTHETIC_EXPOSURE, pairs, prepare, score  # noqa: E402
 
 PHOTO_DATASETS = ("lol15-dev", "skimage-synthetic")
 SAVED = ("low", "high", "enhance", "denoise")
-FIT_SETTINGS = "fit_settings"  # the saved outputs' entry with the fit's settings, as JSON
 
 
 def finishes(enhance: np.ndarray, denoise: np.ndarray) -> dict[str, np.ndarray]:

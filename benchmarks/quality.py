@@ -33,6 +33,8 @@ Writes ``<out>.json`` and ``<out>.md``.
     python benchmarks/quality.py --datasets lol15-dev --size 96 --steps 1000 --modes improved --ensembles 1 8
     python benchmarks/quality.py --datasets skimage-synthetic --size 160 --steps 1000 --modes faithful improved
     python benchmarks/quality.py --merge a.json b.json --out results/all   # one table from several runs
+    python benchmarks/quality.py --datasets lol15-dev --modes default --keep-outputs /tmp/lol.npz \
+        --out results/lol600   # then photo_finish.py --rescore /tmp/lol.npz, finish_calibration.py /tmp/lol.npz
     python benchmarks/quality.py --datasets microscopy-dev --crop 512 --modes improved-post-gain \
         --brightness headroom --selection select_after=none   # napari's default, read out at the final weights
 
@@ -60,6 +62,7 @@ INTENSITY_MATCHED = {"microscopy-dev"}
 SYNTHETIC_PHOTOS = ("astronaut", "chelsea", "rocket", "immunohistochemistry")
 SYNTHETIC_EXPOSURE = 0.1  # the demo's
 SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
+FIT_SETTINGS = "fit_settings"  # kept outputs' entry with the fit's settings, as JSON (``--keep-outputs``)
 
 
 def load(path: Path) -> np.ndarray:
@@ -167,13 +170,14 @@ def selection_setting(text: str) -> tuple[str, object]:
 def run_one(
     mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None,
     seed: int = 2, ensembles: tuple[int | None, ...] = (None,), brightness: float | str | None = None,
-    acceleration: str = "auto", selection: dict | None = None, final_too: bool = False,
+    acceleration: str = "auto", selection: dict | None = None, final_too: bool = False, kept: dict | None = None,
 ) -> dict:
     """One fit, scored at each checkpoint with each inference ensemble size (``None``: the
     mode's); a result per ``(ensemble size, readout)``, the readout ``"selected"`` (what the model
     infers with) or, with ``final_too`` and a model that selects checkpoints, also ``"final"`` (the
     weights the fit ended with: the same fit, read out as without selection). ``selection``
-    overrides the recipe's checkpoint-selection settings (:data:`SELECTION_SETTINGS`)."""
+    overrides the recipe's checkpoint-selection settings (:data:`SELECTION_SETTINGS`). ``kept``,
+    where given, receives the first readout's ``enhance`` and ``denoise`` at the last checkpoint."""
     from dataclasses import replace
 
     from zeroig_plugin import ZeroIG
@@ -200,6 +204,8 @@ def run_one(
         for ensemble, readout in results:
             with final_weights(model) if readout == "final" else contextlib.nullcontext():
                 outputs = model.infer(low, ensemble=ensemble)
+            if kept is not None and checkpoint == checkpoints[-1] and (ensemble, readout) == next(iter(results)):
+                kept.update(enhance=outputs.enhance, denoise=outputs.denoise)
             results[ensemble, readout][str(checkpoint)] = {
                 "enhance": score(outputs.enhance, high, match),
                 "denoise": score(outputs.denoise, high, match),
@@ -367,6 +373,15 @@ def write(report: dict, out: str) -> None:
     print(table(report))
 
 
+def _save_outputs(saved: dict[str, np.ndarray], settings: dict, path: str) -> None:
+    """``saved`` (keys ``dataset/name/array``) and the run's ``settings`` (under :data:`FIT_SETTINGS`),
+    written whole under a temporary name and renamed, so that a run stopped part way leaves the
+    images done so far."""
+    partial = Path(f"{path}.partial.npz")
+    np.savez_compressed(partial, **saved, **{FIT_SETTINGS: json.dumps(settings)})
+    partial.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     from zeroig_plugin.cli import ACCELERATIONS
 
@@ -407,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--final-too", action="store_true",
         help="where a mode selects checkpoints, also score each fit's final weights (same fit, a second row)",
+    )
+    parser.add_argument(
+        "--keep-outputs", metavar="NPZ", default=None,
+        help="save each photo pair's low, high and last enhance and denoise (the first mode, seed and ensemble's) "
+        "as photo_finish.py --keep-outputs does, for photo_finish.py --rescore and finish_calibration.py",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
@@ -455,12 +475,18 @@ def main(argv: list[str] | None = None) -> int:
     report = {"settings": settings, "results": {}}
     partial = Path(f"{args.out}.partial.json")  # what is done so far, should the run be stopped
     resize = lambda array: prepare(array, args.scale, args.size, args.crop)  # noqa: E731
+    saved: dict[str, np.ndarray] = {}
     for dataset in datasets:
         for name, low, high in pairs(dataset, args.images, args.names, resize, args.exposure):
             for mode, seed in runs:
                 start = time.perf_counter()
+                kept = {} if args.keep_outputs and dataset not in INTENSITY_MATCHED and (mode, seed) == runs[0] else None
                 scored = run_one(mode, low, high, checkpoints, dataset in INTENSITY_MATCHED, args.device, args.fit_crop, seed, ensembles,
-                                 args.brightness, args.acceleration, dict(args.selection), args.final_too)
+                                 args.brightness, args.acceleration, dict(args.selection), args.final_too, kept)
+                if kept:
+                    saved.update({f"{dataset}/{name}/{key}": np.asarray(array, np.float32)
+                                  for key, array in {"low": low, "high": high, **kept}.items()})
+                    _save_outputs(saved, {**settings, "mode": label(mode, seed, ensembles[0])}, args.keep_outputs)
                 for (ensemble, readout), result in scored.items():
                     report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble, readout), {})[name] = result
                     final, finished = last_scores(result)["denoise"], last_scores(result).get("denoise_tv")

@@ -45,3 +45,29 @@ def test_intensity_matched_runs_also_score_linear_averaged_with_tv(benchmark_scr
     assert f"finished by TV {as_photo['denoise_tv']['psnr']:.2f}" in photo_table
     markdown = quality.table({"results": {"microscopy-dev": {"default": {"plane": results[True]}}}})
     assert f"with TV {matched['linear_tv']['psnr']:.2f}" in markdown
+
+
+def test_kept_outputs_are_the_ones_scored_and_rescore_alike_in_photo_finish(tmp_path, benchmark_script):
+    """``--keep-outputs`` saves the photo pairs' last outputs of the first mode, so that the ways of
+    finishing them can be scored again later (the device check keeps its 2000-step LOL fits so)."""
+    import numpy as np
+
+    quality = benchmark_script("quality")
+    kept = tmp_path / "outputs.npz"
+    assert quality.main([
+        "--datasets", "skimage-synthetic", "--names", "astronaut", "chelsea", "--size", "24", "--steps", "2",
+        "--modes", "default", "faithful", "--threads", "1", "--keep-outputs", str(kept), "--out", str(tmp_path / "run"),
+    ]) == 0
+    saved = np.load(kept)
+    assert sorted(saved.files) == sorted(["fit_settings"] + [f"skimage-synthetic/{name}/{array}" for name in ("astronaut", "chelsea")
+                                                           for array in ("low", "high", "enhance", "denoise")])
+    assert json.loads(str(saved["fit_settings"]))["mode"].startswith("improved")  # the first mode's, not faithful's
+    assert not list(tmp_path.glob("*.partial.npz"))
+    assert benchmark_script("photo_finish").main(["--rescore", str(kept), "--out", str(tmp_path / "finish")]) == 0
+    scored = json.loads((tmp_path / "run.json").read_text())["results"]["skimage-synthetic"]
+    default = next(images for label, images in scored.items() if label.startswith("improved"))
+    rescored = json.loads((tmp_path / "finish.json").read_text())["results"]["skimage-synthetic"]
+    for name in ("astronaut", "chelsea"):
+        last = default[name]["checkpoints"]["2"]
+        assert rescored["denoise (as fitted)"][name]["psnr"] == last["denoise"]["psnr"]
+        assert rescored["TV of denoise, calibrated (the default)"][name]["ssim"] == last["denoise_tv"]["ssim"]

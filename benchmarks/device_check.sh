@@ -18,7 +18,9 @@
 #      at full size too. Beside them, in a third process, the LOL dev pairs at full size with the
 #      default (issue 5's headline protocol, 2000 steps): `denoise` is also scored finished by
 #      calibrated TV (`denoise_tv`, the image CLI's photo default since 2026-12-06), measured so far
-#      only on the CPU after 300 steps at full size.
+#      only on the CPU after 300 steps at full size; the fits' last outputs are then finished each
+#      way of benchmarks/photo_finish.py and each calibration rule of finish_calibration.py, so
+#      that the choice of TV's strength is measured after 2000 steps.
 #   3. large photos fitted and inferred end to end with the engine's own choices
 #      (benchmarks/large_photo.py): 12 megapixels on crops, the captured graph handed back before
 #      inference; 3840x2160 whole, checkpoints scored beside the graph. Do they finish within the
@@ -89,9 +91,21 @@ lol() {  # the default on the LOL dev pairs, in the background beside the first 
         echo "lol: skipped, lol15-dev not in $ZEROIG_SHARED/data" | tee -a "$work/summary.txt"
         return
     fi
+    local size=${LOL_SIZE:-600} outputs="$work/lol_outputs.npz"
     timeout "$(left)" "$PYTHON" benchmarks/quality.py --datasets lol15-dev ${LOL_SIZE:+--size "$LOL_SIZE"} --steps "$STEPS" \
-        --device "$DEVICE" --modes default --out "$work/quality_lol${LOL_SIZE:-600}_default" >"$work/lol_default.log" 2>&1
+        --device "$DEVICE" --modes default --keep-outputs "$outputs" --out "$work/quality_lol${size}_default" \
+        >"$work/lol_default.log" 2>&1
     echo "lol: exit $? after ${SECONDS} s" >>"$work/summary.txt"
+    # The fits' outputs, scored finished each way, then left behind (too large to bring back).
+    if [ -f "$outputs" ]; then
+        timeout "$(left)" "$PYTHON" benchmarks/photo_finish.py --rescore "$outputs" \
+            --out "$work/photo_finish_lol${size}_${STEPS}steps" >"$work/lol_finish.log" 2>&1
+        echo "lol finishes: exit $? after ${SECONDS} s" >>"$work/summary.txt"
+        timeout "$(left)" "$PYTHON" benchmarks/finish_calibration.py "$outputs" \
+            --out "$work/finish_calibration_lol${size}_${STEPS}steps" >>"$work/lol_finish.log" 2>&1
+        echo "lol finish calibration: exit $? after ${SECONDS} s" >>"$work/summary.txt"
+        rm -f "$outputs"
+    fi
 }
 
 lol &

@@ -76,14 +76,11 @@ def block_masked_losses(image: np.ndarray, weights: list[float], block: int = BL
     return losses
 
 
-def picks(denoise: np.ndarray) -> dict[str, int | None]:
-    """Each rule's choice for ``denoise`` ``(H, W, 3)``, as an index into ``STRENGTHS`` (``None``:
-    TV not applied, an image without measurable noise)."""
-    from zeroig_plugin.classical import STRENGTHS, calibrated_tv, noise_level
+def picks(denoise: np.ndarray, level: float) -> dict[str, int]:
+    """Each rule's choice of TV's weight for ``denoise`` ``(H, W, 3)``, whose noise level is
+    ``level`` (> 0), as an index into ``STRENGTHS``, the multiples of ``level``."""
+    from zeroig_plugin.classical import STRENGTHS, calibrated_tv
 
-    level = noise_level(denoise)
-    if not level > 0:
-        return {}
     _, default = calibrated_tv(denoise)
     chosen = {DEFAULT_RULE: int(np.argmin(np.abs(STRENGTHS - default))),
               "Noise2Self, 3x3-block masks": int(np.argmin(block_masked_losses(denoise, [level * m for m in STRENGTHS])))}
@@ -110,10 +107,10 @@ def study(saved: dict[str, np.ndarray]) -> dict:
             continue
         denoise, reference = saved[key].astype(np.float32), saved[f"{dataset}/{name}/high"]
         level = noise_level(denoise)
-        curve = [scores(_tv(denoise, level * m), reference) for m in STRENGTHS] if level > 0 else []
-        chosen = picks(denoise)
-        if curve:
-            chosen[BOUND] = int(np.argmax([ssim for _, ssim in curve]))
+        curve, chosen = [], {}  # an output without measurable noise: TV is not applied
+        if level > 0:
+            curve = [scores(_tv(denoise, level * m), reference) for m in STRENGTHS]
+            chosen = {**picks(denoise, level), BOUND: int(np.argmax([ssim for _, ssim in curve]))}
         results.setdefault(dataset, {})[name] = {"as_fitted": scores(denoise, reference), "curve": curve, "picks": chosen}
         print(f"{dataset} {name}: {chosen}", file=sys.stderr, flush=True)
     return results

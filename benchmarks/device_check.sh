@@ -91,21 +91,23 @@ lol() {  # the default on the LOL dev pairs, in the background beside the first 
         echo "lol: skipped, lol15-dev not in $ZEROIG_SHARED/data" | tee -a "$work/summary.txt"
         return
     fi
-    local size=${LOL_SIZE:-600} outputs="$work/lol_outputs.npz"
+    # The fits' outputs are kept outside $work: too large to bring back in the archive.
+    local size=${LOL_SIZE:-600} kept outputs
+    kept=$(mktemp -d)
+    outputs="$kept/lol_outputs.npz"
     timeout "$(left)" "$PYTHON" benchmarks/quality.py --datasets lol15-dev ${LOL_SIZE:+--size "$LOL_SIZE"} --steps "$STEPS" \
         --device "$DEVICE" --modes default --keep-outputs "$outputs" --out "$work/quality_lol${size}_default" \
         >"$work/lol_default.log" 2>&1
     echo "lol: exit $? after ${SECONDS} s" >>"$work/summary.txt"
-    # The fits' outputs, scored finished each way, then left behind (too large to bring back).
-    if [ -f "$outputs" ]; then
+    if [ -f "$outputs" ]; then  # scored finished each way, then left behind
         timeout "$(left)" "$PYTHON" benchmarks/photo_finish.py --rescore "$outputs" \
             --out "$work/photo_finish_lol${size}_${STEPS}steps" >"$work/lol_finish.log" 2>&1
         echo "lol finishes: exit $? after ${SECONDS} s" >>"$work/summary.txt"
         timeout "$(left)" "$PYTHON" benchmarks/finish_calibration.py "$outputs" \
             --out "$work/finish_calibration_lol${size}_${STEPS}steps" >>"$work/lol_finish.log" 2>&1
         echo "lol finish calibration: exit $? after ${SECONDS} s" >>"$work/summary.txt"
-        rm -f "$outputs"
     fi
+    rm -rf "$kept"
 }
 
 lol &

@@ -35,17 +35,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from photo_finish import tv  # noqa: E402
 from quality import FIT_SETTINGS  # noqa: E402
 
 FIXED_MULTIPLES = (0.5, 1.0, 2.0)
 BLOCK, BLOCK_STRIDE, BLOCK_OFFSETS = 3, 8, ((0, 0), (4, 4))
 DEFAULT_RULE, BOUND = "Noise2Self, one-pixel masks (the default)", "best by SSIM against the reference (a bound)"
-
-
-def _tv(image: np.ndarray, weight: float) -> np.ndarray:
-    from skimage.restoration import denoise_tv_chambolle
-
-    return np.asarray(denoise_tv_chambolle(image, weight=weight, channel_axis=-1), np.float32)
 
 
 def block_masked_losses(image: np.ndarray, weights: list[float], block: int = BLOCK, stride: int = BLOCK_STRIDE,
@@ -72,7 +67,7 @@ def block_masked_losses(image: np.ndarray, weights: list[float], block: int = BL
             for dx in range(-half, half + 1):
                 masked[np.ix_(rows + dy, columns + dx)] = ring_mean[centres]
         for index, weight in enumerate(weights):
-            losses[index] += np.mean((_tv(masked, weight)[centres] - image[centres]) ** 2)
+            losses[index] += np.mean((tv(masked, weight)[centres] - image[centres]) ** 2)
     return losses
 
 
@@ -109,7 +104,7 @@ def study(saved: dict[str, np.ndarray]) -> dict:
         level = noise_level(denoise)
         curve, chosen = [], {}  # an output without measurable noise: TV is not applied
         if level > 0:
-            curve = [scores(_tv(denoise, level * m), reference) for m in STRENGTHS]
+            curve = [scores(tv(denoise, level * m), reference) for m in STRENGTHS]
             chosen = {**picks(denoise, level), BOUND: int(np.argmax([ssim for _, ssim in curve]))}
         results.setdefault(dataset, {})[name] = {"as_fitted": scores(denoise, reference), "curve": curve, "picks": chosen}
         print(f"{dataset} {name}: {chosen}", file=sys.stderr, flush=True)

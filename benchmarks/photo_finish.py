@@ -39,14 +39,18 @@ PHOTO_DATASETS = ("lol15-dev", "skimage-synthetic")
 SAVED = ("low", "high", "enhance", "denoise")
 
 
-def finishes(enhance: np.ndarray, denoise: np.ndarray) -> dict[str, np.ndarray]:
-    """``denoise`` as the fit left it and finished each way (``(H, W, 3)`` in ``[0, 1]``), by row label."""
+def tv(image: np.ndarray, weight: float) -> np.ndarray:
+    """``image`` ``(H, W, 3)`` denoised by total variation (Chambolle) at ``weight``, float32."""
     from skimage.restoration import denoise_tv_chambolle
 
+    return np.asarray(denoise_tv_chambolle(image, weight=weight, channel_axis=-1), np.float32)
+
+
+def finishes(enhance: np.ndarray, denoise: np.ndarray) -> dict[str, np.ndarray]:
+    """``denoise`` as the fit left it and finished each way (``(H, W, 3)`` in ``[0, 1]``), by row label."""
     from zeroig_plugin.classical import calibrated_tv, noise_level
 
     tv_of_enhance, enhance_strength = calibrated_tv(enhance)
-    tv = lambda image, weight: np.asarray(denoise_tv_chambolle(image, weight=weight, channel_axis=-1), np.float32)  # noqa: E731
     return {
         "denoise (as fitted)": denoise,
         "TV of denoise, calibrated (the default)": calibrated_tv(denoise)[0],

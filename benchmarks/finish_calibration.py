@@ -1,17 +1,24 @@
 """How TV's strength is chosen for a photo's ``denoise``: the calibration rules against the best strength.
 
 The default finishes ``denoise`` with total variation at a multiple of its noise level chosen by
-Noise2Self's J-invariant loss (:func:`zeroig_plugin.classical.tv_denoised`). That loss assumes
-noise independent between pixels; the noise the networks leave is not (neighbouring pixels'
-leftover noise correlates by about 0.2 to 0.5), so a pixel's masked-out value is partly predicted
-by its neighbours' noise and the loss favours weak smoothing. How far from the best strength does
-that put the finishing, and would a rule with the correlation masked out do better?
+Noise2Self's J-invariant loss (:func:`zeroig_plugin.classical.tv_denoised`). With one-pixel masks
+that loss assumes noise independent between pixels; the noise the networks leave is not
+(neighbouring pixels' leftover noise correlates by about 0.2 to 0.6), so a pixel's masked-out
+value is partly predicted by its neighbours' noise and the loss favours weak smoothing. The
+default therefore calibrates on pixel-shuffled sub-images. How far from the best strength does
+each rule put the finishing?
 
-From saved fits (``photo_finish.py --keep-outputs``), for each photo's ``denoise`` TV is scored
-against the reference (PSNR, SSIM) at every multiple of :data:`~zeroig_plugin.classical.STRENGTHS`,
-and each rule's pick is read off that curve:
+From saved fits (``photo_finish.py --keep-outputs``, ``quality.py --keep-outputs``), for each
+photo's ``denoise`` TV is scored against the reference (PSNR, SSIM) at every multiple of
+:data:`~zeroig_plugin.classical.STRENGTHS`, and each rule's pick is read off that curve:
 
-- ``Noise2Self, one-pixel masks (the default)``: :func:`~zeroig_plugin.classical.calibrated_tv`;
+- ``Noise2Self on pixel-shuffled sub-images, stride 3 (the default)``:
+  :func:`~zeroig_plugin.classical.calibrated_tv` with ``stride=FINISH_STRIDE``, the one-pixel loss
+  summed over the sub-images ``image[k::3, k::3]``, whose neighbouring pixels are 3 apart in the
+  image, where the leftover noise is less correlated (the pixel-shuffle downsampling of AP-BSN,
+  Lee et al., CVPR 2022); the weight chosen there is applied to the whole image. It cannot tell
+  correlated noise from fine texture that sub-sampling aliases. Strides 2 and 4 beside it;
+- ``Noise2Self, one-pixel masks (the earlier default)``: the same on the image itself;
 - ``Noise2Self, 3x3-block masks``: :func:`block_masked_losses`, every 3x3 block of a grid filled
   with the mean of the ring of pixels around it, the loss read at the blocks' centres, so the
   neighbours that share the centre's noise are masked too (J-invariance for noise correlated over
@@ -38,9 +45,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from photo_finish import tv  # noqa: E402
 from quality import FIT_SETTINGS  # noqa: E402
 
+from zeroig_plugin.classical import FINISH_STRIDE  # noqa: E402
+
 FIXED_MULTIPLES = (0.5, 1.0, 2.0)
 BLOCK, BLOCK_STRIDE, BLOCK_OFFSETS = 3, 8, ((0, 0), (4, 4))
-DEFAULT_RULE, BOUND = "Noise2Self, one-pixel masks (the default)", "best by SSIM against the reference (a bound)"
+OTHER_STRIDES = (2, 4)
+DEFAULT_RULE = f"Noise2Self on pixel-shuffled sub-images, stride {FINISH_STRIDE} (the default)"
+ONE_PIXEL_RULE = "Noise2Self, one-pixel masks (the earlier default)"
+BOUND = "best by SSIM against the reference (a bound)"
 
 
 def block_masked_losses(image: np.ndarray, weights: list[float], block: int = BLOCK, stride: int = BLOCK_STRIDE,
@@ -76,9 +88,13 @@ def picks(denoise: np.ndarray, level: float) -> dict[str, int]:
     ``level`` (> 0), as an index into ``STRENGTHS``, the multiples of ``level``."""
     from zeroig_plugin.classical import STRENGTHS, calibrated_tv
 
-    _, default = calibrated_tv(denoise)
-    chosen = {DEFAULT_RULE: int(np.argmin(np.abs(STRENGTHS - default))),
+    def calibration(stride: int) -> int:
+        return int(np.argmin(np.abs(STRENGTHS - calibrated_tv(denoise, stride=stride)[1])))
+
+    chosen = {DEFAULT_RULE: calibration(FINISH_STRIDE), ONE_PIXEL_RULE: calibration(1),
               "Noise2Self, 3x3-block masks": int(np.argmin(block_masked_losses(denoise, [level * m for m in STRENGTHS])))}
+    for stride in OTHER_STRIDES:
+        chosen[f"Noise2Self on pixel-shuffled sub-images, stride {stride}"] = calibration(stride)
     for multiple in FIXED_MULTIPLES:
         chosen[f"{multiple:g}x the noise level"] = int(np.argmin(np.abs(STRENGTHS - multiple)))
     return chosen

@@ -5,8 +5,10 @@ photo pair is fitted with the image CLI's defaults (``--steps``, the published s
 outputs are scored (:func:`quality.score`) as they come and finished in each of these ways:
 
 - ``TV of denoise, calibrated`` (``ZeroIG(finish_with_tv=True)``, the image CLI's default for
-  photos): TV whose strength Noise2Self's J-invariant loss chooses on ``denoise`` itself
-  (:func:`zeroig_plugin.classical.tv_denoised`);
+  photos): TV whose strength Noise2Self's J-invariant loss chooses on ``denoise`` itself, on its
+  pixel-shuffled sub-images (:func:`zeroig_plugin.classical.tv_denoised`, ``FINISH_STRIDE``);
+- ``TV of denoise, one-pixel calibration``: the same loss on ``denoise`` whole (the default until
+  the noise's correlation between neighbours was allowed for);
 - ``TV of denoise, enhance's strength``: TV of ``denoise`` at the weight that loss chooses on
   ``enhance``, the brightened image before the second denoiser (stronger: ``enhance`` is noisier);
 - ``TV of denoise, 1x its noise level``: a fixed weight, the noise level of ``denoise``;
@@ -48,12 +50,13 @@ def tv(image: np.ndarray, weight: float) -> np.ndarray:
 
 def finishes(enhance: np.ndarray, denoise: np.ndarray) -> dict[str, np.ndarray]:
     """``denoise`` as the fit left it and finished each way (``(H, W, 3)`` in ``[0, 1]``), by row label."""
-    from zeroig_plugin.classical import calibrated_tv, noise_level
+    from zeroig_plugin.classical import FINISH_STRIDE, calibrated_tv, noise_level
 
     tv_of_enhance, enhance_strength = calibrated_tv(enhance)
     return {
         "denoise (as fitted)": denoise,
-        "TV of denoise, calibrated (the default)": calibrated_tv(denoise)[0],
+        "TV of denoise, calibrated (the default)": calibrated_tv(denoise, stride=FINISH_STRIDE)[0],
+        "TV of denoise, one-pixel calibration (the earlier default)": calibrated_tv(denoise)[0],
         "TV of denoise, enhance's strength": tv(denoise, enhance_strength * noise_level(enhance)),
         "TV of denoise, 1x its noise level": tv(denoise, noise_level(denoise)),
         "TV of enhance, calibrated": tv_of_enhance,

@@ -181,7 +181,7 @@ def run_one(
     from dataclasses import replace
 
     from zeroig_plugin import ZeroIG
-    from zeroig_plugin.classical import calibrated_tv
+    from zeroig_plugin.classical import FINISH_STRIDE, calibrated_tv
 
     model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop, seed=seed, brightness=brightness, acceleration=acceleration)
     tv = calibrated_tv(low)[0] if match else None
@@ -211,7 +211,7 @@ def run_one(
                 "denoise": score(outputs.denoise, high, match),
                 "linear": score(outputs.linear, high, match),
                 **({"linear_tv": score((outputs.linear + tv) / 2, high, match)} if match
-                   else {"denoise_tv": score(calibrated_tv(outputs.denoise)[0], high, match)}),
+                   else {"denoise_tv": score(calibrated_tv(outputs.denoise, stride=FINISH_STRIDE)[0], high, match)}),
             }
         print(f"  {mode} step {checkpoint}: denoise {results[ensembles[0], 'selected'][str(checkpoint)]['denoise']['psnr']:.2f} dB "
               f"({fit_seconds / done:.2f} s per step)", file=sys.stderr, flush=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from zeroig_plugin import ZeroIG
-from zeroig_plugin.classical import STRENGTHS, calibrated_tv
+from zeroig_plugin.classical import FINISH_STRIDE, STRENGTHS, calibrated_tv
 
 
 def _noisy_field(shape: tuple[int, ...], seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -26,6 +26,25 @@ def test_calibrated_tv_removes_most_of_the_noise_with_a_weight_inside_the_range(
     assert denoised.shape == noisy.shape and denoised.dtype == np.float32
     assert np.mean((denoised - clean) ** 2) < 0.3 * np.mean((noisy - clean) ** 2)
     assert STRENGTHS[0] < strength < STRENGTHS[-1]
+
+
+@pytest.mark.parametrize("shape", [(192, 192), (192, 192, 3)])
+def test_sub_images_a_few_pixels_apart_calibrate_for_noise_shared_between_neighbours(shape):
+    from scipy import ndimage
+
+    clean, noisy = _noisy_field(shape)
+    noise = noisy - clean
+    shared = ndimage.uniform_filter(noise, size=(2, 2, 1)[: len(shape)])  # each pixel's noise shared with its neighbours
+    correlated = np.clip(clean + shared * (noise.std() / shared.std()), 0, 1).astype(np.float32)
+
+    def error_left(image: np.ndarray, stride: int) -> float:
+        return float(np.mean((calibrated_tv(image, stride=stride)[0] - clean) ** 2) / np.mean((image - clean) ** 2))
+
+    assert error_left(correlated, 1) > 0.7  # one-pixel masks: the neighbours predict the masked noise
+    assert error_left(correlated, FINISH_STRIDE) < 0.3
+    assert error_left(noisy, FINISH_STRIDE) < 0.1  # and independent noise is still taken out
+    small = correlated[:96, :96]  # sub-images under MIN_SUB_IMAGE_SIDE: calibrated whole
+    np.testing.assert_array_equal(calibrated_tv(small, stride=FINISH_STRIDE)[0], calibrated_tv(small)[0])
 
 
 def test_an_image_without_noise_is_left_as_it_is():
@@ -56,7 +75,7 @@ def test_denoise_is_finished_with_tv_of_itself_and_the_other_outputs_are_not_cha
     plain = model.infer(noisy, ensemble=1)
     model.finish_with_tv = True
     finished = model.infer(noisy, ensemble=1)
-    np.testing.assert_allclose(finished.denoise, calibrated_tv(plain.denoise)[0], atol=1e-6)
+    np.testing.assert_allclose(finished.denoise, calibrated_tv(plain.denoise, stride=FINISH_STRIDE)[0], atol=1e-6)
     assert np.mean(np.abs(np.diff(finished.denoise, axis=1))) < 0.5 * np.mean(np.abs(np.diff(plain.denoise, axis=1)))
     np.testing.assert_array_equal(finished.enhance, plain.enhance)
     np.testing.assert_array_equal(finished.linear, plain.linear)

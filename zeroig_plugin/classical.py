@@ -11,7 +11,9 @@ Two uses, each measured (BENCHMARKS.md):
 - :func:`tv_denoised` of the fit's own ``denoise`` output, photos: the noise the networks leave
   (most at full size, where a photo's noise is strongest) is taken out by TV whose strength is
   calibrated on that output, so an output without measurable noise left is barely changed
-  ("The photo's denoise finished by calibrated TV"). Photos are not averaged with TV of the
+  ("The photo's denoise finished by calibrated TV"). That noise is correlated between
+  neighbouring pixels, so the strength is calibrated on pixel-shuffled sub-images
+  (:data:`FINISH_STRIDE`; "Calibrating on pixel-shuffled sub-images"). Photos are not averaged with TV of the
   input: the fit's ``denoise`` carries a local tone curve that a globally brightened TV result
   does not, and on LOL the average was below ``denoise`` alone.
 
@@ -20,7 +22,8 @@ TV's weight is chosen from :data:`STRENGTHS` times the image's noise level
 (:func:`skimage.restoration.calibrate_denoiser`; Batson and Royer, ICML 2019), and the chosen weight
 is used with the plain denoiser. Zero-shot: nothing but the image. Calibration runs 16 TV
 denoises of the image, or of its centred :data:`CALIBRATION_SIDE` square, on a CPU (0.2 to 0.5 s
-for a 512x512 plane; 8 s for 2048x2048, with both cores of a 2-core CPU busy); the engine
+for a 512x512 plane; 8 s for 2048x2048, with both cores of a 2-core CPU busy; on sub-images
+``stride`` apart, ``stride`` times 16 of images ``stride**2`` times smaller); the engine
 calibrates on the first image a model infers and keeps that strength, as a multiple of each
 image's own noise level, for the planes of a stack that follow (one TV denoise each: 1.6 s at
 2048x2048).
@@ -35,13 +38,30 @@ import torch
 from .noise import noise_variance
 from .objective import is_gray
 
-__all__ = ["STRENGTHS", "CALIBRATION_SIDE", "noise_level", "calibrated", "calibrated_tv", "tv_denoised", "average_with_tv"]
+__all__ = [
+    "STRENGTHS", "CALIBRATION_SIDE", "MIN_SUB_IMAGE_SIDE", "FINISH_STRIDE",
+    "noise_level", "calibrated", "calibrated_tv", "tv_denoised", "average_with_tv",
+]
 
 STRENGTHS = np.geomspace(0.125, 16.0, 15)
 """The strengths searched, as multiples of the image's noise level (steps of sqrt(2))."""
 CALIBRATION_SIDE = 1024
 """Larger images are calibrated on their centred ``CALIBRATION_SIDE`` square (the strength is a
 multiple of the noise level, so it carries over), which bounds the calibration's time and memory."""
+MIN_SUB_IMAGE_SIDE = 64
+"""The shortest side a sub-image of :func:`calibrated` may have: a smaller image is calibrated at the
+largest stride that keeps its sub-images this large, or whole. Chosen after the measurements:
+sub-images of 11 pixels (a 32x32 photo at stride 3) blurred the photo, and of 53 (160 px) over-smoothed
+one of the 36 images measured (BENCHMARKS.md, "Calibrating on pixel-shuffled sub-images")."""
+FINISH_STRIDE = 3
+"""The photo finishing (:func:`tv_denoised` of ``denoise``) calibrates on the sub-images
+``image[k::3, k::3]``, whose neighbouring pixels are 3 apart in the image (the pixel-shuffle
+downsampling of AP-BSN, Lee et al., CVPR 2022). The noise the networks leave is correlated over
+about two pixels (the error against the reference: 0.46 at one pixel, 0.09 at three, medians), and
+Noise2Self's one-pixel masks, whose neighbours share the masked pixel's noise, chose the weakest
+strength of the grid on most full-size outputs. Sub-sampling cannot tell that noise from fine
+texture it aliases: on a finely textured photo downscaled to 160 px with little noise left it
+smoothed too much (BENCHMARKS.md, "Calibrating on pixel-shuffled sub-images")."""
 
 
 def noise_level(image: np.ndarray) -> float:
@@ -52,23 +72,34 @@ def noise_level(image: np.ndarray) -> float:
 
 
 def calibrated(
-    denoise: Callable[..., np.ndarray], image: np.ndarray, name: str, scale: float, **fixed
+    denoise: Callable[..., np.ndarray], image: np.ndarray, name: str, scale: float, stride: int = 1, **fixed
 ) -> tuple[np.ndarray, float]:
     """``denoise(image, **{name: scale * m}, **fixed)`` with the multiple ``m`` of :data:`STRENGTHS`
     that :func:`skimage.restoration.calibrate_denoiser` finds best on ``image`` alone; also ``m``.
-    ``image``: ``(H, W)`` or ``(H, W, C)``; the result float32, laid out alike."""
+    ``image``: ``(H, W)`` or ``(H, W, C)``; the result float32, laid out alike. With ``stride`` > 1
+    the loss is summed over the sub-images ``image[k::stride, k::stride]`` (``k < stride``), whose
+    neighbours are ``stride`` pixels apart, for noise correlated between neighbouring pixels; the
+    stride is lowered until their sides are at least :data:`MIN_SUB_IMAGE_SIDE` (1: the image whole).
+    ``fixed`` must name ``channel_axis`` for a multichannel image, or the masks split its pixels."""
     from skimage.restoration import calibrate_denoiser
 
+    while stride > 1 and min(image.shape[:2]) // stride < MIN_SUB_IMAGE_SIDE:
+        stride -= 1
     values = {name: [float(scale * m) for m in STRENGTHS], **{key: [value] for key, value in fixed.items()}}
-    _, (tested, losses) = calibrate_denoiser(image, denoise, values, extra_output=True)
+    losses = np.zeros(len(STRENGTHS))
+    for k in range(stride):
+        sub_image = np.ascontiguousarray(image[k::stride, k::stride])
+        _, (tested, sub_losses) = calibrate_denoiser(sub_image, denoise, values, extra_output=True)
+        losses += np.asarray(sub_losses)
     best = int(np.argmin(losses))
     return np.asarray(denoise(image, **tested[best]), dtype=np.float32), float(STRENGTHS[best])
 
 
-def calibrated_tv(image: np.ndarray, strength: float | None = None) -> tuple[np.ndarray, float]:
+def calibrated_tv(image: np.ndarray, strength: float | None = None, stride: int = 1) -> tuple[np.ndarray, float]:
     """``image`` (``(H, W)`` or ``(H, W, C)`` in ``[0, 1]``) denoised by total variation
     (Chambolle) with weight ``strength`` times its noise level, the strength calibrated on the
-    image (its centred :data:`CALIBRATION_SIDE` square) when ``None``; also the strength. An image
+    image (its centred :data:`CALIBRATION_SIDE` square; on its sub-images ``stride`` apart, as
+    :func:`calibrated`) when ``None``; also the strength. An image
     without measurable noise (synthetic, or flat) is returned as it is, with the strength given, or
     0 where there was none to calibrate."""
     from skimage.restoration import denoise_tv_chambolle
@@ -80,7 +111,7 @@ def calibrated_tv(image: np.ndarray, strength: float | None = None) -> tuple[np.
         level = noise_level(sample)
         if not level > 0:
             return np.array(image, dtype=np.float32), 0.0
-        denoised, strength = calibrated(denoise_tv_chambolle, sample, "weight", level, channel_axis=channel_axis)
+        denoised, strength = calibrated(denoise_tv_chambolle, sample, "weight", level, stride, channel_axis=channel_axis)
         if sample.shape == image.shape:
             return denoised, strength
     level = noise_level(image)
@@ -91,13 +122,13 @@ def calibrated_tv(image: np.ndarray, strength: float | None = None) -> tuple[np.
 
 
 @torch.no_grad()
-def tv_denoised(image: torch.Tensor, strength: float | None = None) -> tuple[torch.Tensor, float]:
+def tv_denoised(image: torch.Tensor, strength: float | None = None, stride: int = 1) -> tuple[torch.Tensor, float]:
     """:func:`calibrated_tv` of ``image`` ``(1, 3, H, W)`` in ``[0, 1]``, as a tensor laid out alike,
-    and TV's strength (calibrated when ``strength`` is ``None``); a gray image (three equal
-    channels) is denoised as one channel."""
+    and TV's strength (calibrated when ``strength`` is ``None``, on sub-images ``stride`` apart); a
+    gray image (three equal channels) is denoised as one channel."""
     gray = is_gray(image)
     pixels = image[0, :1] if gray else image[0]
-    denoised, strength = calibrated_tv(pixels.permute(1, 2, 0).squeeze(-1).float().cpu().numpy(), strength)
+    denoised, strength = calibrated_tv(pixels.permute(1, 2, 0).squeeze(-1).float().cpu().numpy(), strength, stride)
     denoised = torch.from_numpy(denoised).to(image)
     denoised = denoised.expand_as(image[0]) if gray else denoised.permute(2, 0, 1)
     return denoised.unsqueeze(0), strength

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .acceleration import Acceleration, AutocastNetworks, convolution_precision, resolve_acceleration
 from .borders import ContentBox, find_content, paste_content
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
-from .classical import average_with_tv as average_linear_with_tv, tv_denoised
+from .classical import FINISH_STRIDE, average_with_tv as average_linear_with_tv, tv_denoised
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
 from .host_memory import keep_freed_memory, release_freed_memory
@@ -279,9 +279,10 @@ class ZeroIG:
             ``enhance`` and ``denoise`` are not changed. TV's strength (over the noise level) is
             calibrated on the first image inferred, and kept until :meth:`reset`.
         finish_with_tv: whether ``denoise`` is passed through total variation whose strength is
-            calibrated on that output by Noise2Self's loss (:func:`~zeroig_plugin.classical.tv_denoised`):
+            calibrated on that output by Noise2Self's loss on its pixel-shuffled sub-images
+            (:func:`~zeroig_plugin.classical.tv_denoised`, :data:`~zeroig_plugin.classical.FINISH_STRIDE`):
             the image CLI's default for photos. It takes out the noise the networks leave, most at
-            full size (LOL at 600x400, 300 steps: SSIM +0.04; docs/quality.md, item 11); an
+            full size (LOL at 600x400, 300 steps: SSIM +0.14; docs/quality.md, item 11); an
             output with little noise left is barely changed. ``enhance`` and ``linear`` are not
             changed. The strength is kept like ``average_with_tv``'s.
         widths: ``enhancer_width``, ``denoiser_width``, ``second_denoiser_width`` for a seeded init.
@@ -813,7 +814,7 @@ class ZeroIG:
                 linear, strength = average_linear_with_tv(linear, image, self._tv_strength)
                 self._tv_strength = strength or None  # an image without measurable noise calibrates nothing
             if self.finish_with_tv:
-                denoise, strength = tv_denoised(denoise, self._finish_strength)
+                denoise, strength = tv_denoised(denoise, self._finish_strength, FINISH_STRIDE)
                 self._finish_strength = strength or None
             return Outputs(*(_framed(output, framed, box) for output in (enhance, denoise, linear)))
         finally:

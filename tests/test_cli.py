@@ -501,6 +501,7 @@ def test_for_microscopy_gives_the_microscopy_defaults_and_explicit_options_win(t
     assert not photos["cells_denoise.png"]["averaged_with_tv"] and not chosen["cells_denoise.png"]["averaged_with_tv"]
     assert photos["cells_denoise.png"]["finished_with_tv"] is True and chosen["cells_denoise.png"]["finished_with_tv"] is False
     assert photos["cells_enhance.png"]["finished_with_tv"] is False  # only denoise is finished
+    assert "sub-images" in photos["cells_denoise.png"]["finish_calibration"] and photos["cells_enhance.png"]["finish_calibration"] is None
     assert written("u", "--no-finish-with-tv")["cells_denoise.png"]["finished_with_tv"] is False
     assert written("a", "--for", "microscopy", "--output", "denoise", "--finish-with-tv")["cells_denoise.png"]["finished_with_tv"] is True
     plain = written("n", "--for", "microscopy", "--no-average-with-tv")["cells_linear.png"]

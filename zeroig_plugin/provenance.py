@@ -35,6 +35,8 @@ def processing_record(
     from, recorded by its name (``None``: the seeded init). ``details`` are added as they are (a front end's own
     settings: steps per later plane, the video's per-frame budget...).
     """
+    from .classical import FINISH_STRIDE
+
     recipe = model.recipe
     return {
         "software": SOFTWARE,
@@ -49,6 +51,8 @@ def processing_record(
         "checkpoint_selection": model.checkpoint_selection,
         "averaged_with_tv": model.average_with_tv and output == "linear",
         "finished_with_tv": model.finish_with_tv and output == "denoise",
+        "finish_calibration": f"Noise2Self on sub-images up to {FINISH_STRIDE} pixels apart"
+        if model.finish_with_tv and output == "denoise" else None,
         "flat_borders_kept": recipe.keep_borders,
         "ensemble": model.ensemble_size(ensemble),
         "device": model.device.type,

@@ -17,7 +17,9 @@ photo's ``denoise`` TV is scored against the reference (PSNR, SSIM) at every mul
   summed over the sub-images ``image[k::3, k::3]``, whose neighbouring pixels are 3 apart in the
   image, where the leftover noise is less correlated (the pixel-shuffle downsampling of AP-BSN,
   Lee et al., CVPR 2022); the weight chosen there is applied to the whole image. It cannot tell
-  correlated noise from fine texture that sub-sampling aliases. Strides 2 and 4 beside it;
+  correlated noise from fine texture that sub-sampling aliases. Strides 2 and 4 beside it (each
+  rule lowers its stride where the sub-images would be under ``MIN_SUB_IMAGE_SIDE``, as the
+  default does);
 - ``Noise2Self, one-pixel masks (the earlier default)``: the same on the image itself;
 - ``Noise2Self, 3x3-block masks``: :func:`block_masked_losses`, every 3x3 block of a grid filled
   with the mean of the ring of pixels around it, the loss read at the blocks' centres, so the

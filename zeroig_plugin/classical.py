@@ -13,9 +13,9 @@ Two uses, each measured (BENCHMARKS.md):
   calibrated on that output, so an output without measurable noise left is barely changed
   ("The photo's denoise finished by calibrated TV"). That noise is correlated between
   neighbouring pixels, so the strength is calibrated on pixel-shuffled sub-images
-  (:data:`FINISH_STRIDE`; "Calibrating on pixel-shuffled sub-images"). Photos are not averaged with TV of the
-  input: the fit's ``denoise`` carries a local tone curve that a globally brightened TV result
-  does not, and on LOL the average was below ``denoise`` alone.
+  (:data:`FINISH_STRIDE`; "Calibrating on pixel-shuffled sub-images"). Photos are not averaged
+  with TV of the input: the fit's ``denoise`` carries a local tone curve that a globally
+  brightened TV result does not, and on LOL the average was below ``denoise`` alone.
 
 TV's weight is chosen from :data:`STRENGTHS` times the image's noise level
 (:func:`noise.noise_variance`) by Noise2Self's J-invariant self-supervised loss

@@ -68,7 +68,7 @@ def finishes(enhance: np.ndarray, denoise: np.ndarray) -> dict[str, np.ndarray]:
         "TV of denoise, calibrated (the default)": calibrated_tv(denoise, stride=FINISH_STRIDE)[0],
         "TV of denoise, one-pixel calibration (the earlier default)": calibrated_tv(denoise)[0],
         "TV of denoise, enhance's strength": tv(denoise, enhance_strength * noise_level(enhance)),
-        "TV of denoise, 1x its noise level": tv(denoise, noise_level(denoise)),
+        "TV of denoise, 1x its noise level": tv(denoise, level),
         "TV of enhance, calibrated": tv_of_enhance,
         "denoise and TV of enhance, half and half": (denoise + tv_of_enhance) / 2,
         "non-local means of denoise, calibrated": non_local_means,

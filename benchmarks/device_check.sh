@@ -20,14 +20,16 @@
 #      calibrated TV (`denoise_tv`, the image CLI's photo default since 2026-12-06), measured so far
 #      only on the CPU after 300 steps at full size; the fits' last outputs are then finished each
 #      way of benchmarks/photo_finish.py and each calibration rule of finish_calibration.py, so
-#      that the choice of TV's strength is measured after 2000 steps.
+#      that the choice of TV's strength is measured after 2000 steps; and the same fits run again
+#      to EARLY_STEPS (250) so that benchmarks/tone_detail.py splits the finished output's change
+#      from 250 to 2000 steps into tone and detail (measured so far on the CPU).
 #   3. large photos fitted and inferred end to end with the engine's own choices
 #      (benchmarks/large_photo.py): 12 megapixels on crops, the captured graph handed back before
 #      inference; 3840x2160 whole, checkpoints scored beside the graph. Do they finish within the
 #      GPU's memory, and at what peak?
 #   4. the microscopy line with seed 3 in the time left.
-# Knobs (environment), for a dry run on a CPU: PYTHON, DEVICE, STEPS, CROP, LOL_SIZE (long side; empty:
-# full size), FIRST_SEEDS,
+# Knobs (environment), for a dry run on a CPU: PYTHON, DEVICE, STEPS, EARLY_STEPS, CROP, LOL_SIZE (long
+# side; empty: full size), FIRST_SEEDS,
 # LARGE_SIZES and LARGE_STEPS (the photos of part 3), LATER_SEEDS (empty: no fourth part),
 # BUDGET_S (seconds for the whole script), ZEROIG_SHARED, OUT.
 set -uo pipefail
@@ -36,6 +38,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-2000}
+EARLY_STEPS=${EARLY_STEPS:-250}
 CROP=${CROP:-512}
 LOL_SIZE=${LOL_SIZE:-}
 FIRST_SEEDS=${FIRST_SEEDS:-2}
@@ -106,6 +109,13 @@ lol() {  # the default on the LOL dev pairs, in the background beside the first 
         timeout "$(left)" "$PYTHON" benchmarks/finish_calibration.py "$outputs" \
             --out "$work/finish_calibration_lol${size}_${STEPS}steps" >>"$work/lol_finish.log" 2>&1
         echo "lol finish calibration: exit $? after ${SECONDS} s" >>"$work/summary.txt"
+        local early="$kept/lol_outputs_${EARLY_STEPS}.npz"
+        timeout "$(left)" "$PYTHON" benchmarks/quality.py --datasets lol15-dev ${LOL_SIZE:+--size "$LOL_SIZE"} \
+            --steps "$EARLY_STEPS" --device "$DEVICE" --modes default --keep-outputs "$early" \
+            --out "$work/quality_lol${size}_default_${EARLY_STEPS}steps" >"$work/lol_early.log" 2>&1 &&
+        timeout "$(left)" "$PYTHON" benchmarks/tone_detail.py --kept "$EARLY_STEPS=$early" "$STEPS=$outputs" \
+            --out "$work/tone_detail_lol${size}_${EARLY_STEPS}_${STEPS}steps" >>"$work/lol_early.log" 2>&1
+        echo "lol tone and detail: exit $? after ${SECONDS} s" >>"$work/summary.txt"
     fi
     rm -rf "$kept"
 }

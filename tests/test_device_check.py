@@ -20,7 +20,7 @@ def _run(shared: Path, out: Path, **knobs: str) -> subprocess.CompletedProcess:
 
 def test_device_check_scores_both_modes_on_every_pair_and_archives_the_results(shared_data_dir, tmp_path):
     done = _run(
-        shared_data_dir.parent, tmp_path / "out", STEPS="2", CROP="24", LOL_SIZE="32", FIRST_SEEDS="2", LATER_SEEDS="",
+        shared_data_dir.parent, tmp_path / "out", STEPS="2", EARLY_STEPS="1", CROP="24", LOL_SIZE="32", FIRST_SEEDS="2", LATER_SEEDS="",
         LARGE_SIZES="64x48", LARGE_STEPS="2",
     )
     assert done.returncode == 0, done.stderr
@@ -42,6 +42,9 @@ def test_device_check_scores_both_modes_on_every_pair_and_archives_the_results(s
     assert "TV of denoise, calibrated (the default)" in finishes and all(len(images) == 5 for images in finishes.values())
     rules = json.loads((results / "finish_calibration_lol32_2steps.json").read_text())["results"]["lol15-dev"]
     assert len(rules) == 5 and all(result["curve"] for result in rules.values())
+    split = json.loads((results / "tone_detail_lol32_1_2steps.json").read_text())["results"]
+    assert len(split) == 5 and all(list(labels) == ["1", "2"] for labels in split.values())
+    assert "lol tone and detail: exit 0" in (results / "summary.txt").read_text()
     assert not list(results.glob("*.npz")), "the fits' outputs stay behind"
     large = json.loads((results / "large_photo_64x48.json").read_text())
     assert large["size"] == [64, 48] and large["steps"] == 2 and large["finite"]

@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from photo_finish import tv  # noqa: E402
-from quality import FIT_SETTINGS  # noqa: E402
+from quality import load_outputs  # noqa: E402
 
 from zeroig_plugin.classical import FINISH_STRIDE  # noqa: E402
 
@@ -161,10 +161,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import skimage
 
-    loaded = [dict(np.load(path).items()) for path in args.saved]
-    settings = {"saved": args.saved, "fitted": [json.loads(str(fit.pop(FIT_SETTINGS))) for fit in loaded],
-                "scikit-image": skimage.__version__}
-    results = study({key: value for fit in loaded for key, value in fit.items()})
+    loaded = [load_outputs(path) for path in args.saved]
+    settings = {"saved": args.saved, "fitted": [fit for fit, _ in loaded], "scikit-image": skimage.__version__}
+    results = study({key: value for _, saved in loaded for key, value in saved.items()})
     markdown = table(results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps({"settings": settings, "results": results}, indent=1))

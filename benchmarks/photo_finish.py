@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from classical import blend_table  # noqa: E402
-from quality import FIT_SETTINGS, SHARED, SYNTHETIC_EXPOSURE, pairs, prepare, score  # noqa: E402
+from quality import SHARED, SYNTHETIC_EXPOSURE, load_outputs, pairs, prepare, save_outputs, score  # noqa: E402
 
 PHOTO_DATASETS = ("lol15-dev", "skimage-synthetic")
 SAVED = ("low", "high", "enhance", "denoise")
@@ -120,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if args.rescore:
-        loaded = [dict(np.load(path).items()) for path in args.rescore]
-        settings = {"rescored": args.rescore, "fitted": [json.loads(str(fit.pop(FIT_SETTINGS))) for fit in loaded]}
-        saved = {key: value for fit in loaded for key, value in fit.items()}
+        loaded = [load_outputs(path) for path in args.rescore]
+        settings = {"rescored": args.rescore, "fitted": [fit for fit, _ in loaded]}
+        saved = {key: value for _, arrays in loaded for key, value in arrays.items()}
     else:
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {"size": args.size, "steps": args.steps, "seed": args.seed, "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads(), "device": f"CPU ({platform.processor() or platform.machine()})"}
         if args.keep_outputs:
-            np.savez_compressed(args.keep_outputs, **saved, **{FIT_SETTINGS: json.dumps(settings)})
+            save_outputs(saved, settings, args.keep_outputs)
     settings["scikit-image"] = skimage.__version__
     results = scored(saved)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -373,13 +373,19 @@ def write(report: dict, out: str) -> None:
     print(table(report))
 
 
-def _save_outputs(saved: dict[str, np.ndarray], settings: dict, path: str) -> None:
+def save_outputs(saved: dict[str, np.ndarray], settings: dict, path: str) -> None:
     """``saved`` (keys ``dataset/name/array``) and the run's ``settings`` (under :data:`FIT_SETTINGS`),
     written whole under a temporary name and renamed, so that a run stopped part way leaves the
     images done so far."""
     partial = Path(f"{path}.partial.npz")
     np.savez_compressed(partial, **saved, **{FIT_SETTINGS: json.dumps(settings)})
     partial.replace(path)
+
+
+def load_outputs(path: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """The run's settings and the arrays (keys ``dataset/name/array``) that ``--keep-outputs`` saved."""
+    saved = dict(np.load(path).items())
+    return json.loads(str(saved.pop(FIT_SETTINGS))), saved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -486,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                 if kept:
                     saved.update({f"{dataset}/{name}/{key}": np.asarray(array, np.float32)
                                   for key, array in {"low": low, "high": high, **kept}.items()})
-                    _save_outputs(saved, {**settings, "mode": label(mode, seed, ensembles[0])}, args.keep_outputs)
+                    save_outputs(saved, {**settings, "mode": label(mode, seed, ensembles[0])}, args.keep_outputs)
                 for (ensemble, readout), result in scored.items():
                     report["results"].setdefault(dataset, {}).setdefault(label(mode, seed, ensemble, readout), {})[name] = result
                     final, finished = last_scores(result)["denoise"], last_scores(result).get("denoise_tv")

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import FIT_SETTINGS  # noqa: E402
+from quality import load_outputs  # noqa: E402
 
 SIGMA = 4.0
 """The low-pass's Gaussian standard deviation in pixels: wider than the noise the networks leave
@@ -103,17 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         label, separator, path = item.partition("=")
         if not separator or not label or not path:
             parser.error(f"--kept takes LABEL=NPZ, got {item!r}")
-        saved = dict(np.load(path).items())
-        fitted.setdefault(label, []).append(json.loads(str(saved.pop(FIT_SETTINGS))))
+        fit, saved = load_outputs(path)
+        fitted.setdefault(label, []).append(fit)
         kept.setdefault(label, {}).update(saved)
     results = study(kept, args.sigma)
     settings = {"kept": args.kept, "fitted": fitted, "sigma": args.sigma, "scikit-image": skimage.__version__}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps({"settings": settings, "results": results}, indent=1))
+    markdown = table(results)
     Path(f"{args.out}.md").write_text(
         f"Tone (Gaussian low-pass, sigma {args.sigma:g} px) and detail PSNR of `denoise`, finished by the image "
-        f"CLI's calibrated TV and as fitted, against the reference.\n\n{table(results)}\n")
-    print(table(results))
+        f"CLI's calibrated TV and as fitted, against the reference.\n\n{markdown}\n")
+    print(markdown)
     return 0
 
 

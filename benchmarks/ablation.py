@@ -15,16 +15,34 @@ per-checkpoint tables are written beside this script's summary.
         --out benchmarks/results/ablation_w2s128_seed3
     python benchmarks/ablation.py --table benchmarks/results/ablation_photos_*.json \
         benchmarks/results/ablation_microscopy128.json --out benchmarks/results/ablation
+
+``--front-ends`` measures, under the same protocols, what the front ends add on top of the fit's
+recipe (docs/quality.md items 6, 7, 9, 10 and 11, and item 4's risk score): per kind of image, the
+front end's own output as it is written (the image CLI's photo ``denoise`` finished by TV; the
+napari plugin's ``linear`` averaged with TV, aimed by the highlights, checkpoints by the risk of
+``linear``), then that with one of its settings changed (:data:`FRONT_END_ROWS`):
+
+    python benchmarks/ablation.py --front-ends --datasets lol15-dev skimage-synthetic \
+        --out benchmarks/results/ablation_front_ends_photos
+    python benchmarks/ablation.py --front-ends --datasets microscopy-dev --acceleration max \
+        --out benchmarks/results/ablation_front_ends_microscopy128
+    python benchmarks/ablation.py --front-ends --table benchmarks/results/ablation_front_ends_*.json \
+        --out benchmarks/results/ablation_front_ends
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-import quality
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import quality  # noqa: E402
+from zeroig_plugin.cli import ACCELERATIONS  # noqa: E402
+from zeroig_plugin.recipes import RISK_SCORE  # noqa: E402
 
 # (row label, quality.py mode label with the ensemble it is read with, what the row is)
 ROWS = (
@@ -47,6 +65,37 @@ PROTOCOLS = {
 }
 DEFAULT_ROW = "improved (default)"
 
+# The front ends' fits, by kind of image: a mode with quality.py's --brightness and --selection on
+# top of the protocol's options. A test keeps each kind's first fit and row equal to what `zeroig
+# enhance --for KIND` (cli.IMAGE_KINDS; for microscopy also the napari plugin's defaults) runs.
+FRONT_END_FITS = {
+    "photos": {"cli": {"mode": "improved"}},
+    "microscopy": {
+        "napari": {"mode": "improved-post-gain", "brightness": "headroom", "selection": {"selection_domain": RISK_SCORE}},
+        "mid-grey": {"mode": "improved-post-gain", "selection": {"selection_domain": RISK_SCORE}},
+        "pair score": {"mode": "improved-post-gain", "brightness": "headroom"},
+        "gain": {"mode": "improved", "brightness": "headroom", "selection": {"selection_domain": RISK_SCORE}},
+    },
+}
+# (row, fit, output scored, what the row is); each kind's first row is the front end's output.
+FRONT_END_ROWS = {
+    "photos": (
+        ("image CLI, photos", "cli", "denoise_tv", "the default fit; `denoise` finished by calibrated TV (11), as written"),
+        ("without 11", "cli", "denoise", "`denoise` as fitted"),
+    ),
+    "microscopy": (
+        ("napari / --for microscopy", "napari", "linear_tv",
+         "`linear` (7) averaged with TV (10); brightness from the highlights (9); no exposure gain (6); "
+         "checkpoints by the risk of `linear` (4)"),
+        ("without 10", "napari", "linear", "`linear` alone"),
+        ("without 7", "napari", "denoise", "the brightened `denoise` output instead of `linear`"),
+        ("without 9", "mid-grey", "linear_tv", "the fit aimed at mid-grey (0.5)"),
+        ("with the pair score", "pair score", "linear_tv", "checkpoints by the pair score's drift test (the photos')"),
+        ("with 6", "gain", "linear_tv", "the photos' exposure: the fit aimed at 0.7 of the level, one gain after"),
+    ),
+}
+KINDS = {"lol15-dev": "photos", "skimage-synthetic": "photos", "microscopy-dev": "microscopy"}
+
 
 def run(datasets: list[str], out: str, extra: list[str]) -> dict:
     """Fit every mode of the ablation on ``datasets`` (each with its protocol); the merged report."""
@@ -57,6 +106,78 @@ def run(datasets: list[str], out: str, extra: list[str]) -> dict:
                       "--out", part, *extra])
         parts.append(f"{part}.json")
     return quality.merge(parts)
+
+
+def run_front_ends(datasets: list[str], out: str, extra: list[str]) -> dict:
+    """Fit each front end's fits (:data:`FRONT_END_FITS`) on ``datasets``; the merged report, its
+    results keyed by fit name."""
+    report: dict = {"settings": [], "results": {}}
+    for dataset in datasets:
+        for fit, options in FRONT_END_FITS[KINDS[dataset]].items():
+            part = f"{out}_{dataset}_{fit.replace(' ', '-')}"
+            quality.main(["--datasets", dataset, *PROTOCOLS[dataset], *quality_options(options), "--out", part, *extra])
+            scored = quality.merge([f"{part}.json"])
+            report["settings"] += [{**settings, "fit": fit} for settings in scored["settings"]]
+            for images in scored["results"].get(dataset, {}).values():
+                report["results"].setdefault(dataset, {})[fit] = images
+    return report
+
+
+def quality_options(fit: dict) -> list[str]:
+    """quality.py's options for one of :data:`FRONT_END_FITS`."""
+    options = ["--modes", fit["mode"]]
+    if "brightness" in fit:
+        options += ["--brightness", str(fit["brightness"])]
+    if "selection" in fit:
+        options += ["--selection", *(f"{name}={value}" for name, value in fit["selection"].items())]
+    return options
+
+
+def front_end_summary(report: dict) -> str:
+    """Markdown: per kind of image, each row's mean final PSNR / SSIM of the output it reads (and
+    its difference from the front end's own), per dataset; then per image."""
+    lines = []
+    for kind, rows in FRONT_END_ROWS.items():
+        datasets = [d for d in report["results"] if KINDS[d] == kind]
+        if not datasets:
+            continue
+        headers = []
+        for dataset in datasets:
+            images = next(iter(report["results"][dataset].values()))
+            steps = list(next(iter(images.values()))["checkpoints"])[-1]
+            headers.append(f"{dataset} ({len(images)} images, {steps} steps): PSNR / SSIM (vs the front end)")
+        lines += [f"### {kind}", "", "| row | what | output | " + " | ".join(headers) + " |",
+                  "|---|---|---|" + "---|" * len(headers)]
+        _, base_fit, base_output, _ = rows[0]
+        for row, fit, output, what in rows:
+            cells = []
+            for dataset in datasets:
+                fits = report["results"][dataset]
+                if fit not in fits:
+                    cells.append("-")
+                    continue
+                psnr, ssim = _mean_scores(fits[fit], output)
+                compared = (fit, output) != (base_fit, base_output) and base_fit in fits
+                delta = f" ({psnr - _mean_scores(fits[base_fit], base_output)[0]:+.2f})" if compared else ""
+                cells.append(f"{psnr:.2f} / {ssim:.3f}{delta}")
+            lines.append(f"| {row} | {what} | `{output}` | " + " | ".join(cells) + " |")
+        lines.append("")
+        for dataset in datasets:
+            fits = report["results"][dataset]
+            names = list(next(iter(fits.values())))
+            lines += [f"#### {dataset}: final PSNR per image", "", "| row | " + " | ".join(names) + " |",
+                      "|---|" + "---|" * len(names)]
+            for row, fit, output, _ in rows:
+                if fit in fits:
+                    cells = [f"{quality.last_scores(fits[fit][n])[output]['psnr']:.2f}" if n in fits[fit] else "-" for n in names]
+                    lines.append(f"| {row} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _mean_scores(images: dict, output: str) -> tuple[float, float]:
+    scores = [quality.last_scores(result)[output] for result in images.values()]
+    return float(np.mean([s["psnr"] for s in scores])), float(np.mean([s["ssim"] for s in scores]))
 
 
 def summary(report: dict) -> str:
@@ -130,24 +251,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=None, help="at most this many images per dataset")
     parser.add_argument("--names", nargs="+", default=None, help="only these image stems")
     parser.add_argument("--seed", type=int, default=None, help="the init's seed (default 2, the published)")
+    parser.add_argument("--acceleration", default=None, choices=ACCELERATIONS, help="as quality.py's (default auto)")
+    parser.add_argument("--front-ends", action="store_true",
+                        help="the front ends' settings on top of the fit (FRONT_END_ROWS) instead of the recipe's changes")
     args = parser.parse_args(argv)
 
-    if args.table:
-        report = quality.merge(args.table)
-    else:
-        extra = ["--device", args.device]
-        for option, flag in {"threads": "--threads", "steps": "--steps", "images": "--images", "seed": "--seeds"}.items():
-            if getattr(args, option) is not None:
-                extra += [flag, str(getattr(args, option))]
-        if args.names:
-            extra += ["--names", *args.names]
-        report = run(args.datasets, args.out, extra)
-    text = f"# Ablation of the default mode\n\n{summary(report)}\n\nFinal denoise PSNR per image:\n\n{per_image(report)}"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.front_ends:
+        report = merge_front_ends(args.table) if args.table else run_front_ends(args.datasets, args.out, _extra(args))
+        if not args.table:
+            Path(f"{out}.json").write_text(json.dumps(report, indent=1))
+        text = "# What the front ends add to the default fit\n\n" + front_end_summary(report)
+    else:
+        report = quality.merge(args.table) if args.table else run(args.datasets, args.out, _extra(args))
+        text = f"# Ablation of the default mode\n\n{summary(report)}\n\nFinal denoise PSNR per image:\n\n{per_image(report)}"
     out.with_name(out.name + "_summary.md").write_text(text)
     print(text)
     return 0
+
+
+def _extra(args: argparse.Namespace) -> list[str]:
+    """quality.py options passed through from this script's."""
+    extra = ["--device", args.device]
+    for option, flag in {"threads": "--threads", "steps": "--steps", "images": "--images", "seed": "--seeds",
+                         "acceleration": "--acceleration"}.items():
+        if getattr(args, option) is not None:
+            extra += [flag, str(getattr(args, option))]
+    if args.names:
+        extra += ["--names", *args.names]
+    return extra
+
+
+def merge_front_ends(paths: list[str]) -> dict:
+    """Front-end reports written by ``--front-ends`` runs, as one."""
+    merged: dict = {"settings": [], "results": {}}
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        merged["settings"] += part["settings"]
+        for dataset, fits in part["results"].items():
+            merged["results"].setdefault(dataset, {}).update(fits)
+    return merged
+
 
 
 if __name__ == "__main__":

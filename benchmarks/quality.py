@@ -167,6 +167,22 @@ def selection_setting(text: str) -> tuple[str, object]:
     return name, SELECTION_SETTINGS[name](value)
 
 
+def model_for(
+    mode: str, device: str = "cpu", fit_crop: int | None = None, seed: int = 2, brightness: float | str | None = None,
+    acceleration: str = "auto", selection: dict | None = None,
+):
+    """The model a run fits: ``mode`` (an ablation variant too) with ``brightness`` and the recipe's
+    checkpoint-selection settings overridden by ``selection`` (:data:`SELECTION_SETTINGS`)."""
+    from dataclasses import replace
+
+    from zeroig_plugin import ZeroIG
+
+    model = ZeroIG(mode=register_mode(mode), device=device, fit_crop=fit_crop, seed=seed, brightness=brightness,
+                   acceleration=acceleration)
+    model.recipe = replace(model.recipe, **(selection or {}))
+    return model
+
+
 def run_one(
     mode: str, low: np.ndarray, high: np.ndarray, checkpoints: list[int], match: bool, device: str, fit_crop: int | None,
     seed: int = 2, ensembles: tuple[int | None, ...] = (None,), brightness: float | str | None = None,
@@ -178,14 +194,10 @@ def run_one(
     weights the fit ended with: the same fit, read out as without selection). ``selection``
     overrides the recipe's checkpoint-selection settings (:data:`SELECTION_SETTINGS`). ``kept``,
     where given, receives the first readout's ``enhance`` and ``denoise`` at the last checkpoint."""
-    from dataclasses import replace
-
-    from zeroig_plugin import ZeroIG
     from zeroig_plugin.classical import FINISH_STRIDE, calibrated_tv
 
-    model = ZeroIG(mode=mode, device=device, fit_crop=fit_crop, seed=seed, brightness=brightness, acceleration=acceleration)
+    model = model_for(mode, device, fit_crop, seed, brightness, acceleration, selection)
     tv = calibrated_tv(low)[0] if match else None
-    model.recipe = replace(model.recipe, **(selection or {}))
     readouts = ("selected", "final") if final_too and model.checkpoint_selection else ("selected",)
     results: dict = {(ensemble, readout): {} for ensemble in ensembles for readout in readouts}
     done, fit_seconds = 0, 0.0

@@ -5,9 +5,10 @@ scikit-image? Each pair of ``quality.py``'s datasets (same loading, resizing, da
 scoring) is processed without any fitting:
 
 - ``gain``: the low image times the one gain that brings its mean luminance to ``--brightness``
-  (the default mode's output gain, :func:`zeroig_plugin.improved.exposure_gain`, a bisection
-  through the clip at 1, allowed up to 256x): exposure alone, at the level the default mode's
-  outputs are brought to.
+  (:func:`zeroig_plugin.improved.exposure_gain`, a bisection through the clip at 1, allowed up to
+  256x): exposure alone, at the level the default mode's outputs are brought to. With
+  ``--linear-light`` the gain multiplies the light the sRGB values encode, as the default mode's
+  output gain does since 2026-12-07 (the results before that date gain the values).
 - ``nl-means`` and ``tv``: :func:`skimage.restoration.denoise_nl_means` (5x5 patches, 13x13
   search window) and :func:`skimage.restoration.denoise_tv_chambolle`, each with its strength (``h``,
   ``weight``) chosen on the image itself by :func:`skimage.restoration.calibrate_denoiser`
@@ -53,7 +54,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import DATASETS, INTENSITY_MATCHED, REPO, SHARED, SYNTHETIC_EXPOSURE, pairs, prepare, score, write  # noqa: E402
+from quality import (  # noqa: E402
+    DATASETS, INTENSITY_MATCHED, REPO, SHARED, SYNTHETIC_DATASETS, SYNTHETIC_EXPOSURE, pairs, prepare, score, write,
+)
 
 from zeroig_plugin.classical import calibrated, calibrated_tv, noise_level  # noqa: E402
 
@@ -101,25 +104,30 @@ def denoised(method: str, image: np.ndarray) -> tuple[np.ndarray, float | None]:
     raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
 
 
-def gained(image: np.ndarray, brightness: float) -> np.ndarray:
-    """``image`` times the gain that brings its clipped mean luminance to ``brightness`` (gray as RGB)."""
+def gained(image: np.ndarray, brightness: float, linear_light: bool = False) -> np.ndarray:
+    """``image`` brightened by the one gain that brings its clipped mean luminance to
+    ``brightness`` (gray as RGB), on its values or, with ``linear_light``, on the light they encode."""
     import torch
 
-    from zeroig_plugin.improved import exposure_gain
+    from zeroig_plugin.improved import apply_gain, exposure_gain
 
     rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, -1)
     tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
-    gain = float(exposure_gain(tensor, brightness, max_gain=MAX_GAIN))
-    return np.clip(image * gain, 0, 1).astype(np.float32)
+    gain = exposure_gain(tensor, brightness, max_gain=MAX_GAIN, iterations=48, linear_light=linear_light)
+    brightened = apply_gain(torch.from_numpy(np.ascontiguousarray(image)), gain[0, 0], linear_light)
+    return brightened.numpy().astype(np.float32)
 
 
-def run_one(method: str, low: np.ndarray, high: np.ndarray, match: bool, brightness: float) -> tuple[dict, np.ndarray]:
+def run_one(
+    method: str, low: np.ndarray, high: np.ndarray, match: bool, brightness: float, linear_light: bool = False
+) -> tuple[dict, np.ndarray]:
     """One method on one pair: its three outputs scored (:func:`quality.score`) as checkpoint
     ``"0"``, and the output a fit's is compared with (``linear`` where ``match``, else ``denoise``)."""
     start = time.perf_counter()
     linear, strength = denoised(method, low)
     linear = np.clip(linear, 0, 1)
-    outputs = {"enhance": gained(low, brightness), "denoise": gained(linear, brightness), "linear": linear}
+    outputs = {"enhance": gained(low, brightness, linear_light), "denoise": gained(linear, brightness, linear_light),
+               "linear": linear}
     seconds = time.perf_counter() - start
     result = {
         "checkpoints": {"0": {name: score(output, high, match) for name, output in outputs.items()}},
@@ -179,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", nargs="+", default=None, help="only these image stems")
     parser.add_argument("--exposure", type=float, default=SYNTHETIC_EXPOSURE, help="skimage-synthetic's simulated exposure")
     parser.add_argument("--brightness", type=float, default=0.5, help="the mean luminance the gain aims at (default 0.5)")
+    parser.add_argument("--linear-light", action="store_true",
+                        help="gain the light the sRGB values encode, as the default mode's output gain does")
     parser.add_argument("--blend-steps", type=int, default=0, help="also fit each pair this many steps and score blends (0: no fits)")
     parser.add_argument("--seed", type=int, default=2, help="the fits' seed (default 2, the published)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for the fits (the runs reported used 1)")
@@ -191,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    datasets = [d for d in args.datasets if d == "skimage-synthetic" or (SHARED / "data" / d).is_dir()]
+    datasets = [d for d in args.datasets if d in SYNTHETIC_DATASETS or (SHARED / "data" / d).is_dir()]
     for missing in sorted(set(args.datasets) - set(datasets)):
         print(f"skipped {missing}: not found in {SHARED / 'data'} (set ZEROIG_SHARED to the shared/ folder)")
     settings = {
@@ -199,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(), "steps": [0], "scale": args.scale, "size": args.size, "crop": args.crop,
         "brightness": args.brightness, "synthetic_exposure": args.exposure, "modes": list(args.methods),
         "blend_steps": args.blend_steps, "seed": args.seed, "torch_threads": torch.get_num_threads(),
+        "gain_in_linear_light": args.linear_light,
     }
     report: dict = {"settings": settings, "results": {}}
     resize = lambda array: prepare(array, args.scale, args.size, args.crop)  # noqa: E731
@@ -208,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, low, high in pairs(dataset, None, args.names, resize, args.exposure):
             classical = {}
             for method in args.methods:
-                result, classical[method] = run_one(method, low, high, match, args.brightness)
+                result, classical[method] = run_one(method, low, high, match, args.brightness, args.linear_light)
                 report["results"].setdefault(dataset, {}).setdefault(method, {})[name] = result
                 final = result["checkpoints"]["0"][output]
                 print(f"{dataset} {name} {low.shape} {method}: {final['psnr']:.2f} dB / {final['ssim']:.3f} "

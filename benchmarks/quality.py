@@ -16,6 +16,10 @@ Data (read from ``../shared/data`` or ``$ZEROIG_SHARED/data``; skipped with a me
   so it is left out), resized first, then darkened at that size by the demo's sensor model
   (:func:`zeroig_plugin.demo.simulate_low_light`: 10 % exposure unless ``--exposure``, Poisson
   shot and Gaussian read noise, seeded per photo); scored like ``lol15-dev``. Needs no shared data.
+- ``skimage-camera``: the same photos darkened as a camera records a short exposure
+  (:func:`zeroig_plugin.demo.simulate_dark_capture`: the light they encode at 2 % exposure,
+  shot and read noise in electrons, sRGB-encoded, 8-bit), so that, as in LOL's real pairs, the dark
+  image is not the reference scaled down: its shadows sit in sRGB's toe. Needs no shared data.
 
 On the photo datasets ``denoise`` is also scored after calibrated total variation of itself
 (``denoise_tv``: what ``ZeroIG(finish_with_tv=True)``, the image CLI's default for photos, infers).
@@ -57,7 +61,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ZEROIG_SHARED", REPO.parent / "shared"))
 CHECKPOINTS = (250, 500, 1000, 2000)
-DATASETS = ("lol15-dev", "microscopy-dev", "skimage-synthetic")
+DATASETS = ("lol15-dev", "microscopy-dev", "skimage-synthetic", "skimage-camera")
+SYNTHETIC_DATASETS = ("skimage-synthetic", "skimage-camera")  # made here from scikit-image's photos: no shared data
 INTENSITY_MATCHED = {"microscopy-dev"}
 SYNTHETIC_PHOTOS = ("astronaut", "chelsea", "rocket", "immunohistochemistry")
 SYNTHETIC_EXPOSURE = 0.1  # the demo's
@@ -251,16 +256,18 @@ def pairs(
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(name, low, high)`` per image of ``dataset``, each passed through ``resize`` (synthetic
     pairs are darkened after it, so their noise is at the size fitted, to ``exposure``)."""
-    if dataset == "skimage-synthetic":
+    if dataset in SYNTHETIC_DATASETS:
         from skimage import data
 
-        from zeroig_plugin.demo import simulate_low_light
+        from zeroig_plugin.demo import simulate_dark_capture, simulate_low_light
 
         found = []
         for seed, name in enumerate(SYNTHETIC_PHOTOS):
             if not names or name in names:
                 high = resize(getattr(data, name)().astype(np.float32) / 255)
-                found.append((name, simulate_low_light(high, exposure=exposure, seed=seed), high))
+                low = (simulate_low_light(high, exposure=exposure, seed=seed) if dataset == "skimage-synthetic"
+                       else simulate_dark_capture(high, seed=seed))
+                found.append((name, low, high))
         return found[:limit] if limit else found
     root = SHARED / "data" / dataset
     found = []
@@ -425,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--exposure", type=float, default=SYNTHETIC_EXPOSURE,
-        help="skimage-synthetic: the simulated exposure (default 0.1, the demo's; 0.02 is five times darker)",
+        help="skimage-synthetic: the simulated exposure of the encoded values (default 0.1, the demo's; 0.02 is "
+        "five times darker); skimage-camera's is fixed (2 %% of the light)",
     )
     parser.add_argument(
         "--brightness", type=lambda value: value if value == "headroom" else float(value), default=None,
@@ -460,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         write(merge(args.merge), args.out)
         return 0
-    datasets = [d for d in args.datasets if d == "skimage-synthetic" or (SHARED / "data" / d).is_dir()]
+    datasets = [d for d in args.datasets if d in SYNTHETIC_DATASETS or (SHARED / "data" / d).is_dir()]
     for missing in sorted(set(args.datasets) - set(datasets)):
         print(f"skipped {missing}: not found in {SHARED / 'data'} (set ZEROIG_SHARED to the shared/ folder)")
     import torch

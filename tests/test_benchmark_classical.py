@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 
 def _ramp_with_shot_noise(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -78,3 +79,19 @@ def test_results_are_in_the_quality_format_and_merge_into_one_table(benchmark_sc
     assert list(blended) == ["fit"] + [f"fit x {w} + tv x {1 - w}" for w in classical.BLEND_WEIGHTS]  # gain is no denoiser
     assert set(blended["fit"]) == set(methods["tv"])
     assert "| fit x 0.5 + tv x 0.5 |" in out.with_suffix(".md").read_text()
+
+
+def test_the_gain_reaches_the_level_on_the_values_or_on_the_light_they_encode(benchmark_script):
+    """``--linear-light`` brightens as the default's output gain does: the same level, the shadows
+    multiplied by more than the highlights; the plain gain multiplies every value alike."""
+    classical = benchmark_script("classical")
+    image = np.repeat(np.linspace(0.01, 0.12, 40, dtype=np.float32)[None, :, None], 3, axis=2).repeat(8, axis=0)
+    rec601 = np.array([0.299, 0.587, 0.114])
+    for linear_light in (False, True):
+        brightened = classical.gained(image, 0.5, linear_light)
+        assert float((brightened @ rec601).mean()) == pytest.approx(0.5, abs=1e-4)
+        ratios = brightened[0, :, 0] / image[0, :, 0]
+        if linear_light:
+            assert ratios[0] > 1.5 * ratios[-1]
+        else:
+            np.testing.assert_allclose(ratios, ratios[0], rtol=1e-5)

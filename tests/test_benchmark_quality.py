@@ -71,3 +71,18 @@ def test_kept_outputs_are_the_ones_scored_and_rescore_alike_in_photo_finish(tmp_
         last = default[name]["checkpoints"]["2"]
         assert rescored["denoise (as fitted)"][name]["psnr"] == last["denoise"]["psnr"]
         assert rescored["TV of denoise, calibrated (the default)"][name]["ssim"] == last["denoise_tv"]["ssim"]
+
+
+def test_the_camera_set_is_the_held_out_photos_darkened_as_a_camera_records_them(benchmark_script):
+    """``skimage-camera`` pairs the same photos with :func:`simulate_dark_capture`'s 8-bit dark captures."""
+    import numpy as np
+
+    from zeroig_plugin.demo import simulate_dark_capture
+
+    quality = benchmark_script("quality")
+    resize = lambda array: quality.prepare(array, None, 24, None)  # noqa: E731
+    (name, low, high), = quality.pairs("skimage-camera", 1, None, resize)
+    (_, scaled, same_high), = quality.pairs("skimage-synthetic", 1, None, resize)
+    np.testing.assert_array_equal(high, same_high)
+    np.testing.assert_array_equal(low, simulate_dark_capture(high, seed=0))
+    assert not np.allclose(low, scaled, atol=0.02)

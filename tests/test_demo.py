@@ -22,3 +22,24 @@ def test_the_demo_writes_its_images_and_scores_with_the_photo_defaults(tmp_path,
         record = json.loads(image.text["Description"])
     assert record["finished_with_tv"] is finished  # `zeroig enhance`'s photo defaults, faithful as published
     assert record["mode"] == recorded and record["steps"] == 1
+
+
+def test_a_simulated_dark_capture_puts_the_shadows_in_srgbs_toe_and_is_8_bit():
+    """Darkened in linear light and encoded again, a dark capture is not its reference scaled
+    down: a shadow keeps a smaller share of its level than a highlight (brightening must lift it
+    more), as in LOL's real pairs; scaling the encoded values keeps the same share everywhere."""
+    import numpy as np
+
+    from zeroig_plugin.demo import simulate_dark_capture, simulate_low_light
+
+    levels = np.array([0.3, 0.9], np.float32)
+    patches = np.repeat(levels[None, :, None], 3, axis=2).repeat(16, axis=0).repeat(16, axis=1)
+    dark = simulate_dark_capture(patches, full_well=1e9, read_electrons=0.0)  # noiseless: the curve alone
+    shadow, highlight = (dark[:, :16].mean() / 0.3, dark[:, 16:].mean() / 0.9)
+    assert highlight > 1.5 * shadow > 0
+    scaled = simulate_low_light(patches, exposure=0.1, photons_at_white=1e9, read_noise=0.0)
+    assert scaled[:, :16].mean() / 0.3 == pytest.approx(scaled[:, 16:].mean() / 0.9, rel=0.01)
+    noisy = simulate_dark_capture(patches, seed=3)
+    np.testing.assert_array_equal(noisy, simulate_dark_capture(patches, seed=3))
+    np.testing.assert_allclose(noisy * 255, np.round(noisy * 255), atol=1e-4)
+    assert noisy.std() > 0 and 0.01 < float(noisy.mean()) < 0.15

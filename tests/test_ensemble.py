@@ -11,7 +11,7 @@ from zeroig_plugin import ZeroIG, ZeroIGError, inference_passes, sizing
 from zeroig_plugin.cli import cli
 from zeroig_plugin.engine import RECEPTIVE_MARGIN
 from zeroig_plugin.ensemble import EnsembleMean, check_ensemble_size, dihedral, undo_dihedral
-from zeroig_plugin.improved import exposure_gain
+from zeroig_plugin.improved import apply_gain, exposure_gain
 from zeroig_plugin.objective import Outputs, image_statistics, infer
 from zeroig_plugin.recipes import get_recipe
 
@@ -64,8 +64,9 @@ def test_the_engine_averages_each_view_inferred_with_its_own_statistics(dark):
         views = [infer(net, dihedral(image, v), image_statistics(net, dihedral(image, v))) for v in range(8)]
     model.net.train()
 
-    def exposed(denoise: torch.Tensor) -> np.ndarray:  # the improved readout's final gain (item 6)
-        return (denoise * exposure_gain(denoise, model.recipe.brightness)).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    def exposed(denoise: torch.Tensor) -> np.ndarray:  # the improved readout's final gain (item 6), in linear light
+        gain = exposure_gain(denoise, model.recipe.brightness, linear_light=True)
+        return apply_gain(denoise, gain, linear_light=True)[0].permute(1, 2, 0).numpy()
 
     expected = exposed(torch.stack([undo_dihedral(o.denoise, v) for v, o in enumerate(views)]).mean(0))
     averaged, single = model.infer(dark), model.infer(dark, ensemble=1)

@@ -13,6 +13,7 @@ from zeroig_plugin.improved import (
     MAX_OUTPUT_GAIN,
     ImprovedOptions,
     ablation_recipes,
+    apply_gain,
     chroma_consistency,
     exposure_gain,
     exposure_gamma,
@@ -20,9 +21,11 @@ from zeroig_plugin.improved import (
     illuminant_colour,
     illumination_target,
     improved_loss_terms,
+    linear_to_srgb,
     luma,
     make_loss,
     rec601_ycbcr,
+    srgb_to_linear,
 )
 from zeroig_plugin.losses import texture_mask
 from zeroig_plugin.networks import published_init
@@ -129,6 +132,7 @@ def test_each_ablation_row_changes_exactly_one_thing():
         "improved-selection": {"select_after": (improved.select_after, None)},
         "improved-ensemble": {"inference_ensemble": (improved.inference_ensemble, 1)},
         "improved-post-gain": {"fit_brightness_ratio": (improved.fit_brightness_ratio, None)},
+        "improved-linear-light": {"gain_in_linear_light": (True, False)},
     }
     for name, difference in taken_out.items():
         assert _differences(improved, variants[name]) == difference, name
@@ -275,11 +279,37 @@ def test_exposure_gain_reaches_the_level_asked_for_through_the_clip():
     assert float(exposure_gain(torch.zeros(1, 3, 8, 8), 0.5)) == pytest.approx(MAX_OUTPUT_GAIN, rel=1e-5)
 
 
+def test_srgb_decoding_is_the_standards_and_encoding_its_inverse():
+    encoded = torch.linspace(0, 1, 1001)
+    torch.testing.assert_close(linear_to_srgb(srgb_to_linear(encoded)), encoded, atol=1e-5, rtol=0)
+    assert float(srgb_to_linear(torch.tensor(0.5))) == pytest.approx(0.2140, abs=1e-4)  # IEC 61966-2-1 mid-grey
+    assert float(srgb_to_linear(torch.tensor(0.04))) == pytest.approx(0.04 / 12.92)  # the linear toe
+
+
+def test_a_gain_in_linear_light_lifts_the_shadows_more_than_the_highlights_and_reaches_the_level():
+    """Brightening the light an sRGB image encodes, as a longer exposure would: values are
+    multiplied by more in the shadows than in the highlights, where a gain on the values multiplies
+    all alike; either gain brings the mean luminance to the level asked for."""
+    image = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(5)) * 0.3
+    image[1, :, :10] = 0.9
+    for linear_light in (False, True):
+        gain = exposure_gain(image, 0.5, linear_light=linear_light)
+        levels = luma(apply_gain(image, gain, linear_light)).mean(dim=(1, 2, 3))
+        torch.testing.assert_close(levels, torch.full_like(levels, 0.5), atol=1e-5, rtol=0)
+    gain = exposure_gain(image[:1], 0.5, linear_light=True)
+    shadow, light = torch.tensor([[[[0.02]], [[0.02]], [[0.02]]]]), torch.tensor([[[[0.25]], [[0.25]], [[0.25]]]])
+    shadow_ratio = float(apply_gain(shadow, gain, True).mean()) / 0.02
+    light_ratio = float(apply_gain(light, gain, True).mean()) / 0.25
+    assert shadow_ratio > 1.5 * light_ratio > 1.5
+    assert float(exposure_gain(torch.zeros(1, 3, 8, 8), 0.5, linear_light=True)) == pytest.approx(MAX_OUTPUT_GAIN ** 2.4, rel=1e-5)
+
+
 def test_a_fit_aimed_lower_is_brought_to_the_brightness_by_one_gain():
     recipe = get_recipe(IMPROVED_MODE)
     assert 0 < recipe.fit_brightness_ratio < 1 and get_recipe("faithful").fit_brightness_ratio is None
     assert recipe.fit_brightness() == pytest.approx(recipe.fit_brightness_ratio * recipe.brightness)
     assert ablation_recipes()["improved-post-gain"].fit_brightness_ratio is None
+    assert recipe.gain_in_linear_light and not ablation_recipes()["improved-linear-light"].gain_in_linear_light
     assert ZeroIG(device="cpu", exposure_gain=False).recipe.fit_brightness_ratio is None
     assert ZeroIG(mode="faithful", device="cpu", exposure_gain=True).recipe.fit_brightness_ratio == recipe.fit_brightness_ratio
     image = _dark_scene(size=24, level=0.04)

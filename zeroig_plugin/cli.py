@@ -214,7 +214,8 @@ class _StepBar:
                    "the fit). Default: the mode's, 8 for the improved modes, 1 for faithful.")
 @click.option("--brightness", type=_Brightness(), metavar="B|headroom", help=BRIGHTNESS_HELP)
 @click.option("--exposure-gain/--no-exposure-gain", default=None,
-              help="Aim the fit at 0.7 of the brightness and finish with one gain (the improved modes' default: "
+              help="Aim the fit at 0.7 of the brightness and finish with one gain on the light the sRGB values "
+                   "encode, as a longer exposure would (the improved modes' default: "
                    "photos come out at the brightness, with fewer clipped pixels), or let the fit's exposure "
                    "rule alone set the level (the published way; it denoised the W2S microscopy crops better). "
                    "Default: the mode's; off --for microscopy.")

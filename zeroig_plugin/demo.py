@@ -8,7 +8,7 @@ import numpy as np
 
 from .imageio import write_image
 
-__all__ = ["simulate_low_light", "run_demo", "DEMO_SCALE", "DEMO_ITERS"]
+__all__ = ["simulate_low_light", "simulate_dark_capture", "run_demo", "DEMO_SCALE", "DEMO_ITERS"]
 
 DEMO_SCALE = 1 / 3  # scikit-image's 600x400 'coffee' photo at 200x133: ~0.25 s per step on a 2-core CPU
 DEMO_ITERS = 300
@@ -26,6 +26,29 @@ def simulate_low_light(
     expected = image * exposure * photons_at_white
     noisy = rng.poisson(expected) / photons_at_white + rng.normal(0.0, read_noise, image.shape)
     return np.clip(noisy, 0, 1).astype(np.float32)
+
+
+def simulate_dark_capture(
+    image: np.ndarray, exposure: float = 0.02, full_well: float = 10000.0, read_electrons: float = 3.0, seed: int = 0
+) -> np.ndarray:
+    """Darken an sRGB photo ``(H, W, 3)`` in ``[0, 1]`` as a camera records a short exposure of the scene.
+
+    The light the photo encodes (sRGB decoded) is scaled by ``exposure``, counted as electrons
+    (``full_well`` for full-scale light at the normal exposure: Poisson shot noise, then Gaussian
+    read noise of ``read_electrons``), encoded to sRGB again and stored in 8 bits. Unlike
+    :func:`simulate_low_light`, which scales the encoded values, this puts the dark image's shadows
+    in sRGB's toe, darker in proportion than its highlights, as in real low-light photos: in LOL's
+    pairs the normal-light value grows about as the square root of the dark one, not in proportion.
+    """
+    import torch
+
+    from .improved import linear_to_srgb, srgb_to_linear
+
+    rng = np.random.default_rng(seed)
+    light = srgb_to_linear(torch.from_numpy(np.asarray(image, np.float64))).numpy()
+    electrons = rng.poisson(light * exposure * full_well) + rng.normal(0.0, read_electrons, light.shape)
+    encoded = linear_to_srgb(torch.from_numpy(electrons / full_well)).numpy()
+    return (np.round(encoded * 255) / 255).astype(np.float32)
 
 
 def _demo_reference() -> np.ndarray:

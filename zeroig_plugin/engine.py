@@ -24,7 +24,7 @@ from .classical import FINISH_STRIDE, average_with_tv as average_linear_with_tv,
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
 from .errors import DeviceError, InputError
 from .host_memory import keep_freed_memory, release_freed_memory
-from .improved import HEADROOM_BRIGHTNESS, headroom_brightness
+from .improved import HEADROOM_BRIGHTNESS, apply_gain, headroom_brightness
 from .improved import exposure_gain as gain_to_brightness
 from .networks import Statistics, ZeroIGNet, published_init
 from .noise import noise_variance
@@ -255,9 +255,10 @@ class ZeroIG:
             unclipped (:func:`~zeroig_plugin.improved.headroom_brightness`, at most the recipe's):
             for microscopy, whose levels are a display setting.
         exposure_gain: whether the fit aims at 0.7 of ``brightness`` and inference brings the
-            outputs to it by one gain (the improved modes' default), or the fit's exposure rule
-            alone sets the level (``False``; the published way, and the video pipeline's, whose
-            few steps per frame leave the fit short of its level); ``None`` keeps the recipe's.
+            outputs to it by one gain on their light, sRGB decoded (the improved modes' default),
+            or the fit's exposure rule alone sets the level (``False``; the published way, and the
+            video pipeline's, whose few steps per frame leave the fit short of its level); ``None``
+            keeps the recipe's.
         keep_borders: whether flat borders (letterbox bars, zero fill; :mod:`borders`) are left
             out of the fit and the inference and passed through to the outputs as they came in
             (the improved modes' default), or fitted and enhanced as picture (``False``, the
@@ -808,8 +809,9 @@ class ZeroIG:
                 outputs = mean.result()
                 enhance[target], denoise[target], linear[target] = (output[inner] for output in outputs)
             if self.recipe.fit_brightness_ratio is not None:
-                gain = gain_to_brightness(denoise, self.recipe.brightness)
-                enhance, denoise = (enhance * gain).clamp(0, 1), (denoise * gain).clamp(0, 1)
+                linear_light = self.recipe.gain_in_linear_light
+                gain = gain_to_brightness(denoise, self.recipe.brightness, linear_light=linear_light)
+                enhance, denoise = (apply_gain(output, gain, linear_light) for output in (enhance, denoise))
             if self.average_with_tv:
                 linear, strength = average_linear_with_tv(linear, image, self._tv_strength)
                 self._tv_strength = strength or None  # an image without measurable noise calibrates nothing

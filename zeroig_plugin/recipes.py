@@ -48,7 +48,8 @@ class Recipe:
     Without ``fit_brightness_ratio`` the fit's exposure rule alone sets it: ``loss(net, image,
     brightness)``. With it, the fit aims at ``fit_brightness_ratio * brightness``, and inference
     multiplies both outputs by the one gain that brings the denoised output's mean luminance to
-    ``brightness`` (:func:`improved.exposure_gain`).
+    ``brightness`` (:func:`improved.exposure_gain`): with ``gain_in_linear_light`` on the light the
+    sRGB values encode (a longer exposure), otherwise on the values themselves.
 
     ``keep_borders`` leaves an image's flat borders (letterbox bars, zero fill: :mod:`borders`) out
     of the fit and the inference and copies them to the outputs as they came in."""
@@ -72,6 +73,7 @@ class Recipe:
     inference_ensemble: int = 1
     brightness: float = PUBLISHED_BRIGHTNESS
     fit_brightness_ratio: float | None = None
+    gain_in_linear_light: bool = False
     keep_borders: bool = False
 
     def fit_brightness(self) -> float:

@@ -22,7 +22,7 @@ def test_a_fit_is_scored_finished_each_way_and_its_saved_outputs_score_the_same(
     # after two steps the fit has removed little noise: TV of it is nearer the clean photo
     as_fitted, finished = (rows[row]["astronaut"] for row in ("denoise (as fitted)", "TV of denoise, calibrated (the default)"))
     assert finished["ssim"] > as_fitted["ssim"] + 0.01
-    assert rows["non-local means of denoise, calibrated"]["astronaut"]["ssim"] > as_fitted["ssim"]
+    assert rows["non-local means of denoise, calibrated"]["astronaut"]["psnr"] > as_fitted["psnr"] + 0.3
     assert "| TV of denoise, calibrated (the default) |" in (tmp_path / "again.md").read_text()
 
 

@@ -363,3 +363,21 @@ def test_headroom_brightness_is_set_once_from_the_picture_within_its_borders():
     assert inferred_only.recipe.brightness == brightness["picture"]
     with pytest.raises(ValueError, match="headroom"):
         ZeroIG(device="cpu", brightness="bright")
+
+
+def test_the_global_tone_variant_brings_linear_and_the_input_up_by_one_gain_in_linear_light():
+    """``improved+global-tone``: ``denoise`` is the fit's ``linear`` at the brightness by one gain
+    on its light, ``enhance`` the input by the same gain; the fit is the default's."""
+    assert _differences(get_recipe(IMPROVED_MODE), ablation_recipes()["improved+global-tone"]) == {"global_tone": (False, True)}
+    image = _dark_scene(size=24, level=0.04)
+    models = [ZeroIG(device="cpu", brightness=0.4) for _ in range(2)]
+    models[1].recipe = replace(models[1].recipe, global_tone=True)
+    for model in models:
+        model.fit(image, steps=5)
+    default, globally = (model.infer(image, ensemble=1) for model in models)
+    np.testing.assert_allclose(globally.linear, default.linear, atol=1e-6)
+    as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]  # noqa: E731
+    gain = exposure_gain(as_tensor(default.linear), 0.4, linear_light=True)
+    np.testing.assert_allclose(as_tensor(globally.denoise), apply_gain(as_tensor(default.linear), gain, True), atol=1e-5)
+    np.testing.assert_allclose(as_tensor(globally.enhance), apply_gain(as_tensor(image), gain, True), atol=1e-5)
+    assert float(luma(as_tensor(globally.denoise)).mean()) == pytest.approx(0.4, abs=1e-4)

@@ -808,7 +808,10 @@ class ZeroIG:
                     yield done, total
                 outputs = mean.result()
                 enhance[target], denoise[target], linear[target] = (output[inner] for output in outputs)
-            if self.recipe.fit_brightness_ratio is not None:
+            if self.recipe.fit_brightness_ratio is not None and self.recipe.global_tone:
+                gain = gain_to_brightness(linear, self.recipe.brightness, linear_light=True)
+                enhance, denoise = apply_gain(image, gain, True), apply_gain(linear, gain, True)
+            elif self.recipe.fit_brightness_ratio is not None:
                 linear_light = self.recipe.gain_in_linear_light
                 gain = gain_to_brightness(denoise, self.recipe.brightness, linear_light=linear_light)
                 enhance, denoise = (apply_gain(output, gain, linear_light) for output in (enhance, denoise))

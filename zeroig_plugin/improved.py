@@ -411,7 +411,7 @@ def ablation_recipes() -> dict:
     published = {
         "inference_statistics": "running", "weight_average": None, "late_learning_rate": None, "late_after": 0,
         "select_after": None, "inference_ensemble": 1, "fit_brightness_ratio": None, "gain_in_linear_light": False,
-        "keep_borders": False,
+        "global_tone": False, "keep_borders": False,
     }
     variants = {
         "faithful+image-statistics": (PUBLISHED_LOSS, {**published, "inference_statistics": "image"}),
@@ -435,6 +435,7 @@ def ablation_recipes() -> dict:
         "improved+gain100": (replace(PUBLISHED_LOSS, max_gain=100.0), {}),
         "improved-post-gain": (PUBLISHED_LOSS, {"fit_brightness_ratio": None}),
         "improved-linear-light": (PUBLISHED_LOSS, {"gain_in_linear_light": False}),
+        "improved+global-tone": (PUBLISHED_LOSS, {"global_tone": True}),
     }
     return {
         name: improved_recipe(name, options, description=f"ablation variant {name}", **settings)

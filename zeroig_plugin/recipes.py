@@ -49,7 +49,10 @@ class Recipe:
     brightness)``. With it, the fit aims at ``fit_brightness_ratio * brightness``, and inference
     multiplies both outputs by the one gain that brings the denoised output's mean luminance to
     ``brightness`` (:func:`improved.exposure_gain`): with ``gain_in_linear_light`` on the light the
-    sRGB values encode (a longer exposure), otherwise on the values themselves.
+    sRGB values encode (a longer exposure), otherwise on the values themselves. ``global_tone``
+    (measured, not the default) replaces the illumination map's local tone of the outputs by that
+    one gain in linear light: ``denoise`` is ``linear`` (the denoised image at the input's
+    intensities) brought to ``brightness``, ``enhance`` the input brought up by the same gain.
 
     ``keep_borders`` leaves an image's flat borders (letterbox bars, zero fill: :mod:`borders`) out
     of the fit and the inference and copies them to the outputs as they came in."""
@@ -74,6 +77,7 @@ class Recipe:
     brightness: float = PUBLISHED_BRIGHTNESS
     fit_brightness_ratio: float | None = None
     gain_in_linear_light: bool = False
+    global_tone: bool = False
     keep_borders: bool = False
 
     def fit_brightness(self) -> float:

@@ -22,7 +22,10 @@ Data (read from ``../shared/data`` or ``$ZEROIG_SHARED/data``; skipped with a me
   image is not the reference scaled down: its shadows sit in sRGB's toe. Needs no shared data.
 
 On the photo datasets ``denoise`` is also scored after calibrated total variation of itself
-(``denoise_tv``: what ``ZeroIG(finish_with_tv=True)``, the image CLI's default for photos, infers).
+(``denoise_tv``: what ``ZeroIG(finish_with_tv=True)``, the image CLI's default for photos, infers),
+and ``linear`` brought to the mode's brightness by one gain in linear light, then finished the same
+way (``global_tv``: what the variant ``improved+global-tone`` with the finishing infers, read from
+the same fit).
 
 Each mode is fitted once per image and seed (the published init, seed 2 unless ``--seeds``) and
 scored at 250 / 500 / 1000 / 2000 steps (those up to ``--steps``, plus ``--steps`` itself). A
@@ -228,7 +231,9 @@ def run_one(
                 "denoise": score(outputs.denoise, high, match),
                 "linear": score(outputs.linear, high, match),
                 **({"linear_tv": score((outputs.linear + tv) / 2, high, match)} if match
-                   else {"denoise_tv": score(calibrated_tv(outputs.denoise, stride=FINISH_STRIDE)[0], high, match)}),
+                   else {"denoise_tv": score(calibrated_tv(outputs.denoise, stride=FINISH_STRIDE)[0], high, match),
+                         "global_tv": score(calibrated_tv(global_tone(outputs.linear, model.recipe.brightness),
+                                                          stride=FINISH_STRIDE)[0], high, match)}),
             }
         print(f"  {mode} step {checkpoint}: denoise {results[ensembles[0], 'selected'][str(checkpoint)]['denoise']['psnr']:.2f} dB "
               f"({fit_seconds / done:.2f} s per step)", file=sys.stderr, flush=True)
@@ -238,6 +243,18 @@ def run_one(
         "brightness": model.recipe.brightness,  # the value used: "headroom" is resolved from the image
     }
     return {key: {"checkpoints": scored, **common} for key, scored in results.items()}
+
+
+def global_tone(linear: np.ndarray, brightness: float) -> np.ndarray:
+    """``linear`` ``(H, W, 3)`` or ``(H, W)`` brought to mean luminance ``brightness`` by one gain on
+    its light, as ``improved+global-tone`` infers ``denoise`` (before the finishing)."""
+    import torch
+
+    from zeroig_plugin.improved import apply_gain, exposure_gain
+
+    rgb = linear if linear.ndim == 3 else np.repeat(linear[..., None], 3, -1)
+    gain = exposure_gain(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None], brightness, linear_light=True)
+    return apply_gain(torch.from_numpy(np.ascontiguousarray(linear)), gain[0, 0], True).numpy()
 
 
 @contextlib.contextmanager
@@ -291,7 +308,8 @@ def _final_cell(result: dict) -> str:
     last = last_scores(result)
     cell = f"{last['denoise']['psnr']:.2f} / {last['denoise']['ssim']:.3f}"
     others = [f"{label} {last[output]['psnr']:.2f} / {last[output]['ssim']:.3f}"
-              for output, label in (("denoise_tv", "finished by TV"), ("linear", "linear"), ("linear_tv", "with TV"))
+              for output, label in (("denoise_tv", "finished by TV"), ("global_tv", "global tone"), ("linear", "linear"),
+                                    ("linear_tv", "with TV"))
               if output in last]
     return cell + (f" ({', '.join(others)})" if others else "")
 
@@ -306,8 +324,9 @@ def table(report: dict) -> str:
             "",
             "| mode | steps | enhance PSNR | enhance SSIM | denoise PSNR | denoise SSIM | denoise PSNR at the reference's mean "
             "| colour cast (8-bit) | brightness (8-bit) / ref | best-to-final drop (dB) | linear PSNR | linear SSIM "
-            "| linear with TV PSNR | linear with TV SSIM | denoise finished by TV PSNR | denoise finished by TV SSIM |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| linear with TV PSNR | linear with TV SSIM | denoise finished by TV PSNR | denoise finished by TV SSIM "
+            "| global tone PSNR | global tone SSIM |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for mode, images in modes.items():
             # Merged runs may stop at different checkpoints: mean rows over the ones every image has,
@@ -328,9 +347,10 @@ def table(report: dict) -> str:
                     f"{get('denoise', 'brightness'):.0f} / {reference:.0f} | {drop} | "
                     f"{_figure(get('linear', 'psnr'), 2)} | {_figure(get('linear', 'ssim'), 3)} | "
                     f"{_figure(get('linear_tv', 'psnr'), 2)} | {_figure(get('linear_tv', 'ssim'), 3)} | "
-                    f"{_figure(get('denoise_tv', 'psnr'), 2)} | {_figure(get('denoise_tv', 'ssim'), 3)} |"
+                    f"{_figure(get('denoise_tv', 'psnr'), 2)} | {_figure(get('denoise_tv', 'ssim'), 3)} | "
+                    f"{_figure(get('global_tv', 'psnr'), 2)} | {_figure(get('global_tv', 'ssim'), 3)} |"
                 )
-        lines += ["", "Per image, denoise PSNR / SSIM at the last checkpoint (then denoise finished by TV's, linear's and "
+        lines += ["", "Per image, denoise PSNR / SSIM at the last checkpoint (then denoise finished by TV's, the global tone's, linear's and "
                   "linear with TV's, where scored):", ""]
         names = list(next(iter(modes.values())))
         lines += ["| mode | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_out_names_with_dots_are_kept_whole_and_the_partial_file_is_removed(tmp_path, benchmark_script):
     """Two runs named ``..._b0.5`` and ``..._b0.25`` once both wrote ``..._b0.json``."""
@@ -22,7 +24,7 @@ def test_out_names_with_dots_are_kept_whole_and_the_partial_file_is_removed(tmp_
         (result,) = report["results"]["skimage-synthetic"].values()
         (scored,) = result.values()
         assert scored["brightness"] == float(brightness)
-        assert set(scored["checkpoints"]["2"]) == {"enhance", "denoise", "linear", "denoise_tv"}
+        assert set(scored["checkpoints"]["2"]) == {"enhance", "denoise", "linear", "denoise_tv", "global_tv"}
 
 
 def test_intensity_matched_runs_also_score_linear_averaged_with_tv(benchmark_script):
@@ -38,7 +40,7 @@ def test_intensity_matched_runs_also_score_linear_averaged_with_tv(benchmark_scr
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.05, clean.shape), 0, 1).astype(np.float32)
     results = {match: next(iter(quality.run_one("default", noisy, clean, [2], match, "cpu", None).values())) for match in (True, False)}
     matched, as_photo = (results[match]["checkpoints"]["2"] for match in (True, False))
-    assert set(as_photo) == {"enhance", "denoise", "linear", "denoise_tv"} and "denoise_tv" not in matched
+    assert set(as_photo) == {"enhance", "denoise", "linear", "denoise_tv", "global_tv"} and "denoise_tv" not in matched
     assert matched["linear_tv"]["psnr"] > matched["linear"]["psnr"] + 1
     assert as_photo["denoise_tv"]["ssim"] > as_photo["denoise"]["ssim"] + 0.05
     photo_table = quality.table({"results": {"lol15-dev": {"default": {"photo": results[False]}}}})
@@ -86,3 +88,18 @@ def test_the_camera_set_is_the_held_out_photos_darkened_as_a_camera_records_them
     np.testing.assert_array_equal(high, same_high)
     np.testing.assert_array_equal(low, simulate_dark_capture(high, seed=0))
     assert not np.allclose(low, scaled, atol=0.02)
+
+
+def test_the_global_tone_score_of_a_fit_is_what_the_global_tone_variant_infers_and_finishes(benchmark_script):
+    """``global_tv`` reads the default's fit as ``improved+global-tone`` would (the variant fits the
+    same, only its readout differs), finished by calibrated TV as the image CLI finishes a photo."""
+    import numpy as np
+
+    quality = benchmark_script("quality")
+    (_, low, high), = quality.pairs("skimage-camera", 1, None, lambda array: quality.prepare(array, None, 32, None))
+    scored = {mode: next(iter(quality.run_one(mode, low, high, [3], False, "cpu", None).values()))["checkpoints"]["3"]
+              for mode in ("default", "improved+global-tone")}
+    variant = scored["improved+global-tone"]["denoise_tv"]
+    assert scored["default"]["global_tv"] == {key: pytest.approx(value, rel=1e-4) for key, value in variant.items()}
+    assert scored["default"]["denoise_tv"] != scored["improved+global-tone"]["denoise_tv"]
+    assert np.isfinite(scored["default"]["global_tv"]["psnr"])

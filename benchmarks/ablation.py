@@ -216,14 +216,8 @@ def _dataset_headers(report: dict) -> list[str]:
 
 
 def _means(images: dict) -> dict:
-    denoise = [quality.last_scores(r)["denoise"] for r in images.values()]
-    linear = [quality.last_scores(r)["linear"] for r in images.values()]
     drops = [max(c["denoise"]["psnr"] for c in r["checkpoints"].values()) - quality.last_scores(r)["denoise"]["psnr"] for r in images.values()]
-    return {
-        "denoise": (np.mean([d["psnr"] for d in denoise]), np.mean([d["ssim"] for d in denoise])),
-        "linear": (np.mean([d["psnr"] for d in linear]), np.mean([d["ssim"] for d in linear])),
-        "drop": max(drops),
-    }
+    return {"denoise": _mean_scores(images, "denoise"), "linear": _mean_scores(images, "linear"), "drop": max(drops)}
 
 
 def per_image(report: dict) -> str:
@@ -259,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.front_ends:
-        report = merge_front_ends(args.table) if args.table else run_front_ends(args.datasets, args.out, _extra(args))
+        report = quality.merge(args.table) if args.table else run_front_ends(args.datasets, args.out, _extra(args))
         if not args.table:
             Path(f"{out}.json").write_text(json.dumps(report, indent=1))
         text = "# What the front ends add to the default fit\n\n" + front_end_summary(report)
@@ -282,16 +276,6 @@ def _extra(args: argparse.Namespace) -> list[str]:
         extra += ["--names", *args.names]
     return extra
 
-
-def merge_front_ends(paths: list[str]) -> dict:
-    """Front-end reports written by ``--front-ends`` runs, as one."""
-    merged: dict = {"settings": [], "results": {}}
-    for path in paths:
-        part = json.loads(Path(path).read_text())
-        merged["settings"] += part["settings"]
-        for dataset, fits in part["results"].items():
-            merged["results"].setdefault(dataset, {}).update(fits)
-    return merged
 
 
 

@@ -55,7 +55,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from quality import (  # noqa: E402
-    DATASETS, INTENSITY_MATCHED, REPO, SHARED, SYNTHETIC_DATASETS, SYNTHETIC_EXPOSURE, pairs, prepare, score, write,
+    DATASETS, INTENSITY_MATCHED, REPO, SHARED, SYNTHETIC_DATASETS, SYNTHETIC_EXPOSURE, brightened, pairs, prepare, score,
+    write,
 )
 
 from zeroig_plugin.classical import calibrated, calibrated_tv, noise_level  # noqa: E402
@@ -105,17 +106,9 @@ def denoised(method: str, image: np.ndarray) -> tuple[np.ndarray, float | None]:
 
 
 def gained(image: np.ndarray, brightness: float, linear_light: bool = False) -> np.ndarray:
-    """``image`` brightened by the one gain that brings its clipped mean luminance to
-    ``brightness`` (gray as RGB), on its values or, with ``linear_light``, on the light they encode."""
-    import torch
-
-    from zeroig_plugin.improved import apply_gain, exposure_gain
-
-    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, -1)
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
-    gain = exposure_gain(tensor, brightness, max_gain=MAX_GAIN, iterations=48, linear_light=linear_light)
-    brightened = apply_gain(torch.from_numpy(np.ascontiguousarray(image)), gain[0, 0], linear_light)
-    return brightened.numpy().astype(np.float32)
+    """``image`` brightened by the one gain, up to :data:`MAX_GAIN`, that brings its clipped mean
+    luminance to ``brightness`` (:func:`quality.brightened`)."""
+    return brightened(image, brightness, linear_light, max_gain=MAX_GAIN)
 
 
 def run_one(

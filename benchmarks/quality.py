@@ -232,7 +232,7 @@ def run_one(
                 "linear": score(outputs.linear, high, match),
                 **({"linear_tv": score((outputs.linear + tv) / 2, high, match)} if match
                    else {"denoise_tv": score(calibrated_tv(outputs.denoise, stride=FINISH_STRIDE)[0], high, match),
-                         "global_tv": score(calibrated_tv(global_tone(outputs.linear, model.recipe.brightness),
+                         "global_tv": score(calibrated_tv(brightened(outputs.linear, model.recipe.brightness, True),
                                                           stride=FINISH_STRIDE)[0], high, match)}),
             }
         print(f"  {mode} step {checkpoint}: denoise {results[ensembles[0], 'selected'][str(checkpoint)]['denoise']['psnr']:.2f} dB "
@@ -245,16 +245,20 @@ def run_one(
     return {key: {"checkpoints": scored, **common} for key, scored in results.items()}
 
 
-def global_tone(linear: np.ndarray, brightness: float) -> np.ndarray:
-    """``linear`` ``(H, W, 3)`` or ``(H, W)`` brought to mean luminance ``brightness`` by one gain on
-    its light, as ``improved+global-tone`` infers ``denoise`` (before the finishing)."""
+def brightened(image: np.ndarray, brightness: float, linear_light: bool = False, max_gain: float | None = None) -> np.ndarray:
+    """``image`` ``(H, W, 3)`` or ``(H, W)`` (gray counted as RGB) brought to mean luminance
+    ``brightness`` by one gain through the clip, on its values or, with ``linear_light``, on the
+    light they encode (:func:`zeroig_plugin.improved.exposure_gain`, at most ``max_gain``; default
+    the engine's cap). With ``linear_light`` it is how ``improved+global-tone`` infers ``denoise``
+    from ``linear`` (before the finishing)."""
     import torch
 
-    from zeroig_plugin.improved import apply_gain, exposure_gain
+    from zeroig_plugin.improved import MAX_OUTPUT_GAIN, apply_gain, exposure_gain
 
-    rgb = linear if linear.ndim == 3 else np.repeat(linear[..., None], 3, -1)
-    gain = exposure_gain(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None], brightness, linear_light=True)
-    return apply_gain(torch.from_numpy(np.ascontiguousarray(linear)), gain[0, 0], True).numpy()
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, -1)
+    gain = exposure_gain(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None], brightness,
+                         max_gain=max_gain or MAX_OUTPUT_GAIN, iterations=48, linear_light=linear_light)
+    return apply_gain(torch.from_numpy(np.ascontiguousarray(image)), gain[0, 0], linear_light).numpy().astype(np.float32)
 
 
 @contextlib.contextmanager

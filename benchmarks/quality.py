@@ -201,7 +201,7 @@ def run_one(
     infers with) or, with ``final_too`` and a model that selects checkpoints, also ``"final"`` (the
     weights the fit ended with: the same fit, read out as without selection). ``selection``
     overrides the recipe's checkpoint-selection settings (:data:`SELECTION_SETTINGS`). ``kept``,
-    where given, receives the first readout's ``enhance`` and ``denoise`` at the last checkpoint."""
+    where given, receives the first readout's ``enhance``, ``denoise`` and ``linear`` at the last checkpoint."""
     from zeroig_plugin.classical import FINISH_STRIDE, calibrated_tv
 
     model = model_for(mode, device, fit_crop, seed, brightness, acceleration, selection)
@@ -225,7 +225,7 @@ def run_one(
             with final_weights(model) if readout == "final" else contextlib.nullcontext():
                 outputs = model.infer(low, ensemble=ensemble)
             if kept is not None and checkpoint == checkpoints[-1] and (ensemble, readout) == next(iter(results)):
-                kept.update(enhance=outputs.enhance, denoise=outputs.denoise)
+                kept.update(enhance=outputs.enhance, denoise=outputs.denoise, linear=outputs.linear)
             results[ensemble, readout][str(checkpoint)] = {
                 "enhance": score(outputs.enhance, high, match),
                 "denoise": score(outputs.denoise, high, match),
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--keep-outputs", metavar="NPZ", default=None,
-        help="save each photo pair's low, high and last enhance and denoise (the first mode, seed and ensemble's) "
+        help="save each photo pair's low, high and last enhance, denoise and linear (the first mode, seed and ensemble's) "
         "as photo_finish.py --keep-outputs does, for photo_finish.py --rescore and finish_calibration.py",
     )
     parser.add_argument("--device", default="auto")

@@ -51,8 +51,11 @@ def test_intensity_matched_runs_also_score_linear_averaged_with_tv(benchmark_scr
 
 def test_kept_outputs_are_the_ones_scored_and_rescore_alike_in_photo_finish(tmp_path, benchmark_script):
     """``--keep-outputs`` saves the photo pairs' last outputs of the first mode, so that the ways of
-    finishing them can be scored again later (the device check keeps its 2000-step LOL fits so)."""
+    finishing them can be scored again later (the device check keeps its 2000-step LOL fits so), and
+    ``linear``, from which the global tone is scored."""
     import numpy as np
+
+    from zeroig_plugin.classical import FINISH_STRIDE, calibrated_tv
 
     quality = benchmark_script("quality")
     kept = tmp_path / "outputs.npz"
@@ -62,7 +65,7 @@ def test_kept_outputs_are_the_ones_scored_and_rescore_alike_in_photo_finish(tmp_
     ]) == 0
     saved = np.load(kept)
     assert sorted(saved.files) == sorted(["fit_settings"] + [f"skimage-synthetic/{name}/{array}" for name in ("astronaut", "chelsea")
-                                                           for array in ("low", "high", "enhance", "denoise")])
+                                                           for array in ("low", "high", "enhance", "denoise", "linear")])
     assert json.loads(str(saved["fit_settings"]))["mode"].startswith("improved")  # the first mode's, not faithful's
     assert not list(tmp_path.glob("*.partial.npz"))
     assert benchmark_script("photo_finish").main(["--rescore", str(kept), "--out", str(tmp_path / "finish")]) == 0
@@ -73,6 +76,8 @@ def test_kept_outputs_are_the_ones_scored_and_rescore_alike_in_photo_finish(tmp_
         last = default[name]["checkpoints"]["2"]
         assert rescored["denoise (as fitted)"][name]["psnr"] == last["denoise"]["psnr"]
         assert rescored["TV of denoise, calibrated (the default)"][name]["ssim"] == last["denoise_tv"]["ssim"]
+        global_tone = calibrated_tv(quality.brightened(saved[f"skimage-synthetic/{name}/linear"], 0.5, True), stride=FINISH_STRIDE)[0]
+        assert quality.score(global_tone, saved[f"skimage-synthetic/{name}/high"], False) == last["global_tv"]
 
 
 def test_the_camera_set_is_the_held_out_photos_darkened_as_a_camera_records_them(benchmark_script):

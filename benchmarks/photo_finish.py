@@ -40,9 +40,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from classical import blend_table  # noqa: E402
-from quality import SHARED, SYNTHETIC_EXPOSURE, load_outputs, pairs, prepare, save_outputs, score  # noqa: E402
+from quality import SHARED, SYNTHETIC_DATASETS, SYNTHETIC_EXPOSURE, load_outputs, pairs, prepare, save_outputs, score  # noqa: E402
 
-PHOTO_DATASETS = ("lol15-dev", "skimage-synthetic")
+PHOTO_DATASETS = ("lol15-dev", *SYNTHETIC_DATASETS)
 SAVED = ("low", "high", "enhance", "denoise")
 
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.threads:
             torch.set_num_threads(args.threads)
-        datasets = [d for d in args.datasets if d == "skimage-synthetic" or (SHARED / "data" / d).is_dir()]
+        datasets = [d for d in args.datasets if d in SYNTHETIC_DATASETS or (SHARED / "data" / d).is_dir()]
         for missing in sorted(set(args.datasets) - set(datasets)):
             print(f"skipped {missing}: not found in {SHARED / 'data'} (set ZEROIG_SHARED to the shared/ folder)")
         saved = {key: value for dataset in datasets for key, value in fitted(dataset, args.size, args.steps, args.seed, args.names).items()}

@@ -24,8 +24,9 @@ Data (read from ``../shared/data`` or ``$ZEROIG_SHARED/data``; skipped with a me
 On the photo datasets ``denoise`` is also scored after calibrated total variation of itself
 (``denoise_tv``: what ``ZeroIG(finish_with_tv=True)``, the image CLI's default for photos, infers),
 and ``linear`` brought to the mode's brightness by one gain in linear light, then finished the same
-way (``global_tv``: what the variant ``improved+global-tone`` with the finishing infers, read from
-the same fit).
+way (``global_tv``: the default's global tone read from the same fit; for the default, its
+``denoise_tv``, and for the variant ``improved-global-tone``, whose ``denoise_tv`` is the local tone
+of the illumination map, the default's readout of the same fit).
 
 Each mode is fitted once per image and seed (the published init, seed 2 unless ``--seeds``) and
 scored at 250 / 500 / 1000 / 2000 steps (those up to ``--steps``, plus ``--steps`` itself). A
@@ -249,7 +250,7 @@ def brightened(image: np.ndarray, brightness: float, linear_light: bool = False,
     """``image`` ``(H, W, 3)`` or ``(H, W)`` (gray counted as RGB) brought to mean luminance
     ``brightness`` by one gain through the clip, on its values or, with ``linear_light``, on the
     light they encode (:func:`zeroig_plugin.improved.exposure_gain`, at most ``max_gain``; default
-    the engine's cap). With ``linear_light`` it is how ``improved+global-tone`` infers ``denoise``
+    the engine's cap). With ``linear_light`` it is how the default's global tone infers ``denoise``
     from ``linear`` (before the finishing)."""
     import torch
 

@@ -9,20 +9,20 @@ import pytest
 
 def test_a_fit_is_scored_finished_each_way_and_its_saved_outputs_score_the_same(benchmark_script, tmp_path):
     script = benchmark_script("photo_finish")
-    common = ["--datasets", "skimage-synthetic", "--names", "astronaut", "--size", "32"]
+    common = ["--datasets", "skimage-camera", "--names", "astronaut", "--size", "48"]
     assert script.main([*common, "--steps", "2", "--threads", "1", "--keep-outputs", str(tmp_path / "fit.npz"),
                         "--out", str(tmp_path / "fit")]) == 0
     assert script.main(["--rescore", str(tmp_path / "fit.npz"), "--out", str(tmp_path / "again")]) == 0
     fitted, again = (json.loads((tmp_path / f"{name}.json").read_text())["results"] for name in ("fit", "again"))
-    for row, images in fitted["skimage-synthetic"].items():  # the same to float rounding (the cast's and level's sums)
-        again_scores = again["skimage-synthetic"][row]["astronaut"]
+    for row, images in fitted["skimage-camera"].items():  # the same to float rounding (the cast's and level's sums)
+        again_scores = again["skimage-camera"][row]["astronaut"]
         assert images["astronaut"] == {key: pytest.approx(value, rel=1e-5) for key, value in again_scores.items()}
-    rows = fitted["skimage-synthetic"]
+    rows = fitted["skimage-camera"]
     assert len(rows) == 8 and all(list(images) == ["astronaut"] for images in rows.values())
     # after two steps the fit has removed little noise: TV of it is nearer the clean photo
     as_fitted, finished = (rows[row]["astronaut"] for row in ("denoise (as fitted)", "TV of denoise, calibrated (the default)"))
     assert finished["ssim"] > as_fitted["ssim"] + 0.01
-    assert rows["non-local means of denoise, calibrated"]["astronaut"]["psnr"] > as_fitted["psnr"] + 0.3
+    assert rows["non-local means of denoise, calibrated"]["astronaut"]["psnr"] > as_fitted["psnr"] + 0.05
     assert "| TV of denoise, calibrated (the default) |" in (tmp_path / "again.md").read_text()
 
 

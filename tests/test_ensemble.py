@@ -64,14 +64,14 @@ def test_the_engine_averages_each_view_inferred_with_its_own_statistics(dark):
         views = [infer(net, dihedral(image, v), image_statistics(net, dihedral(image, v))) for v in range(8)]
     model.net.train()
 
-    def exposed(denoise: torch.Tensor) -> np.ndarray:  # the improved readout's final gain (item 6), in linear light
-        gain = exposure_gain(denoise, model.recipe.brightness, linear_light=True)
-        return apply_gain(denoise, gain, linear_light=True)[0].permute(1, 2, 0).numpy()
+    def exposed(linear: torch.Tensor) -> np.ndarray:  # the default's global tone: one gain in linear light (item 6)
+        gain = exposure_gain(linear, model.recipe.brightness, linear_light=True)
+        return apply_gain(linear, gain, linear_light=True)[0].permute(1, 2, 0).numpy()
 
-    expected = exposed(torch.stack([undo_dihedral(o.denoise, v) for v, o in enumerate(views)]).mean(0))
+    expected = exposed(torch.stack([undo_dihedral(o.linear, v) for v, o in enumerate(views)]).mean(0))
     averaged, single = model.infer(dark), model.infer(dark, ensemble=1)
     assert np.abs(averaged.denoise - expected).max() < 1e-5  # the gain scales float rounding up
-    assert np.abs(single.denoise - exposed(views[0].denoise)).max() < 1e-5
+    assert np.abs(single.denoise - exposed(views[0].linear)).max() < 1e-5
     assert np.abs(averaged.denoise - single.denoise).max() > 1e-4, "the views differ: the networks are not equivariant"
 
 

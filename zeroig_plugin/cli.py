@@ -214,16 +214,16 @@ class _StepBar:
                    "the fit). Default: the mode's, 8 for the improved modes, 1 for faithful.")
 @click.option("--brightness", type=_Brightness(), metavar="B|headroom", help=BRIGHTNESS_HELP)
 @click.option("--exposure-gain/--no-exposure-gain", default=None,
-              help="Aim the fit at 0.7 of the brightness and finish with one gain on the light the sRGB values "
-                   "encode, as a longer exposure would (the improved modes' default: "
-                   "photos come out at the brightness, with fewer clipped pixels), or let the fit's exposure "
+              help="Aim the fit at 0.7 of the brightness and bring the denoised image up to it by one gain on the "
+                   "light the sRGB values encode, as a longer exposure would (the improved modes' default, a global "
+                   "tone: photos come out at the brightness, with fewer clipped pixels), or let the fit's exposure "
                    "rule alone set the level (the published way; it denoised the W2S microscopy crops better). "
                    "Default: the mode's; off --for microscopy.")
 @click.option("--average-with-tv/--no-average-with-tv", default=None,
               help="Average the linear output half and half with the input denoised by total variation, its "
                    "weight chosen on the image by Noise2Self's loss (seconds): two denoisers whose errors differ "
-                   "(+0.2 to +2.3 dB on three of the four microscopy pairs measured, 0.07 dB less on the fourth). "
-                   "Default: off; on --for microscopy.")
+                   "(+0.2 to +2.3 dB on three of the four microscopy pairs measured, 0.07 dB less on the fourth); "
+                   "with the exposure gain, denoise is brought up from the average. Default: off; on --for microscopy.")
 @click.option("--finish-with-tv/--no-finish-with-tv", default=None,
               help="Pass the denoise output through total variation whose strength is chosen on that output by "
                    "Noise2Self's loss, read on its pixel-shuffled sub-images (the noise the networks leave is "
@@ -531,9 +531,10 @@ def _enhance_stack(
 def demo(output_dir, iters, mode, device) -> None:
     """Enhance a built-in example and score it against its reference.
 
-    A normal-light photo shipped with scikit-image is darkened with seeded Poisson-Gaussian sensor
-    noise, enhanced, and written as low / enhance / denoise / reference PNGs and one side-by-side
-    image; PSNR and SSIM of the input and both outputs against the reference are printed.
+    A normal-light photo shipped with scikit-image is darkened as a camera records 2 % of its
+    light (seeded shot and read noise, 8 bits), enhanced, and written as low / enhance / denoise /
+    reference PNGs and one side-by-side image; PSNR and SSIM of the input and both outputs against
+    the reference are printed.
     """
     from .demo import run_demo
     from .errors import ZeroIGError

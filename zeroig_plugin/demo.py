@@ -1,4 +1,4 @@
-"""The built-in example: a scikit-image photo darkened with simulated sensor noise, enhanced and scored."""
+"""The built-in example: a scikit-image photo darkened as a camera records a short exposure, enhanced and scored."""
 from __future__ import annotations
 
 import time
@@ -86,11 +86,12 @@ def run_demo(output_dir: str | Path, iters: int | None = None, mode: str = "defa
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     reference = _demo_reference()
-    low = simulate_low_light(reference)
+    low = simulate_dark_capture(reference)
     height, width = low.shape[:2]
     model = ZeroIG(mode=mode, device=device, finish_with_tv=get_recipe(mode).name != "faithful")  # `zeroig enhance`'s photo defaults
-    echo(f"demo: scikit-image 'coffee' at {width}x{height}, darkened to mean {low.mean() * 255:.0f}/255 with "
-         f"Poisson-Gaussian noise; {iters} steps of mode '{model.mode}' on {describe_device(device)}")
+    echo(f"demo: scikit-image 'coffee' at {width}x{height}, darkened as a camera records 2 % of the light "
+         f"(shot and read noise, 8 bits) to mean {low.mean() * 255:.0f}/255; {iters} steps of mode '{model.mode}' "
+         f"on {describe_device(device)}")
     echo("      (sized to finish in a few minutes on a 2-core CPU; real images use 2000 steps)")
     started = time.perf_counter()
     from tqdm import tqdm

@@ -47,12 +47,13 @@ class Recipe:
     ``brightness`` is the mean luminance the outputs are aimed at (0.5, mid-grey, as published).
     Without ``fit_brightness_ratio`` the fit's exposure rule alone sets it: ``loss(net, image,
     brightness)``. With it, the fit aims at ``fit_brightness_ratio * brightness``, and inference
-    multiplies both outputs by the one gain that brings the denoised output's mean luminance to
-    ``brightness`` (:func:`improved.exposure_gain`): with ``gain_in_linear_light`` on the light the
-    sRGB values encode (a longer exposure), otherwise on the values themselves. ``global_tone``
-    (measured, not the default) replaces the illumination map's local tone of the outputs by that
-    one gain in linear light: ``denoise`` is ``linear`` (the denoised image at the input's
-    intensities) brought to ``brightness``, ``enhance`` the input brought up by the same gain.
+    brings the outputs to ``brightness`` by one gain (:func:`improved.exposure_gain`): with
+    ``gain_in_linear_light`` on the light the sRGB values encode (a longer exposure), otherwise on
+    the values themselves. With ``global_tone`` (the improved modes' default) ``denoise`` is
+    ``linear`` (the denoised image at the input's intensities) brought to ``brightness`` by that
+    gain and ``enhance`` the input brought up by the same gain; without it the gain finishes the
+    outputs of the illumination map's local tone, the published readout. Either way the gain is at
+    most :data:`improved.MAX_OUTPUT_GAIN`, or its 2.4th power on the light (7 stops).
 
     ``keep_borders`` leaves an image's flat borders (letterbox bars, zero fill: :mod:`borders`) out
     of the fit and the inference and copies them to the outputs as they came in."""

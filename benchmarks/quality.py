@@ -26,7 +26,9 @@ On the photo datasets ``denoise`` is also scored after calibrated total variatio
 and ``linear`` brought to the mode's brightness by one gain in linear light, then finished the same
 way (``global_tv``: the default's global tone read from the same fit; for the default, its
 ``denoise_tv``, and for the variant ``improved-global-tone``, whose ``denoise_tv`` is the local tone
-of the illumination map, the default's readout of the same fit).
+of the illumination map, the default's readout of the same fit); and the same after ``linear`` is
+averaged half and half with calibrated TV of the input (``global_average_tv``: what ``zeroig
+enhance --average-with-tv`` writes for a photo, the next candidate for its default).
 
 Each mode is fitted once per image and seed (the published init, seed 2 unless ``--seeds``) and
 scored at 250 / 500 / 1000 / 2000 steps (those up to ``--steps``, plus ``--steps`` itself). A
@@ -206,7 +208,7 @@ def run_one(
     from zeroig_plugin.classical import FINISH_STRIDE, calibrated_tv
 
     model = model_for(mode, device, fit_crop, seed, brightness, acceleration, selection)
-    tv = calibrated_tv(low)[0] if match else None
+    tv = calibrated_tv(low)[0]
     readouts = ("selected", "final") if final_too and model.checkpoint_selection else ("selected",)
     results: dict = {(ensemble, readout): {} for ensemble in ensembles for readout in readouts}
     done, fit_seconds = 0, 0.0
@@ -233,8 +235,9 @@ def run_one(
                 "linear": score(outputs.linear, high, match),
                 **({"linear_tv": score((outputs.linear + tv) / 2, high, match)} if match
                    else {"denoise_tv": score(calibrated_tv(outputs.denoise, stride=FINISH_STRIDE)[0], high, match),
-                         "global_tv": score(calibrated_tv(brightened(outputs.linear, model.recipe.brightness, True),
-                                                          stride=FINISH_STRIDE)[0], high, match)}),
+                         **{key: score(calibrated_tv(brightened(toned, model.recipe.brightness, True), stride=FINISH_STRIDE)[0],
+                                       high, match)
+                            for key, toned in (("global_tv", outputs.linear), ("global_average_tv", (outputs.linear + tv) / 2))}}),
             }
         print(f"  {mode} step {checkpoint}: denoise {results[ensembles[0], 'selected'][str(checkpoint)]['denoise']['psnr']:.2f} dB "
               f"({fit_seconds / done:.2f} s per step)", file=sys.stderr, flush=True)
@@ -313,7 +316,8 @@ def _final_cell(result: dict) -> str:
     last = last_scores(result)
     cell = f"{last['denoise']['psnr']:.2f} / {last['denoise']['ssim']:.3f}"
     others = [f"{label} {last[output]['psnr']:.2f} / {last[output]['ssim']:.3f}"
-              for output, label in (("denoise_tv", "finished by TV"), ("global_tv", "global tone"), ("linear", "linear"),
+              for output, label in (("denoise_tv", "finished by TV"), ("global_tv", "global tone"),
+                                    ("global_average_tv", "global tone of linear averaged with TV"), ("linear", "linear"),
                                     ("linear_tv", "with TV"))
               if output in last]
     return cell + (f" ({', '.join(others)})" if others else "")
@@ -330,8 +334,8 @@ def table(report: dict) -> str:
             "| mode | steps | enhance PSNR | enhance SSIM | denoise PSNR | denoise SSIM | denoise PSNR at the reference's mean "
             "| colour cast (8-bit) | brightness (8-bit) / ref | best-to-final drop (dB) | linear PSNR | linear SSIM "
             "| linear with TV PSNR | linear with TV SSIM | denoise finished by TV PSNR | denoise finished by TV SSIM "
-            "| global tone PSNR | global tone SSIM |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| global tone PSNR | global tone SSIM | global tone, averaged with TV PSNR | global tone, averaged with TV SSIM |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for mode, images in modes.items():
             # Merged runs may stop at different checkpoints: mean rows over the ones every image has,
@@ -353,10 +357,11 @@ def table(report: dict) -> str:
                     f"{_figure(get('linear', 'psnr'), 2)} | {_figure(get('linear', 'ssim'), 3)} | "
                     f"{_figure(get('linear_tv', 'psnr'), 2)} | {_figure(get('linear_tv', 'ssim'), 3)} | "
                     f"{_figure(get('denoise_tv', 'psnr'), 2)} | {_figure(get('denoise_tv', 'ssim'), 3)} | "
-                    f"{_figure(get('global_tv', 'psnr'), 2)} | {_figure(get('global_tv', 'ssim'), 3)} |"
+                    f"{_figure(get('global_tv', 'psnr'), 2)} | {_figure(get('global_tv', 'ssim'), 3)} | "
+                    f"{_figure(get('global_average_tv', 'psnr'), 2)} | {_figure(get('global_average_tv', 'ssim'), 3)} |"
                 )
-        lines += ["", "Per image, denoise PSNR / SSIM at the last checkpoint (then denoise finished by TV's, the global tone's, linear's and "
-                  "linear with TV's, where scored):", ""]
+        lines += ["", "Per image, denoise PSNR / SSIM at the last checkpoint (then denoise finished by TV's, the global tone's, with "
+                  "linear averaged with TV, linear's and linear with TV's, where scored):", ""]
         names = list(next(iter(modes.values())))
         lines += ["| mode | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for mode, images in modes.items():

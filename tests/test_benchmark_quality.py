@@ -24,7 +24,7 @@ def test_out_names_with_dots_are_kept_whole_and_the_partial_file_is_removed(tmp_
         (result,) = report["results"]["skimage-synthetic"].values()
         (scored,) = result.values()
         assert scored["brightness"] == float(brightness)
-        assert set(scored["checkpoints"]["2"]) == {"enhance", "denoise", "linear", "denoise_tv", "global_tv"}
+        assert set(scored["checkpoints"]["2"]) == {"enhance", "denoise", "linear", "denoise_tv", "global_tv", "global_average_tv"}
 
 
 def test_intensity_matched_runs_also_score_linear_averaged_with_tv(benchmark_script):
@@ -40,7 +40,7 @@ def test_intensity_matched_runs_also_score_linear_averaged_with_tv(benchmark_scr
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.05, clean.shape), 0, 1).astype(np.float32)
     results = {match: next(iter(quality.run_one("default", noisy, clean, [2], match, "cpu", None).values())) for match in (True, False)}
     matched, as_photo = (results[match]["checkpoints"]["2"] for match in (True, False))
-    assert set(as_photo) == {"enhance", "denoise", "linear", "denoise_tv", "global_tv"} and "denoise_tv" not in matched
+    assert set(as_photo) == {"enhance", "denoise", "linear", "denoise_tv", "global_tv", "global_average_tv"} and "denoise_tv" not in matched
     assert matched["linear_tv"]["psnr"] > matched["linear"]["psnr"] + 1
     assert as_photo["denoise_tv"]["ssim"] > as_photo["denoise"]["ssim"] + 0.05
     photo_table = quality.table({"results": {"lol15-dev": {"default": {"photo": results[False]}}}})
@@ -109,4 +109,10 @@ def test_the_global_tone_score_of_a_fit_is_what_the_default_infers_and_finishes(
     assert scored["improved-global-tone"]["global_tv"] == {key: pytest.approx(value, rel=1e-4) for key, value in default.items()}
     assert scored["default"]["global_tv"] == {key: pytest.approx(value, rel=1e-4) for key, value in default.items()}
     assert scored["default"]["denoise_tv"] != scored["improved-global-tone"]["denoise_tv"]
+    model = quality.model_for("default")
+    model.fit(low, 3)
+    model.average_with_tv = model.finish_with_tv = True  # `zeroig enhance --average-with-tv` on a photo
+    written = quality.score(model.infer(low).denoise, high, False)
+    assert scored["default"]["global_average_tv"] == {key: pytest.approx(value, rel=1e-4) for key, value in written.items()}
+    assert scored["default"]["global_average_tv"] != scored["default"]["global_tv"]
     assert np.isfinite(default["psnr"])

@@ -80,8 +80,11 @@ FRONT_END_FITS = {
 # (row, fit, output scored, what the row is); each kind's first row is the front end's output.
 FRONT_END_ROWS = {
     "photos": (
-        ("image CLI, photos", "cli", "denoise_tv", "the default fit; `denoise` finished by calibrated TV (11), as written"),
-        ("without 11", "cli", "denoise", "`denoise` as fitted"),
+        ("image CLI, photos", "cli", "global_average_tv",
+         "the default fit; `linear` averaged with TV (10), brought up by the global tone (6), finished by calibrated TV (11), "
+         "as written"),
+        ("without 10", "cli", "denoise_tv", "`linear` alone under the global tone, finished"),
+        ("without 10 and 11", "cli", "denoise", "`denoise` as fitted"),
     ),
     "microscopy": (
         ("napari / --for microscopy", "napari", "linear_tv",

@@ -95,12 +95,17 @@ def test_colour_is_averaged_per_channel_and_flat_borders_stay_as_they_came_in():
     assert not np.allclose(linear[4:44, :, 0], linear[4:44, :, 2])  # the channels were not merged
 
 
-def test_the_average_is_recorded_for_linear_only_and_the_finishing_for_denoise_only():
+def test_the_average_is_recorded_for_the_outputs_it_feeds_and_the_finishing_for_denoise_only():
+    """The average is ``linear``, and the global tone brings ``denoise`` up from it; without the
+    exposure gain ``denoise`` is the illumination map's and the average leaves it alone."""
     from zeroig_plugin import processing_record
 
     model = ZeroIG(device="cpu", average_with_tv=True)
     assert processing_record(model, "linear")["averaged_with_tv"] is True
-    assert processing_record(model, "denoise")["averaged_with_tv"] is False
+    assert processing_record(model, "denoise")["averaged_with_tv"] is True
+    assert processing_record(model, "enhance")["averaged_with_tv"] is False
+    unbrightened = ZeroIG(device="cpu", average_with_tv=True, exposure_gain=False)
+    assert processing_record(unbrightened, "denoise")["averaged_with_tv"] is False
     assert processing_record(ZeroIG(device="cpu"), "linear")["averaged_with_tv"] is False
     finishing = ZeroIG(device="cpu", finish_with_tv=True)
     assert processing_record(finishing, "denoise")["finished_with_tv"] is True

@@ -498,7 +498,8 @@ def test_for_microscopy_gives_the_microscopy_defaults_and_explicit_options_win(t
     assert list(chosen) == ["cells_denoise.png"]
     assert (chosen["cells_denoise.png"]["brightness"], chosen["cells_denoise.png"]["exposure_gain"]) == (0.4, True)
     assert photos["cells_denoise.png"]["checkpoint_selection"] == chosen["cells_denoise.png"]["checkpoint_selection"] == "enhanced"
-    assert not photos["cells_denoise.png"]["averaged_with_tv"] and not chosen["cells_denoise.png"]["averaged_with_tv"]
+    assert photos["cells_denoise.png"]["averaged_with_tv"] and chosen["cells_denoise.png"]["averaged_with_tv"]  # under the global tone
+    assert not written("v", "--no-average-with-tv")["cells_denoise.png"]["averaged_with_tv"]
     assert photos["cells_denoise.png"]["finished_with_tv"] is True and chosen["cells_denoise.png"]["finished_with_tv"] is False
     assert photos["cells_enhance.png"]["finished_with_tv"] is False  # only denoise is finished
     assert "sub-images" in photos["cells_denoise.png"]["finish_calibration"] and photos["cells_enhance.png"]["finish_calibration"] is None

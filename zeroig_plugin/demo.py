@@ -88,7 +88,8 @@ def run_demo(output_dir: str | Path, iters: int | None = None, mode: str = "defa
     reference = _demo_reference()
     low = simulate_dark_capture(reference)
     height, width = low.shape[:2]
-    model = ZeroIG(mode=mode, device=device, finish_with_tv=get_recipe(mode).name != "faithful")  # `zeroig enhance`'s photo defaults
+    photo_defaults = get_recipe(mode).name != "faithful"  # `zeroig enhance`'s: faithful stays the published method
+    model = ZeroIG(mode=mode, device=device, average_with_tv=photo_defaults, finish_with_tv=photo_defaults)
     echo(f"demo: scikit-image 'coffee' at {width}x{height}, darkened as a camera records 2 % of the light "
          f"(shot and read noise, 8 bits) to mean {low.mean() * 255:.0f}/255; {iters} steps of mode '{model.mode}' "
          f"on {describe_device(device)}")

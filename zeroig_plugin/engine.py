@@ -275,12 +275,12 @@ class ZeroIG:
             set of weights, so a caller writing ``denoise`` too should leave it ``None``.
         average_with_tv: whether ``linear`` is averaged half and half with the input denoised by
             total variation, its weight chosen on the image by Noise2Self's loss
-            (:func:`~zeroig_plugin.classical.average_with_tv`): the microscopy front ends'
-            default. Two denoisers whose errors differ: on the microscopy crops `linear` gained
-            0.2 to 2.3 dB on three pairs and lost 0.07 on FMD (docs/quality.md, item 10).
-            ``enhance`` is not changed; with the global tone of the improved modes ``denoise``
-            is the averaged ``linear`` brought up (on photos measured, not a default: LOL +0.08 dB
-            after 2000 steps; docs/quality.md, item 6). TV's strength (over the noise level) is
+            (:func:`~zeroig_plugin.classical.average_with_tv`): the default of the microscopy
+            front ends and of the image CLI. Two denoisers whose errors differ: on the microscopy
+            crops `linear` gained 0.2 to 2.3 dB on three pairs and lost 0.07 on FMD
+            (docs/quality.md, item 10). ``enhance`` is not changed; with the global tone of the
+            improved modes ``denoise`` is the averaged ``linear`` brought up (photos after 2000
+            steps: LOL +0.06 dB, +0.005 SSIM; docs/quality.md, item 6). TV's strength (over the noise level) is
             calibrated on the first image inferred, and kept until :meth:`reset`.
         finish_with_tv: whether ``denoise`` is passed through total variation whose strength is
             calibrated on that output by Noise2Self's loss on its pixel-shuffled sub-images

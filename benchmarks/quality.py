@@ -22,13 +22,13 @@ Data (read from ``../shared/data`` or ``$ZEROIG_SHARED/data``; skipped with a me
   image is not the reference scaled down: its shadows sit in sRGB's toe. Needs no shared data.
 
 On the photo datasets ``denoise`` is also scored after calibrated total variation of itself
-(``denoise_tv``: what ``ZeroIG(finish_with_tv=True)``, the image CLI's default for photos, infers),
+(``denoise_tv``: what ``ZeroIG(finish_with_tv=True)`` infers),
 and ``linear`` brought to the mode's brightness by one gain in linear light, then finished the same
 way (``global_tv``: the default's global tone read from the same fit; for the default, its
 ``denoise_tv``, and for the variant ``improved-global-tone``, whose ``denoise_tv`` is the local tone
 of the illumination map, the default's readout of the same fit); and the same after ``linear`` is
 averaged half and half with calibrated TV of the input (``global_average_tv``: what ``zeroig
-enhance --average-with-tv`` writes for a photo, the next candidate for its default).
+enhance`` writes for a photo, ``ZeroIG(average_with_tv=True, finish_with_tv=True)``).
 
 Each mode is fitted once per image and seed (the published init, seed 2 unless ``--seeds``) and
 scored at 250 / 500 / 1000 / 2000 steps (those up to ``--steps``, plus ``--steps`` itself). A

@@ -280,8 +280,8 @@ class ZeroIG:
             crops `linear` gained 0.2 to 2.3 dB on three pairs and lost 0.07 on FMD
             (docs/quality.md, item 10). ``enhance`` is not changed; with the global tone of the
             improved modes ``denoise`` is the averaged ``linear`` brought up (photos after 2000
-            steps: LOL +0.06 dB, +0.005 SSIM; docs/quality.md, item 6). TV's strength (over the noise level) is
-            calibrated on the first image inferred, and kept until :meth:`reset`.
+            steps: LOL +0.06 dB, +0.005 SSIM; docs/quality.md, item 6). TV's strength (over the
+            noise level) is calibrated on the first image inferred, and kept until :meth:`reset`.
         finish_with_tv: whether ``denoise`` is passed through total variation whose strength is
             calibrated on that output by Noise2Self's loss on its pixel-shuffled sub-images
             (:func:`~zeroig_plugin.classical.tv_denoised`, :data:`~zeroig_plugin.classical.FINISH_STRIDE`):

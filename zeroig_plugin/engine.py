@@ -815,8 +815,8 @@ class ZeroIG:
                 linear, strength = average_linear_with_tv(linear, image, self._tv_strength)
                 self._tv_strength = strength or None  # an image without measurable noise calibrates nothing
             if self.recipe.fit_brightness_ratio is not None:
-                linear_light, global_tone = self.recipe.gain_in_linear_light, self.recipe.global_tone
-                if global_tone:
+                linear_light = self.recipe.gain_in_linear_light
+                if self.recipe.denoise_from_linear:
                     enhance, denoise = image, linear
                 gain = gain_to_brightness(denoise, self.recipe.brightness, linear_light=linear_light)
                 enhance, denoise = (apply_gain(output, gain, linear_light) for output in (enhance, denoise))

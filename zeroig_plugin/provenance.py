@@ -38,7 +38,6 @@ def processing_record(
     from .classical import FINISH_STRIDE
 
     recipe = model.recipe
-    brought_from_linear = recipe.global_tone and recipe.fit_brightness_ratio is not None  # the global tone's denoise
     return {
         "software": SOFTWARE,
         "method": METHOD,
@@ -50,7 +49,7 @@ def processing_record(
         "exposure_gain": recipe.fit_brightness_ratio is not None,
         "fit_crop": recipe.crop_size,
         "checkpoint_selection": model.checkpoint_selection,
-        "averaged_with_tv": model.average_with_tv and (output == "linear" or output == "denoise" and brought_from_linear),
+        "averaged_with_tv": model.average_with_tv and (output == "linear" or output == "denoise" and recipe.denoise_from_linear),
         "finished_with_tv": model.finish_with_tv and output == "denoise",
         "finish_calibration": f"Noise2Self on sub-images up to {FINISH_STRIDE} pixels apart"
         if model.finish_with_tv and output == "denoise" else None,

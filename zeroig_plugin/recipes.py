@@ -81,6 +81,12 @@ class Recipe:
     global_tone: bool = False
     keep_borders: bool = False
 
+    @property
+    def denoise_from_linear(self) -> bool:
+        """Whether inference brings ``denoise`` up from ``linear`` (the global tone, which needs
+        the exposure gain) rather than reading it through the illumination map."""
+        return self.global_tone and self.fit_brightness_ratio is not None
+
     def fit_brightness(self) -> float:
         """The mean luminance the fit's exposure rule aims at."""
         return self.brightness * (self.fit_brightness_ratio or 1.0)

@@ -4,17 +4,19 @@ Rows: the published method; the published method with the default's main change 
 image's own normalisation statistics at inference); the default (``improved``); and the default
 with each of its changes taken out in turn (``improved-X``, from
 ``zeroig_plugin.improved.ablation_recipes``; the self-ensemble is taken out by reading the same
-fit with one view). One fit per image and mode, seed 2 (the published init) unless ``--seed``,
+fit with one view; the exposure gain also in its two parts, the global tone and the gain on the
+light). One fit per image and mode, seed 2 (the published init) unless ``--seed``,
 CPU unless ``--device``; per dataset the protocol of ``PROTOCOLS`` (reduced sizes, so that the
 whole table fits in a few CPU hours). The fits are run by ``benchmarks/quality.py``; its
 per-checkpoint tables are written beside this script's summary.
 
-    python benchmarks/ablation.py --datasets lol15-dev skimage-synthetic --out benchmarks/results/ablation_photos
-    python benchmarks/ablation.py --datasets microscopy-dev --out benchmarks/results/ablation_microscopy128
-    python benchmarks/ablation.py --datasets microscopy-dev --names w2s_001_0 w2s_017_1 --seed 3 \
-        --out benchmarks/results/ablation_w2s128_seed3
-    python benchmarks/ablation.py --table benchmarks/results/ablation_photos_*.json \
-        benchmarks/results/ablation_microscopy128.json --out benchmarks/results/ablation
+    python benchmarks/ablation.py --datasets lol15-dev skimage-camera --out benchmarks/results/ablation_global_tone
+    python benchmarks/ablation.py --datasets microscopy-dev --out benchmarks/results/ablation_global_tone_microscopy-dev
+    python benchmarks/ablation.py --table benchmarks/results/ablation_global_tone_*.json \
+        --out benchmarks/results/ablation_global_tone
+
+(The stored ``ablation_global_tone_*`` results ran the same fits as ``quality.py`` calls split by
+mode or by image over two processes, ``_a`` and ``_b``; ``--table`` merges the parts.)
 
 ``--front-ends`` measures, under the same protocols, what the front ends add on top of the fit's
 recipe (docs/quality.md items 6, 7, 9, 10 and 11, and item 4's risk score): per kind of image, the
@@ -22,7 +24,7 @@ front end's own output as it is written (the image CLI's photo ``denoise`` finis
 napari plugin's ``linear`` averaged with TV, aimed by the highlights, checkpoints by the risk of
 ``linear``), then that with one of its settings changed (:data:`FRONT_END_ROWS`):
 
-    python benchmarks/ablation.py --front-ends --datasets lol15-dev skimage-synthetic \
+    python benchmarks/ablation.py --front-ends --datasets lol15-dev skimage-camera \
         --out benchmarks/results/ablation_front_ends_photos
     python benchmarks/ablation.py --front-ends --datasets microscopy-dev --acceleration max \
         --out benchmarks/results/ablation_front_ends_microscopy128
@@ -55,13 +57,16 @@ ROWS = (
     ("improved-selection", "improved-selection, ensemble 8", "without 4: the final weights, no checkpoint selection"),
     ("improved-ensemble", "improved, ensemble 1", "without 5: one inference pass"),
     ("improved-post-gain", "improved-post-gain, ensemble 8", "without 6: the fit's exposure rule alone sets the level"),
+    ("improved-global-tone", "improved-global-tone, ensemble 8", "without 6's global tone: the illumination map's local tone"),
+    ("improved-linear-light", "improved-linear-light, ensemble 8", "without 6's linear light: the gain on the sRGB values"),
 )
 MODES = ("faithful", "faithful+image-statistics", "improved", "improved-image-statistics", "improved-average",
-         "improved-late-rate", "improved-selection", "improved-post-gain")
+         "improved-late-rate", "improved-selection", "improved-post-gain", "improved-global-tone", "improved-linear-light")
 PROTOCOLS = {
     "lol15-dev": ["--size", "96", "--steps", "1000"],
     "microscopy-dev": ["--crop", "128", "--steps", "1000"],
     "skimage-synthetic": ["--size", "128", "--steps", "1000"],
+    "skimage-camera": ["--size", "128", "--steps", "1000"],
 }
 DEFAULT_ROW = "improved (default)"
 
@@ -97,7 +102,7 @@ FRONT_END_ROWS = {
         ("with 6", "gain", "linear_tv", "the photos' exposure: the fit aimed at 0.7 of the level, one gain after"),
     ),
 }
-KINDS = {"lol15-dev": "photos", "skimage-synthetic": "photos", "microscopy-dev": "microscopy"}
+KINDS = {"lol15-dev": "photos", "skimage-synthetic": "photos", "skimage-camera": "photos", "microscopy-dev": "microscopy"}
 
 
 def run(datasets: list[str], out: str, extra: list[str]) -> dict:

@@ -66,3 +66,26 @@ def test_a_front_end_run_is_tabled_per_row_against_the_front_ends_output(tmp_pat
     merged = tmp_path / "again"
     assert ablation.main(["--front-ends", "--table", str(out.with_suffix(".json")), "--out", str(merged)]) == 0
     assert (tmp_path / "again_summary.md").read_text() == summary
+
+
+def test_the_recipe_ablation_tables_each_row_from_its_fit_against_the_default(tmp_path, benchmark_script):
+    """Two steps on one camera-darkened photo: every row of ROWS is fitted, and the summary gives its
+    final `denoise` scores and its difference from the default's."""
+    ablation = benchmark_script("ablation")
+    out = tmp_path / "ab"
+    assert ablation.main(["--datasets", "skimage-camera", "--steps", "2", "--images", "1", "--threads", "1",
+                          "--out", str(out)]) == 0
+    (modes,) = json.loads(out.with_suffix(".json").read_text())["results"].values()
+    summary = (tmp_path / "ab_summary.md").read_text()
+
+    def final_denoise(label):
+        (result,) = modes[label].values()
+        return result["checkpoints"]["2"]["denoise"]
+
+    default = final_denoise(ablation.ROWS[2][1])["psnr"]
+    for row, label, what in ablation.ROWS:
+        scores = final_denoise(label)
+        cell = f"{scores['psnr']:.2f} / {scores['ssim']:.3f}"
+        if row != ablation.DEFAULT_ROW:
+            cell += f" ({scores['psnr'] - default:+.2f})"
+        assert f"| {row} | {what} | {cell} |" in summary, row

@@ -21,13 +21,15 @@ mode or by image over two processes, ``_a`` and ``_b``; ``--table`` merges the p
 ``--front-ends`` measures, under the same protocols, what the front ends add on top of the fit's
 recipe (docs/quality.md items 6, 7, 9, 10 and 11, and item 4's risk score): per kind of image, the
 front end's own output as it is written (the image CLI's photo ``denoise`` finished by TV; the
-napari plugin's ``linear`` averaged with TV, aimed by the highlights, checkpoints by the risk of
-``linear``), then that with one of its settings changed (:data:`FRONT_END_ROWS`):
+napari plugin's ``linear`` averaged with TV, aimed by the highlights, with the exposure gain,
+checkpoints by the risk of ``linear``), then that with one of its settings changed
+(:data:`FRONT_END_ROWS`; the stored microscopy results before 2026-12-07's sixth session,
+``ablation_front_ends_microscopy128*``, are napari's earlier settings, without the gain):
 
     python benchmarks/ablation.py --front-ends --datasets lol15-dev skimage-camera \
         --out benchmarks/results/ablation_front_ends_photos
-    python benchmarks/ablation.py --front-ends --datasets microscopy-dev --acceleration max \
-        --out benchmarks/results/ablation_front_ends_microscopy128
+    python benchmarks/ablation.py --front-ends --datasets microscopy-dev --acceleration max --threads 2 \
+        --out benchmarks/results/ablation_front_ends_exposure_gain_microscopy128
     python benchmarks/ablation.py --front-ends --table benchmarks/results/ablation_front_ends_*.json \
         --out benchmarks/results/ablation_front_ends
 """
@@ -76,10 +78,10 @@ DEFAULT_ROW = "improved (default)"
 FRONT_END_FITS = {
     "photos": {"cli": {"mode": "improved"}},
     "microscopy": {
-        "napari": {"mode": "improved-post-gain", "brightness": "headroom", "selection": {"selection_domain": RISK_SCORE}},
-        "mid-grey": {"mode": "improved-post-gain", "selection": {"selection_domain": RISK_SCORE}},
-        "pair score": {"mode": "improved-post-gain", "brightness": "headroom"},
-        "gain": {"mode": "improved", "brightness": "headroom", "selection": {"selection_domain": RISK_SCORE}},
+        "napari": {"mode": "improved", "brightness": "headroom", "selection": {"selection_domain": RISK_SCORE}},
+        "mid-grey": {"mode": "improved", "selection": {"selection_domain": RISK_SCORE}},
+        "pair score": {"mode": "improved", "brightness": "headroom"},
+        "no gain": {"mode": "improved-post-gain", "brightness": "headroom", "selection": {"selection_domain": RISK_SCORE}},
     },
 }
 # (row, fit, output scored, what the row is); each kind's first row is the front end's output.
@@ -93,13 +95,13 @@ FRONT_END_ROWS = {
     ),
     "microscopy": (
         ("napari / --for microscopy", "napari", "linear_tv",
-         "`linear` (7) averaged with TV (10); brightness from the highlights (9); no exposure gain (6); "
+         "`linear` (7) averaged with TV (10); brightness from the highlights (9); the exposure gain (6); "
          "checkpoints by the risk of `linear` (4)"),
         ("without 10", "napari", "linear", "`linear` alone"),
         ("without 7", "napari", "denoise", "the brightened `denoise` output instead of `linear`"),
         ("without 9", "mid-grey", "linear_tv", "the fit aimed at mid-grey (0.5)"),
         ("with the pair score", "pair score", "linear_tv", "checkpoints by the pair score's drift test (the photos')"),
-        ("with 6", "gain", "linear_tv", "the photos' exposure: the fit aimed at 0.7 of the level, one gain after"),
+        ("without 6", "no gain", "linear_tv", "the fit's own exposure rule: aimed at the level, no gain after"),
     ),
 }
 KINDS = {"lol15-dev": "photos", "skimage-synthetic": "photos", "skimage-camera": "photos", "microscopy-dev": "microscopy"}

@@ -12,7 +12,7 @@ The microscopy front ends average ``linear`` half and half with calibrated TV
 clipped to ``[0, 1]``. The divergences are estimated with one standard normal probe by finite
 differences: the fitted networks' with the image's own normalisation statistics held (as the
 engine's risk does), TV's at the calibrated strength. Each pair is fitted with the napari
-plugin's settings, read at each of ``--steps`` (checkpoints of one fit) and scored
+plugin's settings of the time (the fit-only exposure), read at each of ``--steps`` (checkpoints of one fit) and scored
 intensity-matched at five weights: 1 (the fit), 0 (TV), 0.5 (the
 default), Stein's, and the best of 0, 0.05, ..., 1 in hindsight.
 

@@ -135,10 +135,10 @@ class ZeroIGWidget(Container):
             "(mid-grey) is the published rule's target",
         )
         self._exposure_gain = CheckBox(
-            name="exposure_gain", value=False,
-            tooltip="fit aimed at 0.7 of the brightness, one gain finishing it (the image command line's default, "
-            "for photos); off: the fit's own exposure rule sets the level, which denoised the microscopy "
-            "benchmark better",
+            name="exposure_gain", value=RunSettings.exposure_gain,
+            tooltip="fit aimed at 0.7 of the brightness, one gain bringing the denoised output up to it (as in the "
+            "image command line; it denoised the microscopy pairs better, the linear output level); off: the "
+            "fit's own exposure rule sets the level, as published. Not in mode faithful",
         )
         self._average_with_tv = CheckBox(
             name="average_with_tv", value=RunSettings.average_with_tv, text="average linear with TV",

@@ -206,6 +206,6 @@ def test_the_brightness_choice_reaches_the_run_settings(viewer):
     assert widget["brightness"].enabled and widget.settings().brightness == PUBLISHED_BRIGHTNESS
     widget["brightness"].value = 0.3
     assert widget.settings().brightness == pytest.approx(0.3)
-    assert widget.settings().exposure_gain is False
-    widget["exposure_gain"].value = True
     assert widget.settings().exposure_gain is True
+    widget["exposure_gain"].value = False
+    assert widget.settings().exposure_gain is False

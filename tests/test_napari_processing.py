@@ -124,8 +124,10 @@ def test_each_requested_output_carries_the_settings_that_made_it(tmp_path):
     assert sorted(outputs.requested()) == sorted(outputs.provenance) == ["denoised", "enhanced"]
     record = outputs.provenance["denoised"]
     assert (record["output"], record["steps"], record["steps_per_later_plane"], record["ensemble"]) == ("denoise", 2, 1, 2)
-    assert (record["brightness"], record["exposure_gain"], record["scaling"], record["start"]) == (0.3, False, "auto", "seeded init, seed 2")
-    assert outputs.provenance["enhanced"] == {**record, "output": "enhance"}
+    assert (record["brightness"], record["exposure_gain"], record["scaling"], record["start"]) == (0.3, True, "auto", "seeded init, seed 2")
+    # under the exposure gain, denoise is the linear output averaged with TV, brought up by one gain
+    assert record["averaged_with_tv"] is True
+    assert outputs.provenance["enhanced"] == {**record, "output": "enhance", "averaged_with_tv": False}
 
 
 def test_rgba_alpha_is_passed_through(model_spy):
@@ -245,9 +247,10 @@ def test_the_ensemble_setting_reaches_the_inference(monkeypatch):
         RunSettings(ensemble=3)
 
 
-def test_exposure_gain_is_off_by_default_and_reaches_the_model():
-    assert RunSettings(device="cpu").model_factory()().recipe.fit_brightness_ratio is None
-    assert RunSettings(device="cpu", exposure_gain=True).model_factory()().recipe.fit_brightness_ratio == 0.7
+def test_exposure_gain_is_on_by_default_reaches_the_model_and_leaves_faithful_as_published():
+    assert RunSettings(device="cpu").model_factory()().recipe.fit_brightness_ratio == 0.7
+    assert RunSettings(device="cpu", exposure_gain=False).model_factory()().recipe.fit_brightness_ratio is None
+    assert RunSettings(device="cpu", mode="faithful").model_factory()().recipe.fit_brightness_ratio is None
 
 
 def test_linear_alone_selects_checkpoints_for_linear_and_other_outputs_for_denoise():

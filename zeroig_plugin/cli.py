@@ -30,7 +30,7 @@ ACCELERATIONS = ("auto", "exact", "off", "max")  # acceleration.PRESETS, literal
 # their average with TV before the global tone: "The global tone, the default since this session".
 IMAGE_KINDS = {
     "photos": {"output": "both", "brightness": None, "exposure_gain": None, "average_with_tv": True, "finish_with_tv": True},
-    "microscopy": {"output": "linear", "brightness": HEADROOM_BRIGHTNESS, "exposure_gain": False, "average_with_tv": True,
+    "microscopy": {"output": "linear", "brightness": HEADROOM_BRIGHTNESS, "exposure_gain": True, "average_with_tv": True,
                    "finish_with_tv": False},
 }
 BRIGHTNESS_HELP = (
@@ -189,7 +189,7 @@ class _StepBar:
               help="What the images are; sets the defaults of --output, --brightness, --exposure-gain, "
                    "--average-with-tv and --finish-with-tv. photos: both outputs at mid-grey, the mode's exposure "
                    "gain, denoise from the fit averaged with TV and finished by TV. microscopy (the "
-                   "napari plugin's defaults): --output linear --brightness headroom --no-exposure-gain "
+                   "napari plugin's defaults): --output linear --brightness headroom --exposure-gain "
                    "--average-with-tv, which denoised the fluorescence microscopy pairs better than the published "
                    "method (BENCHMARKS.md).")
 @click.option("--output", "output", type=click.Choice(["enhance", "denoise", "both", "linear"]),
@@ -218,8 +218,8 @@ class _StepBar:
               help="Aim the fit at 0.7 of the brightness and bring the denoised image up to it by one gain on the "
                    "light the sRGB values encode, as a longer exposure would (the improved modes' default, a global "
                    "tone: photos come out at the brightness, with fewer clipped pixels), or let the fit's exposure "
-                   "rule alone set the level (the published way; it denoised the W2S microscopy crops better). "
-                   "Default: the mode's; off --for microscopy.")
+                   "rule alone set the level (the published way). Default: the mode's (on --for microscopy too, "
+                   "where it denoised the microscopy pairs better and left linear level; off in mode faithful).")
 @click.option("--average-with-tv/--no-average-with-tv", default=None,
               help="Average the linear output half and half with the input denoised by total variation, its "
                    "weight chosen on the image by Noise2Self's loss (seconds): two denoisers whose errors differ "
@@ -279,8 +279,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     may_be_microscopy = image_kind == "photos" and output is None and brightness is None and exposure_gain is None
     kind_defaults = IMAGE_KINDS[image_kind]
     output = output or kind_defaults["output"]
-    if exposure_gain is None:
-        exposure_gain = kind_defaults["exposure_gain"]
+    if exposure_gain is None:  # None: the mode's own; faithful stays the published method unless asked
+        exposure_gain = kind_defaults["exposure_gain"] and recipe.name != "faithful"
     if average_with_tv is None:  # faithful stays the published method unless asked
         average_with_tv = kind_defaults["average_with_tv"] and recipe.name != "faithful"
     if finish_with_tv is None:

@@ -23,7 +23,8 @@ scoring) is processed without any fitting:
   the result is mapped back through the inverse of ``f``.
 
 With ``--blend-steps N`` each pair is also fitted (``--seed``, N steps; microscopy with the napari
-plugin's settings as they were when these results were taken, the fit-only exposure, photos with the default's), and the fit's output (``linear`` for microscopy,
+plugin's settings as they were when these results were taken, the fit-only exposure, photos
+with the default's), and the fit's output (``linear`` for microscopy,
 ``denoise`` for photos) is scored alone and averaged pixel by pixel with each denoiser's, at the
 weights of :data:`BLEND_WEIGHTS` (the fit's share): two zero-shot denoisers whose errors differ.
 

@@ -227,11 +227,12 @@ class RunSettings:
         """A maker of fresh models (which fit planes too large for a whole-plane step in the device's
         memory on random crops); the checkpoint is read once, here."""
         weights = load_state_dict(self.checkpoint) if self.checkpoint else None
+        published = get_recipe(self.mode).name == "faithful"
         return lambda: ZeroIG(
             mode=self.mode, device=self.device, weights=weights, brightness=self._model_brightness(),
-            exposure_gain=self.exposure_gain and get_recipe(self.mode).name != "faithful",
+            exposure_gain=self.exposure_gain and not published,
             select_for=self.output if self.output == "linear" else None,
-            average_with_tv=self.average_with_tv and get_recipe(self.mode).name != "faithful",
+            average_with_tv=self.average_with_tv and not published,
         )
 
     def _model_brightness(self) -> float | str | None:

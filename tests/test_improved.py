@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from zeroig_plugin import ZeroIG
+from zeroig_plugin import InputError, StackExposure, ZeroIG
 from zeroig_plugin.improved import (
     IMPROVED_MODE,
     MAX_OUTPUT_GAIN,
@@ -385,3 +385,49 @@ def test_the_default_brings_linear_and_the_input_up_by_one_gain_in_linear_light(
     np.testing.assert_allclose(as_tensor(globally.denoise), apply_gain(as_tensor(globally.linear), gain, True), atol=1e-5)
     np.testing.assert_allclose(as_tensor(globally.enhance), apply_gain(as_tensor(image), gain, True), atol=1e-5)
     assert float(luma(as_tensor(globally.denoise)).mean()) == pytest.approx(0.4, abs=1e-4)
+
+
+def test_bring_up_with_an_images_own_gain_gives_what_inference_gave():
+    rgb = _dark_scene(size=24, level=0.04)
+    gray = np.ascontiguousarray(rgb.mean(-1))
+    framed = np.pad(gray, 6)  # zero fill: a border passed through
+    for image, finish in ((rgb, False), (gray, False), (framed, True)):
+        model = ZeroIG(device="cpu", brightness=0.4, average_with_tv=True, finish_with_tv=finish)
+        model.fit(image, steps=3)
+        outputs = model.infer(image, ensemble=1)
+        gain = model.exposure_gain_for(image, outputs.linear)
+        enhance, denoise = model.bring_up(image, outputs.linear, gain)
+        np.testing.assert_allclose(enhance, outputs.enhance, atol=1e-6)
+        np.testing.assert_allclose(denoise, outputs.denoise, atol=1e-6)
+        darker = model.bring_up(image, outputs.linear, gain / 2)[1]
+        assert darker.mean() < 0.8 * denoise.mean()
+    assert (denoise[:6] == 0).all() and (darker[:, -6:] == 0).all()
+    with pytest.raises(InputError, match="laid out"):
+        model.bring_up(framed, outputs.linear[1:], gain)
+    for without_global_tone in (ZeroIG(device="cpu", exposure_gain=False), ZeroIG(mode="faithful", device="cpu")):
+        with pytest.raises(ValueError, match="denoise up from linear"):
+            without_global_tone.exposure_gain_for(gray, gray)
+        with pytest.raises(ValueError, match="each plane's level"):
+            StackExposure(without_global_tone)
+
+
+def test_a_stacks_planes_share_the_smallest_of_their_gains():
+    bright = _dark_scene(size=24, level=0.06)
+    planes = [bright, bright / 3, bright / 1.5]  # one field under less light, as deeper or later planes
+    model = ZeroIG(device="cpu", brightness=0.4)
+    exposure = StackExposure(model)
+    assert exposure.gain is None
+    own = []
+    for z, plane in enumerate(planes):
+        model.fit(plane, steps=2)
+        linear = model.infer(plane, ensemble=1).linear
+        exposure.add(z, plane, linear)
+        own.append(model.exposure_gain_for(plane, linear))
+    assert exposure.gain == min(own) == own[0] < own[2] < own[1]
+    brought_up = list(exposure.brought_up())
+    assert [z for z, _, _ in brought_up] == [0, 1, 2]
+    as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]  # noqa: E731
+    for (z, enhance, denoise), plane in zip(brought_up, planes):
+        np.testing.assert_allclose(as_tensor(enhance), apply_gain(as_tensor(plane), torch.tensor(min(own)), True), atol=1e-5)
+    levels = [float(luma(as_tensor(denoise)).mean()) for _, _, denoise in brought_up]
+    assert levels[0] == pytest.approx(0.4, abs=1e-3) and levels[0] > levels[2] > levels[1]

@@ -20,6 +20,7 @@ _EXPORTS = {
     "ZeroIG": "engine",
     "FitReport": "engine",
     "ImageOutputs": "engine",
+    "StackExposure": "engine",
     "describe_device": "engine",
     "inference_passes": "engine",
     "ENSEMBLE_SIZES": "ensemble",

@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable, Generator, NamedTuple, TypeVar
+from typing import Callable, Generator, Hashable, Iterator, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -811,21 +811,70 @@ class ZeroIG:
                     yield done, total
                 outputs = mean.result()
                 enhance[target], denoise[target], linear[target] = (output[inner] for output in outputs)
+            if self.recipe.denoise_from_linear and is_gray(image):
+                # A gray image's outputs are the channels' mean: brought up as one, as a stack's
+                # planes are (bring_up, from the gray linear).
+                linear = linear.mean(1, keepdim=True).expand_as(linear)
             if self.average_with_tv:
                 linear, strength = average_linear_with_tv(linear, image, self._tv_strength)
                 self._tv_strength = strength or None  # an image without measurable noise calibrates nothing
-            if self.recipe.fit_brightness_ratio is not None:
-                linear_light = self.recipe.gain_in_linear_light
-                if self.recipe.denoise_from_linear:
-                    enhance, denoise = image, linear
-                gain = gain_to_brightness(denoise, self.recipe.brightness, linear_light=linear_light)
-                enhance, denoise = (apply_gain(output, gain, linear_light) for output in (enhance, denoise))
-            if self.finish_with_tv:
-                denoise, strength = tv_denoised(denoise, self._finish_strength, FINISH_STRIDE)
-                self._finish_strength = strength or None
+            if self.recipe.denoise_from_linear:
+                enhance, denoise = image, linear
+            enhance, denoise = self._brought_up(enhance, denoise)
             return Outputs(*(_framed(output, framed, box) for output in (enhance, denoise, linear)))
         finally:
             self.net.train()
+
+    def _brought_up(
+        self, enhance: torch.Tensor, denoise: torch.Tensor, gain: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``enhance`` and ``denoise`` ``(1, 3, h, w)`` of one picture after the exposure gain (by
+        default the one that brings ``denoise`` to the brightness) and the finishing TV, where the
+        model has them."""
+        if self.recipe.fit_brightness_ratio is not None:
+            linear_light = self.recipe.gain_in_linear_light
+            if gain is None:
+                gain = gain_to_brightness(denoise, self.recipe.brightness, linear_light=linear_light)
+            enhance, denoise = (apply_gain(output, gain, linear_light) for output in (enhance, denoise))
+        if self.finish_with_tv:
+            denoise, strength = tv_denoised(denoise, self._finish_strength, FINISH_STRIDE)
+            self._finish_strength = strength or None
+        return enhance, denoise
+
+    def _picture_and_linear(
+        self, image: np.ndarray, linear: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, ContentBox, _Layout]:
+        """``image`` and its ``linear`` output as inference holds them: within the image's flat
+        borders, edge-padded to ``MIN_FIT_SIDE``; with the framed image, the box and the layout."""
+        if not self.recipe.denoise_from_linear:
+            raise ValueError(f"mode {self.mode!r} without the exposure gain does not bring denoise up from linear")
+        framed, layout = _to_tensor(image, self.device)
+        linear_tensor, linear_layout = _to_tensor(linear, self.device)
+        if linear_tensor.shape != framed.shape or linear_layout != layout:
+            raise InputError(f"linear is laid out as {np.shape(linear)}, the image as {np.shape(image)}")
+        box = self.content_box(framed)
+        return framed, *(_padded_to_fit(box.crop(tensor)) for tensor in (framed, linear_tensor)), box, layout
+
+    def exposure_gain_for(self, image: np.ndarray, linear: np.ndarray) -> float:
+        """The gain by which :meth:`infer` brought ``image``'s ``denoise`` up from its ``linear``
+        output (laid out like ``image``): the one that takes it to the brightness. Only with
+        the global tone (``recipe.denoise_from_linear``: the improved modes with the exposure gain).
+
+        A stack's planes keep their relative levels when all are brought up by one gain
+        (:meth:`bring_up`), e.g. the smallest of theirs: the front ends take that for stacks."""
+        _, picture, linear_picture, _, _ = self._picture_and_linear(image, linear)
+        gain = gain_to_brightness(linear_picture, self.recipe.brightness, linear_light=self.recipe.gain_in_linear_light)
+        return float(gain)
+
+    def bring_up(self, image: np.ndarray, linear: np.ndarray, gain: float) -> tuple[np.ndarray, np.ndarray]:
+        """``enhance`` and ``denoise`` of ``image`` from its ``linear`` output (both laid out as for
+        :meth:`infer`), brought up by ``gain`` instead of their own (:meth:`exposure_gain_for`)
+        and finished as :meth:`infer` finishes them; flat borders pass through as they came in.
+        With the image's own gain this is what :meth:`infer` returned. Only with the global tone."""
+        framed, picture, linear_picture, box, layout = self._picture_and_linear(image, linear)
+        gain_tensor = torch.full((1, 1, 1, 1), float(gain), device=self.device)
+        enhance, denoise = self._brought_up(picture, linear_picture, gain_tensor)
+        return tuple(_to_array(_framed(output, framed, box), layout) for output in (enhance, denoise))
 
     def infer(
         self,
@@ -871,6 +920,59 @@ class ZeroIG:
         source = None if statistics_from is None else _to_tensor(statistics_from, self.device)[0]
         outputs = yield from self.infer_tensor_in_passes(tensor, tile, source, ensemble)
         return ImageOutputs(*(_to_array(output, layout) for output in outputs))
+
+
+class StackExposure:
+    """One exposure gain for the planes of a stack (one channel of it), so that its ``enhance``
+    and ``denoise`` keep the planes' relative levels, as ``linear`` does.
+
+    :meth:`ZeroIG.infer` brings each image up by its own gain, to the same mean level; across the
+    planes of a z-stack or a time series that would erase what differs between them (depth,
+    bleaching) and lift a dim, out-of-focus plane as far as the brightest. Here every plane is
+    brought up by the smallest of the planes' own gains: the brightest plane reaches the
+    brightness as it would alone, and no plane clips more than it would alone.
+
+    After inferring each plane, :meth:`add` it with its ``linear`` output; :meth:`brought_up`
+    then yields each plane's key with its ``enhance`` and ``denoise``. The planes and their
+    ``linear`` are kept until then. Only where ``model`` brings ``denoise`` up from ``linear``
+    (:meth:`applies_to`); elsewhere the fit's exposure rule sets each plane's level, as published.
+
+    Example:
+        >>> exposure = StackExposure(model)
+        >>> for z, plane in enumerate(stack):
+        ...     model.fit(plane, 50)
+        ...     exposure.add(z, plane, model.infer(plane).linear)
+        >>> for z, enhance, denoise in exposure.brought_up():
+        ...     denoised[z] = denoise
+    """
+
+    def __init__(self, model: ZeroIG):
+        if not self.applies_to(model):
+            raise ValueError(f"mode {model.mode!r} without the exposure gain sets each plane's level in the fit")
+        self.model = model
+        self._planes: list[tuple[Hashable, np.ndarray, np.ndarray]] = []
+        self._gains: list[float] = []
+
+    @staticmethod
+    def applies_to(model: ZeroIG) -> bool:
+        """Whether ``model``'s outputs are ``linear`` and the input brought up by one gain."""
+        return model.recipe.denoise_from_linear
+
+    def add(self, key: Hashable, image: np.ndarray, linear: np.ndarray) -> None:
+        """Keep one plane (laid out as for :meth:`ZeroIG.infer`) and its ``linear`` output."""
+        self._gains.append(self.model.exposure_gain_for(image, linear))
+        self._planes.append((key, image, linear))
+
+    @property
+    def gain(self) -> float | None:
+        """The gain every plane is brought up by (``None`` before the first plane)."""
+        return min(self._gains) if self._gains else None
+
+    def brought_up(self) -> Iterator[tuple[Hashable, np.ndarray, np.ndarray]]:
+        """``(key, enhance, denoise)`` for each plane added, in order, all brought up by :attr:`gain`."""
+        gain = self.gain
+        for key, image, linear in self._planes:
+            yield (key, *self.model.bring_up(image, linear, gain))
 
 
 def inference_passes(

@@ -27,8 +27,8 @@ from typing import NamedTuple
 import numpy as np
 
 from zeroig_plugin import (
-    ENSEMBLE_SIZES, HEADROOM_BRIGHTNESS, MAX_BRIGHTNESS, ImageOutputs, InputError, ZeroIG, get_recipe, inference_passes,
-    load_state_dict, processing_record,
+    ENSEMBLE_SIZES, HEADROOM_BRIGHTNESS, MAX_BRIGHTNESS, ImageOutputs, InputError, StackExposure, ZeroIG, get_recipe,
+    inference_passes, load_state_dict, processing_record,
 )
 
 __all__ = [
@@ -185,7 +185,9 @@ class RunSettings:
     exposure rule sets the level, as published; mode ``faithful`` keeps the published
     computation. On the four microscopy pairs at full size (512x512, 1000 steps) the gain lifted
     ``denoise`` by 2.2 dB in the mean and left ``linear`` averaged with TV, the default output,
-    level (BENCHMARKS.md, "Napari with the exposure gain").
+    level (BENCHMARKS.md, "Napari with the exposure gain"). A stack's planes share one gain per
+    channel, the smallest of theirs (:class:`~zeroig_plugin.StackExposure`), so that ``enhance``
+    and ``denoise`` keep the planes' relative levels.
 
     With ``output`` ``"linear"`` alone (the default), checkpoint selection keeps the weights with the
     lowest estimated error of ``linear`` (``ZeroIG(select_for="linear")``); with other outputs,
@@ -302,26 +304,43 @@ def enhance_stack(
     report per step; the inference of each plane reports its passes (views and tiles) at most
     that often, and after its last. ``should_cancel`` is checked before every step and every
     inference pass. Returns the outputs, or ``None`` when cancelled. ``data`` is only read.
+
+    With the exposure gain, a channel's planes are brought up by one gain
+    (:class:`~zeroig_plugin.StackExposure`, the smallest of the planes' own), so that ``enhance``
+    and ``denoise`` keep the planes' relative levels, as ``linear`` does.
     """
     new_model = settings.model_factory()
     scales = _channel_scales(data, layout, settings.scaling)
     wanted = OUTPUTS_OF_CHOICE[settings.output]
     targets = [np.empty(data.shape, data.dtype) if kind in wanted else None for kind in ImageOutputs._fields]
+    brought_up_later = layout.planes_per_channel > 1 and any(kind in wanted for kind in ("enhance", "denoise"))
     planes, total = layout.channels * layout.planes_per_channel, settings.progress_total(layout)
     # A plane with flat borders is inferred in fewer tiles than planned: its passes are spread
     # over the planned units, so the bar still ends at the total.
     planned_passes = settings.inference_passes(layout)
     done = plane = 0
     brightness: list[float] = []  # each channel's
+    stack_gains: list[float] = []  # each channel's, where its planes share one
+
+    def store(index: tuple, values: ImageOutputs | dict[str, np.ndarray], scale: IntensityScale) -> None:
+        """Write a plane's outputs (all, or those named) into their targets, alpha copied back."""
+        named = values._asdict() if isinstance(values, ImageOutputs) else values
+        alpha = np.asarray(data[index])[..., 3:] if layout.rgb else None
+        for target, kind in zip(targets, ImageOutputs._fields):
+            if target is not None and kind in named:
+                restored = scale.from_unit(named[kind])
+                target[index] = restored if alpha is None else np.concatenate([restored, alpha], axis=-1)
+
     for channel, scale in enumerate(scales):
+        exposure = None
         for order, index in enumerate(layout.planes(channel)):
             plane += 1
             plane_steps = settings.steps if order == 0 else settings.later_steps
             source = np.asarray(data[index])
-            colour, alpha = (source[..., :3], source[..., 3:]) if layout.rgb else (source, None)
-            unit = scale.to_unit(colour)
+            unit = scale.to_unit(source[..., :3] if layout.rgb else source)
             if order == 0:
                 model = new_model()
+                exposure = StackExposure(model) if brought_up_later and StackExposure.applies_to(model) else None
             step, chunk = 0, 1
             while step < plane_steps:
                 started = time.perf_counter()
@@ -351,15 +370,24 @@ def enhance_stack(
             done += planned_passes
             if order == 0:  # a fitted or inferred plane has set it (the headroom rule)
                 brightness.append(model.recipe.brightness)
-            for target, values in zip(targets, result):
-                if target is not None:
-                    restored = scale.from_unit(values)
-                    target[index] = restored if alpha is None else np.concatenate([restored, alpha], axis=-1)
+            if exposure is None:
+                store(index, result, scale)
+            else:
+                exposure.add(index, unit, result.linear)
+                store(index, {"linear": result.linear}, scale)
+        if exposure is not None:
+            for index, enhance, denoise in exposure.brought_up():
+                if should_cancel():
+                    return None
+                store(index, {"enhance": enhance, "denoise": denoise}, scale)
+            stack_gains.append(exposure.gain)
     provenance = {
         field: processing_record(
             model, kind, settings.steps, ensemble=settings.ensemble, weights=settings.checkpoint,
             steps_per_later_plane=settings.later_steps, scaling=settings.scaling,
             brightness=brightness[0] if len(brightness) == 1 else brightness,
+            **({"stack_gain": stack_gains[0] if len(stack_gains) == 1 else stack_gains}
+               if stack_gains and kind != "linear" else {}),
         )
         for field, kind, target in zip(OUTPUT_FIELDS, ImageOutputs._fields, targets) if target is not None
     }

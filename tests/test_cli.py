@@ -334,13 +334,36 @@ def test_tiff_stack_is_enhanced_plane_by_plane_into_a_stack_of_its_layout(tmp_pa
         assert tiff.pages[0].tags["XResolution"].value == (2, 1)
     assert denoised.dtype == np.uint16 and denoised.shape == planes.shape
     assert (denoised.reshape(6, -1).mean(1) > planes.reshape(6, -1).mean(1)).all()
-    # each channel starts a fresh fit: its first plane is exactly what that plane alone gives
-    alone = run(str(tmp_path / "first_c1.tif"), "-o", str(tmp_path / "alone"), "--ensemble", "1", "--output", "denoise")
-    assert alone.exit_code == 0, alone.output
-    single = tifffile.imread(tmp_path / "alone" / "first_c1_denoise.tif")
-    assert np.abs(single.astype(int) - denoised[0, 1]).max() <= 1
+    # each channel starts a fresh fit: its first plane's linear output is exactly what that plane alone gives
+    for name, path in (("stack", "cells.tif"), ("alone", "first_c1.tif")):
+        both = run(str(tmp_path / path), "-o", str(tmp_path / name), "--ensemble", "1", "--output", "linear", "--iters-per-plane", "1")
+        assert both.exit_code == 0, both.output
+    stack_linear, single = (tifffile.imread(tmp_path / name / f"{stem}_linear.tif") for name, stem in (("stack", "cells"), ("alone", "first_c1")))
+    assert np.abs(single.astype(int) - stack_linear[0, 1]).max() <= 1
     # later planes continue the channel's fit for --iters-per-plane steps
     assert [len(plane) for plane in json.loads((tmp_path / "losses.json").read_text())] == [2, 1, 1, 2, 1, 1]
+
+
+def test_tiff_stack_planes_are_brought_up_by_one_gain_per_channel(tmp_path):
+    import tifffile
+    import torch
+
+    from zeroig_plugin.improved import apply_gain
+
+    bright = np.random.default_rng(9).integers(2000, 6000, (20, 20))
+    planes = np.stack([np.stack([bright // 3, bright]), np.stack([bright, bright // 2])]).astype(np.uint16)  # ZCYX
+    tifffile.imwrite(tmp_path / "cells.tif", planes, imagej=True, metadata={"axes": "ZCYX"})
+    result = run(str(tmp_path / "cells.tif"), "-o", str(tmp_path), "--ensemble", "1", "--iters", "2", "--iters-per-plane", "1",
+                 "--brightness", "0.3")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "cells_enhance.tif") as tiff:
+        enhanced, gains = tiff.asarray(), json.loads(tiff.imagej_metadata["Info"])["stack_gain"]
+    assert len(gains) == 2 and gains[0] < gains[1]  # channel 1's brightest plane is dimmer than channel 0's
+    for channel, gain in enumerate(gains):  # every plane of a channel: its input brought up by the channel's gain
+        expected = apply_gain(torch.from_numpy(planes[:, channel] / 65535.0).float(), torch.tensor(gain), linear_light=True)
+        np.testing.assert_allclose(enhanced[:, channel] / 65535.0, expected.numpy(), atol=2 / 65535)
+    denoised = tifffile.imread(tmp_path / "cells_denoise.tif").reshape(2, 2, -1).mean(-1) / 65535.0
+    assert denoised[1, 0] == pytest.approx(0.3, abs=0.01) and denoised[0, 0] < 0.6 * denoised[1, 0]  # planes keep their order
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.int32])

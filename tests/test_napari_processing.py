@@ -5,6 +5,7 @@ These need neither napari nor a display, so they are not marked ``napari`` and r
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -152,6 +153,27 @@ def test_stack_planes_are_warm_started_and_channels_fitted_apart(model_spy):
     for channel in range(2):  # floats map back into each channel's own range
         scale = IntensityScale.for_data(stack[channel])
         assert scale.low <= outputs.denoised[channel].min() and outputs.denoised[channel].max() <= scale.high + 1e-4
+
+
+def test_a_stacks_planes_are_brought_up_by_one_gain_and_keep_their_relative_levels():
+    import torch
+
+    from zeroig_plugin.improved import apply_gain
+
+    bright = np.random.default_rng(8).integers(2000, 6000, (24, 24))
+    stack = np.stack([bright, bright // 3]).astype(np.uint16)  # one field, then a third of the light
+    layout = StackLayout(stack.shape, rgb=False, stack_axis=0)
+    settings = RunSettings(steps=2, later_steps=1, device="cpu", output="all", ensemble=1, brightness=0.3)
+    _, outputs = run_to_end(enhance_stack(stack, layout, settings))
+    gain = outputs.provenance["enhanced"]["stack_gain"]
+    assert outputs.provenance["denoised"]["stack_gain"] == gain and "stack_gain" not in outputs.provenance["linear"]
+    unit = torch.from_numpy(stack / 65535.0).float()
+    expected = apply_gain(unit, torch.tensor(gain), linear_light=True).numpy()  # each plane's input, one gain, on the light
+    np.testing.assert_allclose(outputs.enhanced / 65535.0, expected, atol=2 / 65535)
+    levels = outputs.denoised.reshape(2, -1).mean(1) / 65535.0
+    assert levels[0] == pytest.approx(0.3, abs=0.01) and levels[1] < 0.6 * levels[0]  # on its own it would reach 0.3 too
+    _, published = run_to_end(enhance_stack(stack, layout, replace(settings, mode="faithful")))
+    assert "stack_gain" not in published.provenance["denoised"]  # the published fit sets each plane's level
 
 
 def test_cancel_stops_before_the_next_step(model_spy):

@@ -218,7 +218,8 @@ class _StepBar:
               help="Aim the fit at 0.7 of the brightness and bring the denoised image up to it by one gain on the "
                    "light the sRGB values encode, as a longer exposure would (the improved modes' default, a global "
                    "tone: photos come out at the brightness, with fewer clipped pixels), or let the fit's exposure "
-                   "rule alone set the level (the published way). Default: the mode's (on --for microscopy too, "
+                   "rule alone set the level (the published way). A TIFF stack's planes share one gain per channel, "
+                   "so they keep their relative levels. Default: the mode's (on --for microscopy too, "
                    "where it denoised the microscopy pairs better and left linear level; off in mode faithful).")
 @click.option("--average-with-tv/--no-average-with-tv", default=None,
               help="Average the linear output half and half with the input denoised by total variation, its "
@@ -388,12 +389,15 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                 if stack:
                     say_how_it_fits(path.name, stack.plane_shape)
                     later = min(iters, STACK_LATER_STEPS) if iters_per_plane is None else iters_per_plane
-                    results, losses, models = _enhance_stack(stack, new_model, mode, device, iters, later, kinds, inference)
+                    results, losses, models, stack_gains = _enhance_stack(
+                        stack, new_model, mode, device, iters, later, kinds, inference)
                     model = models[-1]
                     per_channel = {"brightness": [each.recipe.brightness for each in models]} if len(models) > 1 else {}
+                    gained = {"stack_gain": stack_gains[0] if len(stack_gains) == 1 else stack_gains} if stack_gains else {}
                     for kind, target in targets.items():
-                        write_stack(target, results[kind], like=stack,
-                                    provenance=record(kind, steps=iters, steps_per_later_plane=later, **per_channel))
+                        write_stack(target, results[kind], like=stack, provenance=record(
+                            kind, steps=iters, steps_per_later_plane=later, **per_channel,
+                            **(gained if kind != "linear" else {})))
                     note = ""
                 else:
                     model = new_model()
@@ -476,12 +480,15 @@ def _enhance_stack(
     Each channel (the ``C`` axis) gets a fresh model; within it the planes are visited in storage
     order, the first fitted for ``iters`` steps and each later one for ``later_iters``. Returns the
     outputs of ``kinds`` in the stack's layout, dtype and scale (float stacks as float32), the
-    losses of each plane's fit, and each channel's model after its last plane. The whole stack shares one
-    scale (:func:`~zeroig_plugin.imageio.value_scale`), so planes keep their relative levels.
+    losses of each plane's fit, each channel's model after its last plane, and each channel's
+    stack gain (empty where there is none). The whole stack shares one scale
+    (:func:`~zeroig_plugin.imageio.value_scale`), and with the exposure gain a channel's planes
+    are brought up by one gain (:class:`~zeroig_plugin.StackExposure`), so planes keep their
+    relative levels.
     """
     import numpy as np
 
-    from .engine import inference_passes
+    from .engine import StackExposure, inference_passes
     from .imageio import stored_form, to_float, to_stored, value_scale
 
     colours = stack.planes[..., :3] if stack.rgb else stack.planes  # alpha sets no scale
@@ -495,15 +502,33 @@ def _enhance_stack(
     passes = inference_passes(mode, *stack.plane_shape, inference["tile"], inference["ensemble"] or None, device)
     total = channels * iters + (len(positions) - channels) * later_iters + len(positions) * passes
     results = {kind: np.empty(stack.planes.shape, np.float32 if np.issubdtype(dtype, np.floating) else dtype) for kind in kinds}
+    brought_up_later = len(positions) > channels and any(kind in ("enhance", "denoise") for kind in kinds)
     losses: list[list[float]] = []
-    done, model, channel, models = 0, None, None, []
+    done, model, channel, models, exposure, stack_gains = 0, None, None, [], None, []
+
+    def store(position: tuple, outputs: dict) -> None:
+        for kind, values in results.items():
+            if kind in outputs:
+                stored = to_stored(outputs[kind], stored_scale, dtype)
+                if alpha:
+                    stored = np.concatenate([stored, stack.planes[position][..., 3:].astype(values.dtype)], axis=-1)
+                values[position] = stored
+
+    def bring_up_channel() -> None:
+        if exposure is not None:
+            for position, enhance, denoise in exposure.brought_up():
+                store(position, {"enhance": enhance, "denoise": denoise})
+            stack_gains.append(exposure.gain)
+
     bar = _StepBar(total, f"{stack.path.name} ({len(positions)} planes)")
     try:
         for position in positions:
             first = model is None or channel_of(position) != channel
             if first:
+                bring_up_channel()
                 model, channel = new_model(), channel_of(position)
                 models.append(model)
+                exposure = StackExposure(model) if brought_up_later and StackExposure.applies_to(model) else None
             plane = to_float(stack.planes[position], scale)[0]
             plane = plane[..., :3] if stack.rgb else plane
             steps = iters if first else later_iters
@@ -514,15 +539,16 @@ def _enhance_stack(
             done += steps
             outputs = model.infer(plane, progress=lambda d, t: bar(done + d, total), **inference)._asdict()
             done += passes
-            for kind, values in results.items():
-                stored = to_stored(outputs[kind], stored_scale, dtype)
-                if alpha:
-                    stored = np.concatenate([stored, stack.planes[position][..., 3:].astype(values.dtype)], axis=-1)
-                values[position] = stored
+            if exposure is None:
+                store(position, outputs)
+            else:
+                exposure.add(position, plane, outputs["linear"])
+                store(position, {"linear": outputs["linear"]})
             losses.append(plane_losses)
+        bring_up_channel()
     finally:
         bar.close()
-    return results, losses, models
+    return results, losses, models, stack_gains
 
 
 @cli.command()

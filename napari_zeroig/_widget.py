@@ -138,7 +138,7 @@ class ZeroIGWidget(Container):
             name="exposure_gain", value=RunSettings.exposure_gain,
             tooltip="fit aimed at 0.7 of the brightness, one gain bringing the denoised output up to it (as in the "
             "image command line; it denoised the microscopy pairs better, the linear output level); a stack's "
-            "planes share one gain, so they keep their relative levels; off: the "
+            "planes share one gain (one tone curve: a dim plane stays dimmer than a bright one); off: the "
             "fit's own exposure rule sets the level, as published. Not in mode faithful",
         )
         self._average_with_tv = CheckBox(

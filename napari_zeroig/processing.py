@@ -186,8 +186,8 @@ class RunSettings:
     computation. On the four microscopy pairs at full size (512x512, 1000 steps) the gain lifted
     ``denoise`` by 2.2 dB in the mean and left ``linear`` averaged with TV, the default output,
     level (BENCHMARKS.md, "Napari with the exposure gain"). A stack's planes share one gain per
-    channel, the smallest of theirs (:class:`~zeroig_plugin.StackExposure`), so that ``enhance``
-    and ``denoise`` keep the planes' relative levels.
+    channel, the smallest of theirs (:class:`~zeroig_plugin.StackExposure`): one tone curve for
+    all of them, so a dim plane stays dimmer than a bright one.
 
     With ``output`` ``"linear"`` alone (the default), checkpoint selection keeps the weights with the
     lowest estimated error of ``linear`` (``ZeroIG(select_for="linear")``); with other outputs,
@@ -306,8 +306,8 @@ def enhance_stack(
     inference pass. Returns the outputs, or ``None`` when cancelled. ``data`` is only read.
 
     With the exposure gain, a channel's planes are brought up by one gain
-    (:class:`~zeroig_plugin.StackExposure`, the smallest of the planes' own), so that ``enhance``
-    and ``denoise`` keep the planes' relative levels, as ``linear`` does.
+    (:class:`~zeroig_plugin.StackExposure`, the smallest of the planes' own): ``enhance`` and
+    ``denoise`` map equal intensities in any two planes to equal values, as ``linear`` does.
     """
     new_model = settings.model_factory()
     scales = _channel_scales(data, layout, settings.scaling)

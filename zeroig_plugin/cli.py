@@ -218,8 +218,8 @@ class _StepBar:
               help="Aim the fit at 0.7 of the brightness and bring the denoised image up to it by one gain on the "
                    "light the sRGB values encode, as a longer exposure would (the improved modes' default, a global "
                    "tone: photos come out at the brightness, with fewer clipped pixels), or let the fit's exposure "
-                   "rule alone set the level (the published way). A TIFF stack's planes share one gain per channel, "
-                   "so they keep their relative levels. Default: the mode's (on --for microscopy too, "
+                   "rule alone set the level (the published way). A TIFF stack's planes share one gain per channel "
+                   "(one tone curve: a dim plane stays dimmer than a bright one). Default: the mode's (on --for microscopy too, "
                    "where it denoised the microscopy pairs better and left linear level; off in mode faithful).")
 @click.option("--average-with-tv/--no-average-with-tv", default=None,
               help="Average the linear output half and half with the input denoised by total variation, its "
@@ -483,8 +483,8 @@ def _enhance_stack(
     losses of each plane's fit, each channel's model after its last plane, and each channel's
     stack gain (empty where there is none). The whole stack shares one scale
     (:func:`~zeroig_plugin.imageio.value_scale`), and with the exposure gain a channel's planes
-    are brought up by one gain (:class:`~zeroig_plugin.StackExposure`), so planes keep their
-    relative levels.
+    are brought up by one gain (:class:`~zeroig_plugin.StackExposure`), so equal intensities in
+    any two planes come out equal.
     """
     import numpy as np
 

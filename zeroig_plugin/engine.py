@@ -860,8 +860,8 @@ class ZeroIG:
         output (laid out like ``image``): the one that takes it to the brightness. Only with
         the global tone (``recipe.denoise_from_linear``: the improved modes with the exposure gain).
 
-        A stack's planes keep their relative levels when all are brought up by one gain
-        (:meth:`bring_up`), e.g. the smallest of theirs: the front ends take that for stacks."""
+        A stack's planes share one tone curve when all are brought up by one gain
+        (:meth:`bring_up`), e.g. the smallest of theirs (:class:`StackExposure`)."""
         _, picture, linear_picture, _, _ = self._picture_and_linear(image, linear)
         gain = gain_to_brightness(linear_picture, self.recipe.brightness, linear_light=self.recipe.gain_in_linear_light)
         return float(gain)
@@ -923,8 +923,8 @@ class ZeroIG:
 
 
 class StackExposure:
-    """One exposure gain for the planes of a stack (one channel of it), so that its ``enhance``
-    and ``denoise`` keep the planes' relative levels, as ``linear`` does.
+    """One exposure gain for the planes of a stack (one channel of it): its ``enhance`` and
+    ``denoise`` map equal intensities in any two planes to equal values, as ``linear`` does.
 
     :meth:`ZeroIG.infer` brings each image up by its own gain, to the same mean level; across the
     planes of a z-stack or a time series that would erase what differs between them (depth,

@@ -14,6 +14,8 @@ Intensity scaling (what users should know), ``scaling="auto"``:
 * ``scaling="percentiles"`` uses the percentiles for integer data too (for data that fills a
   small part of its dtype's range, e.g. CT in ``int16``); outputs are still rounded to the dtype.
 * the alpha channel of RGBA data is copied to the outputs as it is.
+* NaN in float data (no data: outside a registered field, masked pixels) is fitted as the low
+  end of the scale and is NaN in the outputs, as the command line does.
 """
 from __future__ import annotations
 
@@ -91,9 +93,9 @@ class IntensityScale:
         return cls(float(low), float(high), dtype)
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
-        """``values`` as float32 in ``[0, 1]`` (NaN stays NaN, for the core to reject)."""
+        """``values`` as float32 in ``[0, 1]``; NaN (no data) as 0, as the command line fits it."""
         unit = (np.asarray(values, dtype=np.float64) - self.low) / (self.high - self.low)
-        return np.clip(unit, 0.0, 1.0).astype(np.float32)
+        return np.clip(np.nan_to_num(unit, nan=0.0), 0.0, 1.0).astype(np.float32)
 
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
         """``[0, 1]`` values back in this scale's range and dtype (rounded for integers)."""
@@ -325,10 +327,14 @@ def enhance_stack(
     def store(index: tuple, values: ImageOutputs | dict[str, np.ndarray], scale: IntensityScale) -> None:
         """Write a plane's outputs (all, or those named) into their targets, alpha copied back."""
         named = values._asdict() if isinstance(values, ImageOutputs) else values
-        alpha = np.asarray(data[index])[..., 3:] if layout.rgb else None
+        source = np.asarray(data[index])
+        alpha = source[..., 3:] if layout.rgb else None
+        no_data = np.isnan(source[..., :3] if layout.rgb else source) if np.issubdtype(data.dtype, np.floating) else None
         for target, kind in zip(targets, ImageOutputs._fields):
             if target is not None and kind in named:
                 restored = scale.from_unit(named[kind])
+                if no_data is not None:
+                    restored[no_data] = np.nan
                 target[index] = restored if alpha is None else np.concatenate([restored, alpha], axis=-1)
 
     for channel, scale in enumerate(scales):

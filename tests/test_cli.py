@@ -397,6 +397,32 @@ def test_float_stack_of_counts_comes_back_on_its_own_scale(tmp_path):
     assert linear.mean() == pytest.approx(counts.mean(), rel=0.4) and linear.max() > 1
 
 
+@pytest.mark.parametrize("planes", [1, 3])
+def test_nan_in_a_float_tiff_stays_nan_in_every_output_and_the_rest_is_enhanced(tmp_path, planes):
+    import tifffile
+
+    stored = np.random.default_rng(9).uniform(0.0, 0.1, (planes, 24, 24)).astype(np.float32).squeeze()
+    stored[..., :, :5] = np.nan  # outside a registered field
+    stored[..., 12, 12] = np.nan  # a masked pixel
+    tifffile.imwrite(tmp_path / "field.tif", stored, photometric="minisblack")
+    result = run(str(tmp_path / "field.tif"), "-o", str(tmp_path / "out"), "--ensemble", "1", "--iters-per-plane", "1")
+    assert result.exit_code == 0, result.output
+    assert f"{np.isnan(stored).sum()} NaN values (no data) fitted as 0 and written back as NaN" in result.output
+    for kind in ("enhance", "denoise"):
+        written = tifffile.imread(tmp_path / "out" / f"field_{kind}.tif")
+        assert written.shape == stored.shape and np.array_equal(np.isnan(written), np.isnan(stored))
+        assert np.nanmean(written) > 3 * np.nanmean(stored)
+
+
+def test_a_float_tiff_with_no_data_at_all_is_refused(tmp_path):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "blank.tif", np.full((2, 8, 8), np.nan, np.float32), photometric="minisblack")
+    result = run(str(tmp_path / "blank.tif"), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1 and "blank.tif: every value is NaN (no data)" in result.output
+    _no_traceback(result)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.uint16])
 def test_one_plane_tiff_gives_tiffs_in_its_dtype_scale_and_pixel_size(tmp_path, dtype):
     import tifffile

@@ -75,6 +75,21 @@ def test_float_tiff_in_unit_range_is_kept_and_beyond_it_is_scaled_by_its_peak(tm
     assert np.allclose(read_image(tmp_path / "counts.tif").pixels, [[0, 0.25], [0.5, 1]])
 
 
+def test_nan_in_a_float_tiff_is_no_data_fitted_as_zero_and_written_back_as_nan(tmp_path):
+    stored = np.array([[np.nan, 0.25], [0.5, np.nan]], np.float32)
+    tifffile.imwrite(tmp_path / "holes.tif", stored)
+    image = read_image(tmp_path / "holes.tif")
+    assert np.array_equal(image.missing, np.isnan(stored)) and np.array_equal(image.pixels, np.nan_to_num(stored))
+    write_tiff(tmp_path / "out.tif", np.full((2, 2), 0.75, np.float32), like=image)
+    written = tifffile.imread(tmp_path / "out.tif")
+    assert np.array_equal(np.isnan(written), np.isnan(stored)) and np.all(written[~np.isnan(stored)] == 0.75)
+    tifffile.imwrite(tmp_path / "whole.tif", np.array([[0.1, 0.2]], np.float32))
+    assert read_image(tmp_path / "whole.tif").missing is None
+    tifffile.imwrite(tmp_path / "empty.tif", np.full((2, 2), np.nan, np.float32))
+    with pytest.raises(InputError, match="every value is NaN"):
+        read_image(tmp_path / "empty.tif")
+
+
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_is_applied_like_pillow(tmp_path, orientation, suffix):

@@ -89,6 +89,16 @@ def test_constant_and_non_numeric_data():
         IntensityScale.for_data(np.full(4, np.nan))
 
 
+def test_nan_in_float_data_is_no_data_and_stays_nan_in_the_outputs():
+    data = np.random.default_rng(3).uniform(100.0, 140.0, (2, 24, 24)).astype(np.float32)
+    data[:, :, :4] = np.nan  # outside a registered field
+    data[1, 10, 10] = np.nan
+    _, outputs = run_to_end(enhance_stack(data, StackLayout(data.shape, rgb=False, stack_axis=0), TINY))
+    for values in outputs.requested().values():
+        assert values.dtype == np.float32 and np.array_equal(np.isnan(values), np.isnan(data))
+    assert abs(np.nanmean(outputs.linear) - np.nanmean(data)) < 0.2 * np.nanmean(data)
+
+
 def test_planes_walk_the_stack_axis_fastest_per_channel():
     layout = StackLayout((2, 3, 4, 8, 8), rgb=False, stack_axis=1, channel_axis=0)
     assert layout.channels == 2 and layout.planes_per_channel == 12

@@ -134,6 +134,19 @@ def _border_note(model, pixels) -> str:
     return f"; flat borders left as they are, the {box.width}x{box.height} picture at x {box.left}, y {box.top} enhanced"
 
 
+def _no_data_note(stored_or_missing) -> str:
+    """How many values a float image marks as no data (NaN), from its stored values or their mask
+    (:attr:`~zeroig_plugin.imageio.LoadedImage.missing`); empty where there are none."""
+    from .imageio import missing_values
+
+    if stored_or_missing is None:
+        return ""
+    missing = stored_or_missing if stored_or_missing.dtype == bool else missing_values(stored_or_missing)
+    if missing is None:
+        return ""
+    return f"; {int(missing.sum())} NaN values (no data) fitted as 0 and written back as NaN"
+
+
 def _per_input_path(template: str | None, stem: str, option: str, many: bool) -> Path | None:
     if template is None:
         return None
@@ -398,7 +411,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                         write_stack(target, results[kind], like=stack, provenance=record(
                             kind, steps=iters, steps_per_later_plane=later, **per_channel,
                             **(gained if kind != "linear" else {})))
-                    note = ""
+                    note = _no_data_note(stack.planes[..., :3] if stack.rgb else stack.planes)
                 else:
                     model = new_model()
                     picture = model.content_box(image.pixels)  # what is fitted: within flat borders
@@ -415,7 +428,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                         results = model.infer(image.pixels, progress=bar, **inference)._asdict()
                     finally:
                         bar.close()
-                    note = _border_note(model, image.pixels)
+                    note = _border_note(model, image.pixels) + _no_data_note(image.missing)
                     for kind, target in targets.items():
                         if image.tiff_metadata is not None:
                             write_tiff(target, results[kind], like=image, provenance=record(kind))
@@ -479,7 +492,8 @@ def _enhance_stack(
 
     Each channel (the ``C`` axis) gets a fresh model; within it the planes are visited in storage
     order, the first fitted for ``iters`` steps and each later one for ``later_iters``. Returns the
-    outputs of ``kinds`` in the stack's layout, dtype and scale (float stacks as float32), the
+    outputs of ``kinds`` in the stack's layout, dtype and scale (float stacks as float32, NaN
+    where the stack had NaN: no data, fitted as 0), the
     losses of each plane's fit, each channel's model after its last plane, and each channel's
     stack gain (empty where there is none). The whole stack shares one scale
     (:func:`~zeroig_plugin.imageio.value_scale`), and with the exposure gain a channel's planes
@@ -489,10 +503,11 @@ def _enhance_stack(
     import numpy as np
 
     from .engine import StackExposure, inference_passes
-    from .imageio import stored_form, to_float, to_stored, value_scale
+    from .imageio import missing_values, stored_form, to_float, to_stored, value_scale
 
     colours = stack.planes[..., :3] if stack.rgb else stack.planes  # alpha sets no scale
     scale = value_scale(colours)
+    missing = missing_values(colours)  # fitted as 0, written back as NaN
     dtype, stored_scale = stored_form(colours, scale)
     alpha = stack.rgb and stack.planes.shape[-1] == 4
     outer = stack.planes.shape[: stack.planes.ndim - (3 if stack.rgb else 2)]
@@ -510,6 +525,8 @@ def _enhance_stack(
         for kind, values in results.items():
             if kind in outputs:
                 stored = to_stored(outputs[kind], stored_scale, dtype)
+                if missing is not None:
+                    stored[missing[position]] = np.nan
                 if alpha:
                     stored = np.concatenate([stored, stack.planes[position][..., 3:].astype(values.dtype)], axis=-1)
                 values[position] = stored

@@ -28,7 +28,8 @@ from .provenance import SOFTWARE, record_text
 __all__ = [
     "LoadedImage", "LoadedStack", "read_image", "read_stack", "is_tiff", "tiff_stack_axes", "write_image", "write_tiff",
     "write_stack",
-    "to_float", "from_float", "to_stored", "stored_form", "value_scale", "IMAGE_SUFFIXES", "FORMAT_NAMES",
+    "to_float", "from_float", "to_stored", "stored_form", "value_scale", "missing_values", "IMAGE_SUFFIXES",
+    "FORMAT_NAMES",
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
@@ -59,6 +60,8 @@ class LoadedImage:
             :func:`write_image`.
         exif: the input's EXIF block (PNG, JPEG), its orientation set to upright and its pixel
             dimensions left out (the pixels are turned), or ``None``; pass it to :func:`write_image`.
+        missing: where a float image stored NaN (no data), shaped like ``pixels``, or ``None``
+            where it stored none: ``pixels`` hold 0 there, and :func:`write_tiff` writes NaN back.
     """
 
     pixels: np.ndarray
@@ -70,6 +73,7 @@ class LoadedImage:
     tiff_metadata: dict | None = None
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    missing: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.stored_dtype is None:  # made by hand: stored as its bit depth says
@@ -364,12 +368,28 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
             array = array[..., 0]
     if not _profile_fits(icc_profile, 1 if array.ndim == 2 else 3):
         icc_profile = None  # e.g. a CMYK or Lab profile: the pixels were decoded to RGB
+    missing = missing_values(array, path)
     scale = value_scale(array)
     pixels, bits = to_float(array, scale)
     stored_dtype, stored_scale = stored_form(array, scale)
     if tiff_metadata and orientation in _TRANSPOSING_ORIENTATIONS and "resolution" in tiff_metadata:
         tiff_metadata = {**tiff_metadata, "resolution": tiff_metadata["resolution"][::-1]}
-    return LoadedImage(pixels, alpha, bits, path, stored_dtype, stored_scale, tiff_metadata, icc_profile, exif)
+    return LoadedImage(pixels, alpha, bits, path, stored_dtype, stored_scale, tiff_metadata, icc_profile, exif, missing)
+
+
+def missing_values(array: np.ndarray, path: str | os.PathLike = "image") -> np.ndarray | None:
+    """Where ``array`` (stored values) holds NaN, the float images' mark for no data (outside a
+    registered or stitched field, masked pixels), or ``None`` where it holds none.
+
+    Raises:
+        InputError: every value is NaN.
+    """
+    if not np.issubdtype(array.dtype, np.floating):
+        return None
+    missing = np.isnan(array)
+    if missing.all():
+        raise InputError(f"{path}: every value is NaN (no data)")
+    return missing if missing.any() else None
 
 
 def write_image(
@@ -531,6 +551,7 @@ def read_stack(path: str | os.PathLike) -> LoadedStack:
         raise InputError(f"{path}: image has no pixels")
     if not (np.issubdtype(planes.dtype, np.integer) or np.issubdtype(planes.dtype, np.floating)):
         raise InputError(f"{path}: unsupported pixel type {planes.dtype}")
+    missing_values(planes, path)  # refuses a stack with no data at all
     return LoadedStack(planes, axes, metadata, path)
 
 
@@ -587,8 +608,8 @@ def write_tiff(
     path: str | os.PathLike, pixels: np.ndarray, like: LoadedImage, provenance: dict | None = None,
 ) -> Path:
     """Write float pixels (``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]``) as a one-plane TIFF stored as
-    ``like`` was read (:func:`to_stored`: its dtype and scale, float32 for floats); its alpha
-    appended unchanged; its pixel size. ``provenance``
+    ``like`` was read (:func:`to_stored`: its dtype and scale, float32 for floats), NaN where
+    ``like`` had no data (:attr:`LoadedImage.missing`); its alpha appended unchanged; its pixel size. ``provenance``
     (:func:`~zeroig_plugin.provenance.processing_record`) is written as the Software tag and, as
     JSON, where each flavour of TIFF keeps a description: ImageJ's Info (Image > Show Info), the
     OME image's Description, or the ``zeroig`` item of tifffile's JSON description. The file
@@ -598,6 +619,8 @@ def write_tiff(
         OutputError: the file cannot be written.
     """
     stored = to_stored(pixels, like.stored_scale, like.stored_dtype)
+    if like.missing is not None and np.issubdtype(stored.dtype, np.floating):
+        stored[like.missing] = np.nan
     if like.alpha is not None:
         stored = np.dstack([stored, like.alpha.astype(stored.dtype)])
     axes = "YX" if stored.ndim == 2 else "YXS"

@@ -226,10 +226,9 @@ def _index_past_end(stream: av.VideoStream, file_size: int) -> bool:
 
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
-    for side_data in frame.side_data:
-        if side_data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-            return struct.unpack("<9i", bytes(side_data)[:36])
-    return None
+    # Looked up by key: iterating side data yields the entries in PyAV 18.1.0 but their keys from 18.1.1.
+    matrix = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+    return None if matrix is None else struct.unpack("<9i", bytes(matrix)[:36])
 
 
 def _bits_per_component(video_format: av.VideoFormat) -> int:

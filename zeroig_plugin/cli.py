@@ -134,14 +134,9 @@ def _border_note(model, pixels) -> str:
     return f"; flat borders left as they are, the {box.width}x{box.height} picture at x {box.left}, y {box.top} enhanced"
 
 
-def _no_data_note(stored_or_missing) -> str:
-    """How many values a float image marks as no data (NaN), from its stored values or their mask
-    (:attr:`~zeroig_plugin.imageio.LoadedImage.missing`); empty where there are none."""
-    from .imageio import missing_values
-
-    if stored_or_missing is None:
-        return ""
-    missing = stored_or_missing if stored_or_missing.dtype == bool else missing_values(stored_or_missing)
+def _no_data_note(missing) -> str:
+    """How many values a float image marks as no data (NaN), from their mask
+    (:func:`~zeroig_plugin.imageio.missing_values`); empty where there are none."""
     if missing is None:
         return ""
     return f"; {int(missing.sum())} NaN values (no data) fitted as 0 and written back as NaN"
@@ -280,7 +275,9 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     """
     from .checkpoint import load_state_dict, network_from_state_dict
     from .errors import ZeroIGError
-    from .imageio import is_tiff, read_image, read_stack, tiff_stack_axes, write_image, write_stack, write_tiff
+    from .imageio import (
+        is_tiff, missing_values, read_image, read_stack, tiff_stack_axes, write_image, write_stack, write_tiff,
+    )
     from .provenance import processing_record
     from .recipes import get_recipe
 
@@ -411,7 +408,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                         write_stack(target, results[kind], like=stack, provenance=record(
                             kind, steps=iters, steps_per_later_plane=later, **per_channel,
                             **(gained if kind != "linear" else {})))
-                    note = _no_data_note(stack.planes[..., :3] if stack.rgb else stack.planes)
+                    note = _no_data_note(missing_values(stack.planes[..., :3] if stack.rgb else stack.planes))
                 else:
                     model = new_model()
                     picture = model.content_box(image.pixels)  # what is fitted: within flat borders

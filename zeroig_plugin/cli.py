@@ -136,7 +136,7 @@ def _border_note(model, pixels) -> str:
 
 def _no_data_note(missing) -> str:
     """How many values a float image marks as no data (NaN), from their mask
-    (:func:`~zeroig_plugin.imageio.missing_values`); empty where there are none."""
+    (``LoadedImage.missing``, ``LoadedStack.missing``); empty where there are none."""
     if missing is None:
         return ""
     return f"; {int(missing.sum())} NaN values (no data) fitted as 0 and written back as NaN"
@@ -275,9 +275,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     """
     from .checkpoint import load_state_dict, network_from_state_dict
     from .errors import ZeroIGError
-    from .imageio import (
-        is_tiff, missing_values, read_image, read_stack, tiff_stack_axes, write_image, write_stack, write_tiff,
-    )
+    from .imageio import is_tiff, read_image, read_stack, tiff_stack_axes, write_image, write_stack, write_tiff
     from .provenance import processing_record
     from .recipes import get_recipe
 
@@ -408,7 +406,7 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                         write_stack(target, results[kind], like=stack, provenance=record(
                             kind, steps=iters, steps_per_later_plane=later, **per_channel,
                             **(gained if kind != "linear" else {})))
-                    note = _no_data_note(missing_values(stack.planes[..., :3] if stack.rgb else stack.planes))
+                    note = _no_data_note(stack.missing)
                 else:
                     model = new_model()
                     picture = model.content_box(image.pixels)  # what is fitted: within flat borders
@@ -500,11 +498,10 @@ def _enhance_stack(
     import numpy as np
 
     from .engine import StackExposure, inference_passes
-    from .imageio import missing_values, stored_form, to_float, to_stored, value_scale
+    from .imageio import stored_form, to_float, to_stored, value_scale
 
     colours = stack.planes[..., :3] if stack.rgb else stack.planes  # alpha sets no scale
     scale = value_scale(colours)
-    missing = missing_values(colours)  # fitted as 0, written back as NaN
     dtype, stored_scale = stored_form(colours, scale)
     alpha = stack.rgb and stack.planes.shape[-1] == 4
     outer = stack.planes.shape[: stack.planes.ndim - (3 if stack.rgb else 2)]
@@ -522,8 +519,8 @@ def _enhance_stack(
         for kind, values in results.items():
             if kind in outputs:
                 stored = to_stored(outputs[kind], stored_scale, dtype)
-                if missing is not None:
-                    stored[missing[position]] = np.nan
+                if stack.missing is not None:
+                    stored[stack.missing[position]] = np.nan
                 if alpha:
                     stored = np.concatenate([stored, stack.planes[position][..., 3:].astype(values.dtype)], axis=-1)
                 values[position] = stored

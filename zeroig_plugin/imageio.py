@@ -459,12 +459,15 @@ class LoadedStack:
             unit and frame interval, OME-XML's physical sizes, time increment and channel
             names, and the ICC colour profile, where the file has them.
         path: where it came from.
+        missing: where a float stack's colour values are NaN (no data), shaped like ``planes``
+            without alpha, or ``None`` where there is none (:func:`missing_values`).
     """
 
     planes: np.ndarray
     axes: str
     metadata: dict
     path: Path
+    missing: np.ndarray | None = None
 
     @property
     def rgb(self) -> bool:
@@ -551,8 +554,8 @@ def read_stack(path: str | os.PathLike) -> LoadedStack:
         raise InputError(f"{path}: image has no pixels")
     if not (np.issubdtype(planes.dtype, np.integer) or np.issubdtype(planes.dtype, np.floating)):
         raise InputError(f"{path}: unsupported pixel type {planes.dtype}")
-    missing_values(planes, path)  # refuses a stack with no data at all
-    return LoadedStack(planes, axes, metadata, path)
+    missing = missing_values(planes[..., :3] if axes.endswith("S") else planes, path)
+    return LoadedStack(planes, axes, metadata, path, missing)
 
 
 def _tiff_metadata(tiff) -> dict:

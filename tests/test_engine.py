@@ -645,3 +645,16 @@ def test_pair_consistency_rejects_an_unknown_domain():
 
     with pytest.raises(ValueError, match="score domain"):
         pair_consistency(published_init(5).eval(), torch.rand(1, 3, 8, 8), "output")
+
+
+@pytest.mark.parametrize("level", [0.0, 7 / 255], ids=["black", "one grey"])
+@pytest.mark.parametrize("gray", [False, True], ids=["rgb", "gray"])
+def test_a_flat_picture_comes_out_flat_under_the_global_tone(level, gray):
+    image = np.full((24, 32) if gray else (24, 32, 3), level, np.float32)
+    model = ZeroIG(device="cpu", average_with_tv=True, finish_with_tv=True)
+    model.fit(image, 3)
+    outputs = model.infer(image, ensemble=2)
+    np.testing.assert_array_equal(outputs.linear, image)
+    np.testing.assert_array_equal(outputs.denoise, outputs.enhance)
+    assert np.ptp(outputs.denoise) == 0
+    assert outputs.denoise.flat[0] == (0 if level == 0 else pytest.approx(0.5, abs=0.01))

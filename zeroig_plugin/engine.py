@@ -141,6 +141,11 @@ def _to_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> tuple[
     return tensor.contiguous(), layout
 
 
+def _is_flat(image: torch.Tensor) -> bool:
+    """Whether every channel of ``(1, C, H, W)`` holds one value throughout."""
+    return bool((image.amax(dim=(-2, -1)) == image.amin(dim=(-2, -1))).all())
+
+
 def _padded_to_fit(image: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W)`` edge-padded at the bottom and right to sides of at least ``MIN_FIT_SIDE``."""
     height, width = image.shape[-2:]
@@ -815,7 +820,11 @@ class ZeroIG:
                 # A gray image's outputs are the channels' mean: brought up as one, as a stack's
                 # planes are (bring_up, from the gray linear).
                 linear = linear.mean(1, keepdim=True).expand_as(linear)
-            if self.average_with_tv:
+            if self.recipe.denoise_from_linear and _is_flat(image):
+                # A flat picture (black, or one colour) has nothing to denoise; the networks would
+                # only paint texture into it, which the gain then lifts.
+                linear = image
+            elif self.average_with_tv:
                 linear, strength = average_linear_with_tv(linear, image, self._tv_strength)
                 self._tv_strength = strength or None  # an image without measurable noise calibrates nothing
             if self.recipe.denoise_from_linear:

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import copy
+import pickle
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from zeroig_plugin import CheckpointError, DeviceError, ZeroIG, resolve_device, sizing
+from zeroig_plugin import CheckpointError, DeviceError, OutputError, ZeroIG, resolve_device, sizing
 from zeroig_plugin.engine import FIT_CROPS_PER_STEP
 from zeroig_plugin.networks import published_init
 from zeroig_plugin.objective import first_denoised, image_statistics, infer
@@ -114,6 +116,43 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         ZeroIG(device="cpu", weights=tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="missing.pt"):
         ZeroIG(device="cpu", weights=tmp_path / "missing.pt")
+
+
+class _WritesAFileWhenUnpickled:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_and_nothing_in_it_runs(tmp_path):
+    ran = tmp_path / "ran"
+    state = ZeroIG(device="cpu").state_dict()
+    torch.save({**state, "extra": _WritesAFileWhenUnpickled(ran)}, tmp_path / "zip.pt")
+    (tmp_path / "raw.pt").write_bytes(pickle.dumps(_WritesAFileWhenUnpickled(ran), protocol=4))
+    for name in ("zip.pt", "raw.pt"):
+        with pytest.raises(CheckpointError, match=f"{name}: holds Python objects besides tensors"):
+            ZeroIG(device="cpu", weights=tmp_path / name)
+    assert not ran.exists()
+
+
+def test_checkpoints_that_cannot_be_the_networks_weights_are_refused_by_name(tmp_path):
+    state = ZeroIG(device="cpu").state_dict()
+    torch.save({**state, "enhance.in_conv.0.weight": torch.tensor(3.0)}, tmp_path / "scalar.pt")
+    with pytest.raises(CheckpointError, match="scalar.pt.*enhance.in_conv.0.weight not a convolution's weights"):
+        ZeroIG(device="cpu", weights=tmp_path / "scalar.pt")
+    diverged = dict(state)
+    diverged["denoise_1.conv1.weight"] = torch.full_like(state["denoise_1.conv1.weight"], float("nan"))
+    torch.save(diverged, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="nan.pt: holds NaN or infinite weights .*denoise_1.conv1.weight"):
+        ZeroIG(device="cpu", weights=tmp_path / "nan.pt")
+
+
+def test_saving_weights_where_they_cannot_be_written_is_an_output_error(tmp_path):
+    with pytest.raises(OutputError, match="no-such-folder/w.pt: cannot write the weights"):
+        ZeroIG(device="cpu").save(tmp_path / "no-such-folder" / "w.pt")
+    assert not list(tmp_path.iterdir())
 
 
 def test_non_default_widths_round_trip_through_a_checkpoint(tmp_path, dark):

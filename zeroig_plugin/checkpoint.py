@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError
 from .networks import ZeroIGNet
 
 __all__ = ["load_state_dict", "network_from_state_dict", "save_state_dict", "atomic_write_path"]
@@ -31,7 +33,14 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such weights file")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about old pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" in str(error).lower():
+            raise CheckpointError(f"{path}: holds Python objects besides tensors; they are not unpickled "
+                                  "(weights_only), so only plain state dicts load") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint") from None
     except Exception as error:  # torch raises many types for non-checkpoints
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({reason[:160]})") from None
@@ -43,6 +52,13 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     missing = [key for key in _WIDTH_KEYS.values() if key not in loaded]
     if missing:
         raise CheckpointError(f"{path}: not a ZERO-IG checkpoint (missing {', '.join(missing)})")
+    not_convolutions = [key for key in _WIDTH_KEYS.values() if loaded[key].ndim != 4 or not loaded[key].numel()]
+    if not_convolutions:
+        raise CheckpointError(f"{path}: not a ZERO-IG checkpoint ({', '.join(not_convolutions)} not a convolution's weights)")
+    not_finite = [key for key, value in loaded.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if not_finite:
+        raise CheckpointError(f"{path}: holds NaN or infinite weights ({', '.join(not_finite[:3])}), as a fit "
+                              "that diverged saves them")
     return loaded
 
 
@@ -85,5 +101,8 @@ def save_state_dict(net: ZeroIGNet, path: str | os.PathLike) -> None:
     try:
         torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, temporary)
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:  # torch reports a missing folder as a RuntimeError
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
+        raise OutputError(f"{path}: cannot write the weights ({reason})") from None
     finally:
         temporary.unlink(missing_ok=True)

@@ -109,7 +109,7 @@ def test_devices_resolve_or_fail_clearly():
 
 def test_checkpoint_errors_name_the_file(tmp_path):
     (tmp_path / "notes.pt").write_text("plain text")
-    with pytest.raises(CheckpointError, match="notes.pt"):
+    with pytest.raises(CheckpointError, match="notes.pt: not a PyTorch checkpoint"):
         ZeroIG(device="cpu", weights=tmp_path / "notes.pt")
     torch.save({"something": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="other.pt.*not a ZERO-IG checkpoint"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -12,6 +13,8 @@ from .errors import CheckpointError, OutputError
 from .networks import ZeroIGNet
 
 __all__ = ["load_state_dict", "network_from_state_dict", "save_state_dict", "atomic_write_path"]
+
+PICKLE_PROTOCOL_OPCODE = pickle.PROTO
 
 _WIDTH_KEYS = {
     "enhancer_width": "enhance.in_conv.0.weight",
@@ -32,6 +35,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such weights file")
+    if not _looks_like_torch_save(path):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither the zip archive nor the pickle torch.save writes)")
     try:
         with warnings.catch_warnings():  # torch warns about old pickle protocols before refusing them
             warnings.simplefilter("ignore")
@@ -60,6 +65,16 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: holds NaN or infinite weights ({', '.join(not_finite[:3])}), as a fit "
                               "that diverged saves them")
     return loaded
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """A zip archive (torch.save since 1.6) or a pickle (its legacy format opens with protocol 2)."""
+    try:
+        with open(path, "rb") as file:
+            first_byte = file.read(1)
+        return first_byte == PICKLE_PROTOCOL_OPCODE or zipfile.is_zipfile(path)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
 def network_from_state_dict(state: dict[str, torch.Tensor], source: str = "weights") -> ZeroIGNet:

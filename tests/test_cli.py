@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -157,6 +159,63 @@ def test_an_input_is_never_overwritten(tmp_path):
     result = run(str(tmp_path / "x.png"), str(tmp_path / "x_enhance.png"), "-o", str(tmp_path), "--overwrite")
     assert result.exit_code == 1 and "would overwrite an input" in result.output
     assert (tmp_path / "x_enhance.png").read_bytes() == before
+
+
+def test_side_files_that_would_be_an_output_or_each_other_are_a_usage_error_before_any_fit(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    for extra in (["--loss-log", str(out / "x_denoise.png")],
+                  ["--loss-log", str(out / "same.bin"), "--save-weights", str(out / "same.bin")]):
+        result = run(str(tmp_path / "x.png"), "-o", str(out), *extra)
+        assert result.exit_code == 2 and "would both be" in result.output, result.output
+        assert not out.exists()
+
+
+def test_side_files_go_into_folders_made_for_them(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    result = run(str(tmp_path / "x.png"), "-o", str(tmp_path / "out"), "--loss-log", str(tmp_path / "logs" / "x.json"),
+                 "--save-weights", str(tmp_path / "weights" / "x.pt"))
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((tmp_path / "logs" / "x.json").read_text())) == int(STEPS)
+    assert (tmp_path / "weights" / "x.pt").stat().st_size > 0
+
+
+def test_an_output_name_taken_by_a_folder_fails_that_image_before_its_fit(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    (tmp_path / "out" / "x_denoise.png").mkdir(parents=True)
+    result = run(str(tmp_path / "x.png"), "-o", str(tmp_path / "out"), "--overwrite")
+    assert result.exit_code == 1 and "x_denoise.png is a folder" in result.output
+    assert not (tmp_path / "out" / "x_enhance.png").exists()
+
+
+def test_one_image_given_twice_is_enhanced_once(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "x.png")
+    result = run(str(tmp_path / "x.png"), str(tmp_path), str(tmp_path / "x.png"), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "1 image(s)" in result.output and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "x_denoise.png", "x_enhance.png"]
+
+
+def _without_root_file_access() -> list[str]:
+    """A command prefix under which file permissions hold (root reads every file otherwise)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv, which could drop root's file access")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def test_an_unreadable_input_fails_alone(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "locked.png")
+    Image.fromarray(_dark()).save(tmp_path / "ok.png")
+    (tmp_path / "locked.png").chmod(0)
+    command = [*_without_root_file_access(), sys.executable, "-m", "zeroig_plugin.cli", "enhance", "--iters", STEPS,
+               "--device", "cpu", "--ensemble", "1", str(tmp_path / "locked.png"), str(tmp_path / "ok.png"),
+               "-o", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert f"{tmp_path / 'locked.png'}: Permission denied" in result.stderr
+    assert (tmp_path / "out" / "ok_denoise.png").exists()
 
 
 def test_output_folder_that_is_a_file_is_a_usage_error(tmp_path):

@@ -150,6 +150,47 @@ def _per_input_path(template: str | None, stem: str, option: str, many: bool) ->
     return Path(template.replace("{stem}", stem))
 
 
+def _files_of(path: Path, output_dir: Path, kinds: tuple[str, ...], loss_log: str | None, save_weights: str | None,
+              many: bool) -> tuple[dict[str, Path], Path | None, Path | None]:
+    """The files one input gives: its outputs by kind, its loss log and its weights (``None`` where
+    not asked for). Raises click.UsageError where two of them would be the same file."""
+    from .imageio import is_tiff
+
+    outputs = {kind: output_dir / _output_name(path, kind, is_tiff(path)) for kind in kinds}
+    loss_path = _per_input_path(loss_log, path.stem, "--loss-log", many)
+    weights_path = _per_input_path(save_weights, path.stem, "--save-weights", many)
+    named = {f"the {kind} output": target for kind, target in outputs.items()}
+    named.update({option: target for option, target in (("--loss-log", loss_path), ("--save-weights", weights_path))
+                  if target is not None})
+    owner: dict[Path, str] = {}
+    for label, target in named.items():
+        key = target.resolve()
+        if key in owner:
+            raise click.UsageError(f"{owner[key]} and {label} would both be {target} (for {path.name})")
+        owner[key] = label
+    return outputs, loss_path, weights_path
+
+
+def _make_parent_folders(paths) -> None:
+    """Create the folders the loss logs and weights go to, before any fitting."""
+    for folder in sorted({path.parent for path in paths if path is not None}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise click.ClickException(f"cannot create folder {folder}: {error.strerror or error}") from None
+
+
+def _distinct_files(files: list[Path]) -> list[Path]:
+    """``files`` without repeats of one file (the same path given twice, or also through its folder)."""
+    seen: set[Path] = set()
+    distinct = []
+    for path in files:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            distinct.append(path)
+    return distinct
+
+
 def _write_text_atomically(path: Path, text: str) -> None:
     from .checkpoint import atomic_write_path
 
@@ -180,7 +221,7 @@ class _StepBar:
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for OUTDIR/{stem}_enhance.png and {stem}_denoise.png, or {stem}_linear.png (.tif for TIFF "
                    "input; created if needed).")
@@ -335,10 +376,13 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
         click.echo(f"zeroig: note: {message}", err=True)
 
     files, problems = _expand_inputs(inputs)
-    for problem in problems:
-        _fail(problem)
+    files = _distinct_files(files)
     many = len(files) > 1
     kinds = OUTPUT_KINDS if output == "both" else (output,)
+    files_of = {path: _files_of(path, output_dir, kinds, loss_log, save_weights, many) for path in files}
+    for problem in problems:
+        _fail(problem)
+    _make_parent_folders(extra for _, *extras in files_of.values() for extra in extras)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -354,21 +398,20 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     click.echo(f"zeroig: {len(files)} image(s), for {image_kind}, mode {mode}, {iters} steps each, on {device_name}", err=True)
     try:
         for path in files:
-            stack_axes = tiff_stack_axes(path)
-            targets = {kind: output_dir / _output_name(path, kind, is_tiff(path)) for kind in kinds}
-            extras = [
-                _per_input_path(loss_log, path.stem, "--loss-log", many),
-                _per_input_path(save_weights, path.stem, "--save-weights", many),
-            ]
+            targets, loss_path, weights_path = files_of[path]
+            written = [*targets.values(), *(extra for extra in (loss_path, weights_path) if extra is not None)]
             try:
-                for target in [*targets.values(), *(e for e in extras if e is not None)]:
+                stack_axes = tiff_stack_axes(path)
+                for target in written:
                     if target.resolve() in input_paths:
                         raise ZeroIGError(f"{path}: output {target} would overwrite an input")
                     if target.resolve() in claimed:
                         raise ZeroIGError(f"{path}: output {target} is also the output of {claimed[target.resolve()]} (same name)")
+                    if target.is_dir():
+                        raise ZeroIGError(f"{path}: output {target} is a folder")
                     if target.exists() and not overwrite:
                         raise ZeroIGError(f"{path}: output {target} exists (use --overwrite to replace it)")
-                for target in [*targets.values(), *(e for e in extras if e is not None)]:
+                for target in written:
                     claimed[target.resolve()] = path
                 stack = read_stack(path) if stack_axes else None
                 image = None if stack else read_image(path)
@@ -430,7 +473,6 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
                         else:
                             write_image(target, results[kind], bits=image.bits, alpha=image.alpha,
                                         icc_profile=image.icc_profile, exif=image.exif, provenance=record(kind))
-                loss_path, weights_path = extras
                 if loss_path is not None:
                     _write_text_atomically(loss_path, json.dumps(losses))
                 if weights_path is not None:
@@ -465,6 +507,9 @@ def _failure_message(path: Path, error: Exception) -> str:
 
     if isinstance(error, ZeroIGError):
         return str(error)
+    if isinstance(error, OSError) and error.strerror:
+        about = f" ({error.filename})" if error.filename and Path(error.filename) != path else ""
+        return f"{path}: {error.strerror}{about}"
     message = str(error).splitlines()[0] if isinstance(error, RuntimeError) else str(error)
     if "out of memory" in message:
         message += (" (the device's memory is shared with other programs: a smaller --fit-crop and "

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zeroig_plugin import CheckpointError, DeviceError, OutputError, ZeroIG, resolve_device, sizing
+from zeroig_plugin import CheckpointError, DeviceError, InputError, OutputError, ZeroIG, resolve_device, sizing
 from zeroig_plugin.engine import FIT_CROPS_PER_STEP
 from zeroig_plugin.networks import published_init
 from zeroig_plugin.objective import first_denoised, image_statistics, infer
@@ -697,3 +697,15 @@ def test_a_flat_picture_comes_out_flat_under_the_global_tone(level, gray):
     np.testing.assert_array_equal(outputs.denoise, outputs.enhance)
     assert np.ptp(outputs.denoise) == 0
     assert outputs.denoise.flat[0] == (0 if level == 0 else pytest.approx(0.5, abs=0.01))
+
+
+def test_an_empty_image_and_a_tile_that_is_no_side_are_named_errors(dark):
+    model = ZeroIG(device="cpu")
+    for empty in (np.zeros((0, 8, 3), np.float32), np.zeros((8, 0), np.float32)):
+        with pytest.raises(InputError, match="the image is empty"):
+            model.fit(empty, 1)
+        with pytest.raises(InputError, match="the image is empty"):
+            model.infer(empty)
+    for tile in (0, -64, 64.5):
+        with pytest.raises(ValueError, match="tile is a side in pixels"):
+            model.infer(dark, tile=tile)

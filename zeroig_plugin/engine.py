@@ -134,6 +134,8 @@ def _to_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> tuple[
         raise InputError(f"expected an (H, W), (H, W, 1) or (H, W, 3) image, got shape {tuple(tensor.shape)}")
     if not floating:
         raise InputError(f"expected a float image in [0, 1], got dtype {image.dtype}")
+    if not tensor.numel():
+        raise InputError(f"the image is empty (shape {tuple(np.shape(image))})")
     tensor = tensor.to(device=device, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
     if not torch.isfinite(tensor).all():
         raise InputError("the image contains NaN or infinite values")
@@ -1022,6 +1024,8 @@ def _run_to_end(passes: Generator[tuple[int, int], None, T], progress: Callable[
 
 
 def _automatic_tile(height: int, width: int, tile: int | None, device: torch.device) -> int | None:
+    if tile is not None and (not isinstance(tile, int) or tile < 1):
+        raise ValueError(f"tile is a side in pixels (a positive integer) or None, got {tile!r}")
     return tile if tile is not None else automatic_tile(height, width, device, RECEPTIVE_MARGIN)
 
 

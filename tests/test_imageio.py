@@ -67,12 +67,24 @@ def test_rgba_alpha_is_kept_apart_and_written_back_unchanged(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), rgba)
 
 
-def test_float_tiff_in_unit_range_is_kept_and_beyond_it_is_scaled_by_its_peak(tmp_path):
-    tifffile.imwrite(tmp_path / "unit.tif", np.array([[-0.5, 0.25], [0.5, 1.0]], np.float32))
-    tifffile.imwrite(tmp_path / "counts.tif", np.array([[-3.0, 1000.0], [2000.0, 4000.0]], np.float32))
+def test_float_tiff_in_unit_range_is_kept_beyond_it_scaled_by_its_peak_and_negatives_offset(tmp_path):
+    tifffile.imwrite(tmp_path / "unit.tif", np.array([[0.0, 0.25], [0.5, 1.0]], np.float32))
+    tifffile.imwrite(tmp_path / "counts.tif", np.array([[0.0, 1000.0], [2000.0, 4000.0]], np.float32))
+    tifffile.imwrite(tmp_path / "signed.tif", np.array([[-0.5, 0.25], [0.5, 1.0]], np.float32))
     image = read_image(tmp_path / "unit.tif")
     assert image.bits == 16 and np.allclose(image.pixels, [[0, 0.25], [0.5, 1]])
     assert np.allclose(read_image(tmp_path / "counts.tif").pixels, [[0, 0.25], [0.5, 1]])
+    assert np.allclose(read_image(tmp_path / "signed.tif").pixels, [[0, 0.5], [2 / 3, 1]])  # offset by -0.5, over 1.5
+
+
+def test_infinities_in_a_float_tiff_are_no_data_and_a_tiff_of_only_infinities_is_refused(tmp_path):
+    stored = np.array([[np.inf, 0.25], [0.5, -np.inf]], np.float32)
+    tifffile.imwrite(tmp_path / "inf.tif", stored)
+    image = read_image(tmp_path / "inf.tif")
+    assert np.array_equal(image.missing, ~np.isfinite(stored)) and np.array_equal(image.pixels, [[0, 0.25], [0.5, 0]])
+    tifffile.imwrite(tmp_path / "all-inf.tif", np.full((2, 2), np.inf, np.float32))
+    with pytest.raises(InputError, match="all-inf.tif: every value is NaN or infinite"):
+        read_image(tmp_path / "all-inf.tif")
 
 
 def test_nan_in_a_float_tiff_is_no_data_fitted_as_zero_and_written_back_as_nan(tmp_path):
@@ -469,3 +481,43 @@ def test_webp_is_read_with_its_alpha_and_exif_and_an_animated_one_is_refused(tmp
     frames[0].save(tmp_path / "clip.webp", save_all=True, append_images=frames[1:], lossless=True)
     with pytest.raises(InputError, match="animated WebP .2 frames.*zeroig video"):
         read_image(tmp_path / "clip.webp")
+
+
+@pytest.mark.parametrize("name, stored", [
+    ("non-negative int16", np.array([[0, 1000], [3000, 2999]], np.int16)),
+    ("CT in int16", np.array([[-995, -1], [0, 996]], np.int16)),
+    ("int16, its whole range", np.array([[-32768, 0], [1, 32767]], np.int16)),
+    ("int8 with negatives", np.array([[-128, -5], [0, 127]], np.int8)),
+    ("int32 with negatives", np.array([[-1000, 0], [5, 200_000]], np.int32)),
+    ("float with negatives", np.array([[-3.5, 0.0], [0.25, 700.0]], np.float32)),
+])
+def test_signed_and_negative_data_is_read_unclipped_and_written_back_exactly(tmp_path, name, stored):
+    tifffile.imwrite(tmp_path / "in.tif", stored)
+    image = read_image(tmp_path / "in.tif")
+    assert image.pixels.min() >= 0 and image.pixels.max() <= 1
+    assert np.array_equal(np.argsort(image.pixels, axis=None), np.argsort(stored, axis=None)), "order kept: nothing clipped"
+    if stored.min() < 0:
+        assert image.pixels.min() == 0
+    write_tiff(tmp_path / "same.tif", image.pixels, like=image)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "same.tif"), stored, rtol=1e-6, atol=1e-6 * np.ptp(stored))
+    ramp = np.linspace(0, 1, stored.size, dtype=np.float32).reshape(stored.shape)
+    write_tiff(tmp_path / "ramp.tif", ramp, like=image)  # brightened outputs up to 1.0
+    written = tifffile.imread(tmp_path / "ramp.tif").ravel()
+    assert written.dtype == stored.dtype and np.all(np.diff(written) > 0), "the top of the scale is not clipped"
+    assert written[0] == stored.min() or stored.min() >= 0
+
+
+def test_non_negative_int16_is_scaled_by_its_dtype_maximum(tmp_path):
+    tifffile.imwrite(tmp_path / "in.tif", np.array([[0, 32767]], np.int16))
+    np.testing.assert_array_equal(read_image(tmp_path / "in.tif").pixels, [[0, 1]])
+
+
+def test_a_negative_stack_maps_to_unit_range_and_back_exactly_by_one_scale():
+    from zeroig_plugin.imageio import stored_form, to_float, to_stored, value_scale
+
+    planes = np.array([[[-500, 10]], [[20, 3000]]], np.int16)  # the second plane has no negative value
+    scale = value_scale(planes)
+    dtype, stored_scale = stored_form(planes, scale)
+    unit = [to_float(plane, scale)[0] for plane in planes]
+    assert unit[0].min() == 0 and unit[1].min() > 0  # one offset for the stack, not one per plane
+    np.testing.assert_array_equal([to_stored(u, stored_scale, dtype) for u in unit], planes)

@@ -26,7 +26,7 @@ from .errors import InputError, OutputError
 from .provenance import SOFTWARE, record_text
 
 __all__ = [
-    "LoadedImage", "LoadedStack", "read_image", "read_stack", "is_tiff", "tiff_stack_axes", "write_image", "write_tiff",
+    "LoadedImage", "LoadedStack", "ValueScale", "read_image", "read_stack", "is_tiff", "tiff_stack_axes", "write_image", "write_tiff",
     "write_stack",
     "to_float", "from_float", "to_stored", "stored_form", "value_scale", "missing_values", "IMAGE_SUFFIXES",
     "FORMAT_NAMES",
@@ -42,6 +42,16 @@ _OME_PIXEL_METADATA = tuple(f"{key}{unit}" for key in ("PhysicalSizeX", "Physica
                             for unit in ("", "Unit"))
 
 
+@dataclass(frozen=True)
+class ValueScale:
+    """How stored values map to pixels in ``[0, 1]``: ``(stored - offset) / scale``, and back
+    (:func:`to_stored`) ``offset + pixel * scale``. ``offset`` is 0 unless the data holds negative
+    values, whose minimum it then is."""
+
+    scale: float
+    offset: float = 0.0
+
+
 @dataclass
 class LoadedImage:
     """An image ready for the engine.
@@ -51,17 +61,18 @@ class LoadedImage:
         alpha: the alpha channel as stored (``(H, W)``, input dtype), or ``None``.
         bits: 8 or 16, the depth PNG outputs are written with.
         path: where it came from.
-        stored_dtype, stored_scale: the input's dtype (uint8 for 1-bit) and what ``pixels`` were
-            divided by (:func:`value_scale`), so that :func:`write_tiff` writes outputs as stored
-            (by default the unsigned integers of ``bits``).
+        stored_dtype, stored_scale: the input's dtype (uint8 for 1-bit) and how its values were
+            mapped to ``pixels`` (:func:`value_scale`), so that :func:`write_tiff` writes outputs as
+            stored (by default the unsigned integers of ``bits``).
         tiff_metadata: for TIFF input, the pixel size and ICC profile that :func:`write_tiff`
             copies (as :attr:`LoadedStack.metadata`; empty where the file has none); else ``None``.
         icc_profile: the ICC colour profile embedded in the input, or ``None``; pass it to
             :func:`write_image`.
         exif: the input's EXIF block (PNG, JPEG), its orientation set to upright and its pixel
             dimensions left out (the pixels are turned), or ``None``; pass it to :func:`write_image`.
-        missing: where a float image stored NaN (no data), shaped like ``pixels``, or ``None``
-            where it stored none: ``pixels`` hold 0 there, and :func:`write_tiff` writes NaN back.
+        missing: where a float image stored NaN or an infinity (no data), shaped like ``pixels``,
+            or ``None`` where it stored none: ``pixels`` hold 0 there, and :func:`write_tiff`
+            writes NaN back.
     """
 
     pixels: np.ndarray
@@ -69,7 +80,7 @@ class LoadedImage:
     bits: int
     path: Path
     stored_dtype: np.dtype | None = None
-    stored_scale: float | None = None
+    stored_scale: ValueScale | None = None
     tiff_metadata: dict | None = None
     icc_profile: bytes | None = None
     exif: bytes | None = None
@@ -78,53 +89,61 @@ class LoadedImage:
     def __post_init__(self) -> None:
         if self.stored_dtype is None:  # made by hand: stored as its bit depth says
             self.stored_dtype = np.dtype(np.uint8 if self.bits == 8 else np.uint16)
-            self.stored_scale = 255.0 if self.bits == 8 else 65535.0
+            self.stored_scale = ValueScale(255.0 if self.bits == 8 else 65535.0)
 
     @property
     def is_gray(self) -> bool:
         return self.pixels.ndim == 2
 
 
-def value_scale(array: np.ndarray) -> float:
-    """What :func:`to_float` divides ``array`` by: 255 for uint8, 65535 for uint16, 1 for bool; for
-    other integers 65535, or their maximum where it is above that; for floats 1, or their largest
-    finite value where it is above 1 (a camera's counts stored as float)."""
+def value_scale(array: np.ndarray) -> ValueScale:
+    """How :func:`to_float` maps ``array`` to ``[0, 1]``: uint8 divided by 255, uint16 by 65535,
+    bool by 1; other integers by 65535 or their maximum where it is above that, but by no more
+    than their dtype's maximum (int16: 32767); floats by 1, or by their largest finite value where
+    it is above 1 (a camera's counts stored as float). Data with negative values is first offset
+    by its minimum, so that nothing is clipped; integers are then divided by no more than the
+    room above that minimum, so that :func:`to_stored` writes every pixel back within the dtype."""
     fixed = {np.dtype(np.bool_): 1.0, np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
     if array.dtype in fixed:
-        return fixed[array.dtype]
+        return ValueScale(fixed[array.dtype])
     if np.issubdtype(array.dtype, np.integer):
-        return float(max(65535, int(array.max(initial=0))))
+        offset = min(0, int(array.min(initial=0)))
+        span = max(65535, int(array.max(initial=0)) - offset)
+        return ValueScale(float(min(span, np.iinfo(array.dtype).max - offset)), float(offset))
     if np.issubdtype(array.dtype, np.floating):
         finite = array[np.isfinite(array)]
-        return max(1.0, float(finite.max(initial=0.0)))
+        offset = min(0.0, float(finite.min(initial=0.0)))
+        return ValueScale(max(1.0, float(finite.max(initial=0.0)) - offset), offset)
     raise InputError(f"unsupported pixel type {array.dtype}")
 
 
-def to_float(array: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, int]:
-    """Integer or float pixels -> float32 in ``[0, 1]`` (divided by ``scale``, by default
-    :func:`value_scale`; negatives clipped to 0, NaN to 0) and the bit depth (8 or 16) to write a
-    PNG back with."""
+def to_float(array: np.ndarray, scale: ValueScale | None = None) -> tuple[np.ndarray, int]:
+    """Integer or float pixels -> float32 in ``[0, 1]`` (mapped by ``scale``, by default
+    :func:`value_scale`; NaN and infinities, no data, to 0) and the bit depth (8 or 16) to write
+    a PNG back with."""
     scale = value_scale(array) if scale is None else scale
     bits = 8 if array.dtype in (np.uint8, np.bool_) else 16
     if array.dtype in (np.uint8, np.uint16, np.bool_):
-        return array.astype(np.float32) / np.float32(scale), bits
+        return array.astype(np.float32) / np.float32(scale.scale), bits
+    values = array.astype(np.float64)
     if np.issubdtype(array.dtype, np.floating):
-        array = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=scale, neginf=0.0)
-    return np.clip(array.astype(np.float64) / scale, 0, 1).astype(np.float32), bits
+        values[~np.isfinite(values)] = scale.offset
+    return np.clip((values - scale.offset) / scale.scale, 0, 1).astype(np.float32), bits
 
 
-def stored_form(array: np.ndarray, scale: float | None = None) -> tuple[np.dtype, float]:
+def stored_form(array: np.ndarray, scale: ValueScale | None = None) -> tuple[np.dtype, ValueScale]:
     """The dtype and scale :func:`to_stored` writes ``array``'s outputs with (1-bit as uint8);
     ``scale``: ``array``'s :func:`value_scale`, where it is already known."""
     if array.dtype == np.bool_:
-        return np.dtype(np.uint8), 255.0
+        return np.dtype(np.uint8), ValueScale(255.0)
     return array.dtype, value_scale(array) if scale is None else scale
 
 
-def to_stored(pixels: np.ndarray, scale: float, dtype) -> np.ndarray:
-    """Float pixels in ``[0, 1]`` back on the scale :func:`to_float` read them from: ``pixels * scale``
-    in ``dtype``, rounded and clipped for integers, float32 for floats."""
-    values = np.clip(pixels, 0, 1).astype(np.float64) * scale
+def to_stored(pixels: np.ndarray, scale: ValueScale, dtype) -> np.ndarray:
+    """Float pixels in ``[0, 1]`` back on the scale :func:`to_float` read them from (the exact
+    inverse): ``scale.offset + pixels * scale.scale`` in ``dtype``, rounded for integers, float32
+    for floats."""
+    values = scale.offset + np.clip(pixels, 0, 1).astype(np.float64) * scale.scale
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         return np.clip(np.rint(values), info.min, info.max).astype(dtype)
@@ -379,16 +398,17 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
 
 def missing_values(array: np.ndarray, path: str | os.PathLike = "image") -> np.ndarray | None:
     """Where ``array`` (stored values) holds NaN, the float images' mark for no data (outside a
-    registered or stitched field, masked pixels), or ``None`` where it holds none.
+    registered or stitched field, masked pixels), or an infinity (no measurement either), or
+    ``None`` where it holds neither.
 
     Raises:
-        InputError: every value is NaN.
+        InputError: every value is NaN or infinite.
     """
     if not np.issubdtype(array.dtype, np.floating):
         return None
-    missing = np.isnan(array)
+    missing = ~np.isfinite(array)
     if missing.all():
-        raise InputError(f"{path}: every value is NaN (no data)")
+        raise InputError(f"{path}: every value is NaN or infinite (no data)")
     return missing if missing.any() else None
 
 

@@ -521,3 +521,26 @@ def test_a_negative_stack_maps_to_unit_range_and_back_exactly_by_one_scale():
     unit = [to_float(plane, scale)[0] for plane in planes]
     assert unit[0].min() == 0 and unit[1].min() > 0  # one offset for the stack, not one per plane
     np.testing.assert_array_equal([to_stored(u, stored_scale, dtype) for u in unit], planes)
+
+
+def _exif_with_orientation(entry_type: int, count: int, value: bytes) -> bytes:
+    """An EXIF block whose one tag is an Orientation of ``entry_type`` (TIFF field type)."""
+    inline = len(value) <= 4
+    field = value.ljust(4, b"\0") if inline else struct.pack("<I", 26)  # 26: after the header and the IFD
+    ifd = struct.pack("<HHHI", 1, 0x0112, entry_type, count) + field + struct.pack("<I", 0)
+    return b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd + (b"" if inline else value)
+
+
+@pytest.mark.parametrize("entry_type, count, value", [
+    (2, 4, b"six\0"),  # ASCII
+    (5, 1, struct.pack("<II", 6, 0)),  # RATIONAL 6/0
+    (3, 2, struct.pack("<HH", 6, 6)),  # SHORT, two of them
+])
+def test_a_malformed_exif_orientation_is_ignored_without_warnings(tmp_path, entry_type, count, value):
+    import warnings
+
+    Image.fromarray(_gradient(4, 6, 3, 255, np.uint8)).save(tmp_path / "x.jpg", exif=_exif_with_orientation(entry_type, count, value))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = read_image(tmp_path / "x.jpg")
+    assert image.pixels.shape in ((4, 6, 3), (6, 4, 3))

@@ -187,7 +187,7 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image_format = image.format
-                orientation = int(image.getexif().get(0x0112, 1) or 1)
+                orientation = _exif_orientation(image)
                 image.load()  # decodes everything: truncated files fail here
                 if image_format not in _FORMATS:
                     raise InputError(f"{path}: unsupported image format {image_format} (use {FORMAT_NAMES})")
@@ -208,19 +208,37 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None
     return array, orientation, tiff_metadata, icc_profile, exif
 
 
+def _orientation(value) -> int:
+    """An EXIF or TIFF orientation (1-8); 1, upright, for a malformed one (text, a fraction, out
+    of range, several values), which Pillow ignores too: metadata never fails a read."""
+    return value if isinstance(value, int) and value in range(1, 9) else 1
+
+
+def _exif_orientation(image) -> int:
+    """Pillow ``image``'s EXIF orientation (:func:`_orientation`)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns of each malformed tag it skips
+            return _orientation(image.getexif().get(0x0112, 1))
+    except Exception:  # Pillow raises many types on malformed EXIF
+        return 1
+
+
 def _exif_for_outputs(image) -> bytes | None:
     """The EXIF of Pillow ``image`` as a PNG eXIf chunk holds it (the TIFF-structured block), with
     the orientation upright and the pixel dimensions left out, since the pixels are turned upright
     when read; ``None`` where it has none or it cannot be parsed (metadata never fails a read)."""
     try:
-        exif = image.getexif()
-        if not exif:
-            return None
-        exif[0x0112] = 1  # Orientation
-        details = exif.get_ifd(0x8769)  # the Exif IFD
-        for dimension in (0xA002, 0xA003):  # PixelXDimension, PixelYDimension
-            details.pop(dimension, None)
-        block = exif.tobytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns of each malformed tag it skips
+            exif = image.getexif()
+            if not exif:
+                return None
+            exif[0x0112] = 1  # Orientation
+            details = exif.get_ifd(0x8769)  # the Exif IFD
+            for dimension in (0xA002, 0xA003):  # PixelXDimension, PixelYDimension
+                details.pop(dimension, None)
+            block = exif.tobytes()
     except Exception:  # Pillow raises many types on malformed EXIF
         return None
     return block.removeprefix(b"Exif\0\0")

@@ -523,6 +523,34 @@ def test_a_negative_stack_maps_to_unit_range_and_back_exactly_by_one_scale():
     np.testing.assert_array_equal([to_stored(u, stored_scale, dtype) for u in unit], planes)
 
 
+def test_a_tiff_of_pages_of_different_sizes_is_refused_naming_them_and_a_thumbnail_is_no_page(tmp_path):
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tiff:
+        for shape in ((16, 24), (8, 12), (16, 24)):
+            tiff.write(np.zeros(shape, np.uint16))
+    with pytest.raises(InputError, match=r"mixed.tif: holds 3 images of different sizes or kinds \(16x24, 8x12, 16x24\)"):
+        read_image(tmp_path / "mixed.tif")
+    with tifffile.TiffWriter(tmp_path / "thumb.tif") as tiff:
+        tiff.write(_gradient(16, 24, 1, 60000, np.uint16))
+        tiff.write(np.zeros((4, 6), np.uint16), subfiletype=1)  # a reduced-resolution copy
+    assert np.array_equal(from_float(read_image(tmp_path / "thumb.tif").pixels, 16), _gradient(16, 24, 1, 60000, np.uint16))
+
+
+def test_a_stack_followed_by_an_image_of_another_size_is_refused(tmp_path):
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tiff:
+        tiff.write(np.zeros((3, 16, 24), np.uint16), photometric="minisblack")
+        tiff.write(np.zeros((8, 12), np.uint16))
+    with pytest.raises(InputError, match="mixed.tif: holds 2 images"):
+        read_stack(tmp_path / "mixed.tif")
+
+
+@pytest.mark.parametrize("width", [3, 4, 5])
+def test_planar_rgb_tiff_reads_with_colour_last_whatever_its_width(tmp_path, width):
+    planes = _gradient(3, 16, width, 255, np.uint8).reshape(3, 16, width)
+    tifffile.imwrite(tmp_path / "planar.tif", planes, photometric="rgb", planarconfig="separate")
+    image = read_image(tmp_path / "planar.tif")
+    assert image.alpha is None and np.array_equal(from_float(image.pixels, 8), planes.transpose(1, 2, 0))
+
+
 def _exif_with_orientation(entry_type: int, count: int, value: bytes) -> bytes:
     """An EXIF block whose one tag is an Orientation of ``entry_type`` (TIFF field type)."""
     inline = len(value) <= 4
@@ -544,3 +572,11 @@ def test_a_malformed_exif_orientation_is_ignored_without_warnings(tmp_path, entr
         warnings.simplefilter("error")
         image = read_image(tmp_path / "x.jpg")
     assert image.pixels.shape in ((4, 6, 3), (6, 4, 3))
+
+
+def test_a_tiff_with_no_pages_is_one_error_and_no_tifffile_log(tmp_path, caplog):
+    (tmp_path / "empty.tif").write_bytes(b"II*\0\0\0\0\0")  # a header pointing to no page
+    assert tiff_stack_axes(tmp_path / "empty.tif") is None
+    with pytest.raises(InputError, match="empty.tif"):
+        read_image(tmp_path / "empty.tif")
+    assert [record.getMessage() for record in caplog.records if record.name == "tifffile"] == []

@@ -12,10 +12,12 @@ its axes and pixel size. Writes go to a temporary name and are renamed into plac
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import warnings
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,12 +282,11 @@ def _read_tiff_page(path: Path) -> tuple[np.ndarray | None, int, dict]:
     """A one-plane TIFF by tifffile (any sample type Pillow lacks: float RGB, 32-bit integers, BigTIFF):
     its pixels, orientation and pixel size; the pixels are ``None`` for the colour spaces that
     Pillow converts to RGB (CMYK, Lab, uncompressed YCbCr)."""
-    import tifffile
-
     try:
-        with tifffile.TiffFile(path) as tiff:
+        with _open_tiff_quietly(path) as tiff:
             if not len(tiff.pages):
                 raise InputError(f"{path}: the TIFF holds no image")
+            _refuse_several_images(tiff, path)
             axes = _stack_axes(tiff)
             if axes is not None:
                 raise InputError(f"{path}: a TIFF stack ({axes}); read it with read_stack")
@@ -293,16 +294,43 @@ def _read_tiff_page(path: Path) -> tuple[np.ndarray | None, int, dict]:
             metadata = _tiff_metadata(tiff)
             if not _tifffile_reads_colours_of(page):
                 return None, 1, metadata
-            array = _as_stored_colours(page.asarray(), page, tiff.is_imagej, path)
+            array = page.asarray()
+            if "S" in page.axes:  # colour samples last, also where stored as separate planes
+                array = np.moveaxis(array, page.axes.index("S"), -1)
+            array = _as_stored_colours(array, page, tiff.is_imagej, path)
             orientation = page.tags.get("Orientation")
-            orientation = int(orientation.value) if orientation is not None else 1
+            orientation = _orientation(orientation.value) if orientation is not None else 1
     except InputError:
         raise
     except Exception as error:  # tifffile and its codecs raise many types (zlib.error, ...) on a broken file
         raise InputError(f"{path}: cannot decode TIFF ({error})") from None
-    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
-        array = np.moveaxis(array, 0, -1)
     return array, orientation, metadata
+
+
+@contextmanager
+def _open_tiff_quietly(path: Path):
+    """``tifffile.TiffFile(path)``, with tifffile's log of what it finds wrong silenced: the
+    caller reports a file it cannot use in one line, and a bad tag does not matter."""
+    import tifffile
+
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            yield tiff
+    finally:
+        logger.setLevel(level)
+
+
+def _refuse_several_images(tiff, path: Path) -> None:
+    """Refuse a TIFF whose pages are images of different sizes or kinds (tifffile's series
+    beyond the first), rather than enhance its first only; thumbnails and pyramid levels are
+    levels of their series, not series, and an OME-TIFF's first image is the one read."""
+    if len(tiff.series) > 1 and not tiff.is_ome:
+        shapes = ", ".join("x".join(map(str, series.shape)) for series in tiff.series)
+        raise InputError(f"{path}: holds {len(tiff.series)} images of different sizes or kinds ({shapes}), "
+                         "not one image or a stack of equal planes: save each as its own file")
 
 
 def _tifffile_reads_colours_of(page) -> bool:
@@ -537,13 +565,11 @@ def is_tiff(path: str | os.PathLike) -> bool:
 def tiff_stack_axes(path: str | os.PathLike) -> str | None:
     """The axes of the TIFF at ``path`` if it holds more than one plane, else ``None`` (also for
     files that are not TIFF or cannot be parsed: :func:`read_image` reports those). Reads the header only."""
-    import tifffile
-
     path = Path(path)
     try:
         if not _is_tiff(path):
             return None
-        with tifffile.TiffFile(path) as tiff:
+        with _open_tiff_quietly(path) as tiff:
             return _stack_axes(tiff)
     except Exception:  # an unparsable header: read_image reports it
         return None
@@ -562,15 +588,14 @@ def read_stack(path: str | os.PathLike) -> LoadedStack:
     Raises:
         InputError: not a TIFF stack, unreadable, or with colour samples other than RGB or RGBA.
     """
-    import tifffile
-
     path = Path(path)
     if not path.is_file() or not _is_tiff(path):
         raise InputError(f"{path}: not a TIFF of several planes")
     try:
-        with tifffile.TiffFile(path) as tiff:
+        with _open_tiff_quietly(path) as tiff:
             if _stack_axes(tiff) is None:
                 raise InputError(f"{path}: not a TIFF of several planes")
+            _refuse_several_images(tiff, path)
             series, page = tiff.series[0], tiff.pages[0]
             if not _tifffile_reads_colours_of(page):
                 raise InputError(f"{path}: unsupported colour space {page.photometric.name} in a TIFF stack (gray, RGB or palette expected)")

@@ -483,6 +483,14 @@ def test_webp_is_read_with_its_alpha_and_exif_and_an_animated_one_is_refused(tmp
         read_image(tmp_path / "clip.webp")
 
 
+def test_a_png_too_large_for_pillow_is_an_input_error(tmp_path):
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)  # 400 megapixels: over Pillow's bomb limit
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+                                        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 20001)) + _png_chunk(b"IEND", b""))
+    with pytest.raises(InputError, match="huge.png: too large for Pillow to decode safely"):
+        read_image(tmp_path / "huge.png")
+
+
 @pytest.mark.parametrize("name, stored", [
     ("non-negative int16", np.array([[0, 1000], [3000, 2999]], np.int16)),
     ("CT in int16", np.array([[-995, -1], [0, 996]], np.int16)),
@@ -572,6 +580,36 @@ def test_a_malformed_exif_orientation_is_ignored_without_warnings(tmp_path, entr
         warnings.simplefilter("error")
         image = read_image(tmp_path / "x.jpg")
     assert image.pixels.shape in ((4, 6, 3), (6, 4, 3))
+
+
+def test_an_animated_png_is_refused_as_an_animated_webp_is(tmp_path):
+    frames = [Image.fromarray(_gradient(8, 9, 3, 200, np.uint8) + shift) for shift in (0, 40)]
+    frames[0].save(tmp_path / "clip.png", save_all=True, append_images=frames[1:])
+    with pytest.raises(InputError, match="clip.png: an animated PNG .2 frames.*zeroig video"):
+        read_image(tmp_path / "clip.png")
+
+
+def test_a_transparent_colour_of_a_gray_or_rgb_png_is_read_as_alpha(tmp_path):
+    gray = np.array([[0, 90], [200, 0]], np.uint8)
+    Image.fromarray(gray).save(tmp_path / "gray.png", transparency=0)
+    Image.fromarray(np.dstack([gray] * 3)).save(tmp_path / "rgb.png", transparency=(0, 0, 0))
+    rows = b"".join(b"\0" + (gray[y].astype(np.uint16) * 257).astype(">u2").tobytes() for y in range(2))
+    (tmp_path / "gray16.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 16, 0, 0, 0, 0))
+                                          + _png_chunk(b"tRNS", struct.pack(">H", 0)) + _png_chunk(b"IDAT", zlib.compress(rows))
+                                          + _png_chunk(b"IEND", b""))
+    opaque = np.where(gray == 0, 0, 1)
+    for name, gray_out in (("gray.png", True), ("rgb.png", False), ("gray16.png", True)):
+        image = read_image(tmp_path / name)
+        assert image.is_gray == gray_out and np.array_equal(image.alpha > 0, opaque), name
+
+
+def test_a_palette_png_of_grays_reads_as_gray(tmp_path):
+    indices = np.array([[0, 1], [2, 1]], np.uint8)
+    image = Image.fromarray(indices, "P")
+    image.putpalette([0, 0, 0, 128, 128, 128, 255, 255, 255])
+    image.save(tmp_path / "gray-palette.png")
+    loaded = read_image(tmp_path / "gray-palette.png")
+    assert loaded.is_gray and np.array_equal(from_float(loaded.pixels, 8), [[0, 128], [255, 128]])
 
 
 def test_a_tiff_with_no_pages_is_one_error_and_no_tifffile_log(tmp_path, caplog):

@@ -37,6 +37,7 @@ __all__ = [
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 _FORMATS = {"PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP"}  # read by Pillow; TIFFs by tifffile unless CMYK, Lab, ...
 FORMAT_NAMES = "PNG, JPEG, TIFF, BMP or WebP"
+_ANIMATED_FORMATS = {"PNG": "PNG", "WEBP": "WebP"}  # refused when animated, by their names
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
 _IMAGEJ_METADATA = ("spacing", "unit", "finterval", "fps", "xorigin", "yorigin", "zorigin")
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap the image's axes
@@ -193,18 +194,21 @@ def _read_pixels(path: Path) -> tuple[np.ndarray, int, dict | None, bytes | None
                 image.load()  # decodes everything: truncated files fail here
                 if image_format not in _FORMATS:
                     raise InputError(f"{path}: unsupported image format {image_format} (use {FORMAT_NAMES})")
-                if image_format == "WEBP" and getattr(image, "n_frames", 1) > 1:
-                    raise InputError(f"{path}: an animated WebP ({image.n_frames} frames); `zeroig video` takes moving pictures")
+                if image_format in _ANIMATED_FORMATS and getattr(image, "n_frames", 1) > 1:
+                    raise InputError(f"{path}: an animated {_ANIMATED_FORMATS[image_format]} ({image.n_frames} frames); "
+                                     "`zeroig video` takes moving pictures")
                 icc_profile = image.info.get("icc_profile") or None
                 exif = None if image_format == "TIFF" else _exif_for_outputs(image)
                 if image_format == "PNG" and (image.mode.startswith("I") or _png_header(path)[0] == 16):
-                    array = _read_png_with_opencv(path)
+                    array = _read_png_with_opencv(path, image.info.get("transparency"))
                 else:
                     array = np.asarray(_to_standard_mode(image))
     except InputError:
         raise
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image Pillow can read ({FORMAT_NAMES} expected)") from None
+    except Image.DecompressionBombError as error:
+        raise InputError(f"{path}: too large for Pillow to decode safely ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: cannot decode image ({error})") from None
     return array, orientation, tiff_metadata, icc_profile, exif
@@ -379,12 +383,16 @@ def _png_header(path: Path) -> tuple[int, int]:
     return (header[24], header[25]) if len(header) == 26 else (8, 0)
 
 
-def _read_png_with_opencv(path: Path) -> np.ndarray:
+def _read_png_with_opencv(path: Path, transparency) -> np.ndarray:
+    """A 16-bit PNG, its ``transparency`` (Pillow's ``info["transparency"]``) as alpha."""
     import cv2
 
     array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise InputError(f"{path}: cannot decode PNG")
+    if array.ndim == 2 and isinstance(transparency, int):  # a gray made transparent (tRNS): OpenCV drops it
+        alpha = np.where(array == transparency, 0, np.iinfo(array.dtype).max).astype(array.dtype)
+        return np.dstack([array, alpha])
     if array.ndim == 3 and array.shape[2] == 4 and _png_header(path)[1] == _PNG_GRAY_ALPHA:
         return array[..., [0, 3]]  # OpenCV spreads gray + alpha over BGRA; gray stays gray
     if array.ndim == 3:
@@ -393,16 +401,19 @@ def _read_png_with_opencv(path: Path) -> np.ndarray:
 
 
 def _to_standard_mode(image):
-    """Pillow image in any 8-bit mode -> L, LA, RGB or RGBA."""
-    if image.mode in ("L", "LA", "RGB", "RGBA"):
-        return image
-    if image.mode == "1":
-        return image.convert("L")
-    if image.mode in ("P", "PA"):
-        return image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
+    """Pillow image in any 8-bit mode -> L, LA, RGB or RGBA: a palette of grays as gray, a
+    transparent colour (tRNS) or palette entry as alpha."""
     if image.mode == "F":
         return image
-    return image.convert("RGB")
+    transparent = "transparency" in image.info or image.mode in ("LA", "PA", "RGBA")
+    gray = image.mode in ("1", "L", "LA") or (image.mode in ("P", "PA") and _has_gray_palette(image))
+    mode = ("LA" if transparent else "L") if gray else ("RGBA" if transparent else "RGB")
+    return image if image.mode == mode else image.convert(mode)
+
+
+def _has_gray_palette(image) -> bool:
+    palette = np.asarray(image.getpalette("RGB") or [], np.uint8).reshape(-1, 3)
+    return bool(np.all(palette == palette[:, :1]))
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:

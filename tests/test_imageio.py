@@ -384,7 +384,7 @@ def test_gray_png_keeps_a_gray_profile_and_an_rgb_output_drops_it(tmp_path):
         assert "icc_profile" not in written.info
     alpha = np.full(image.pixels.shape, 255, np.uint8)
     with Image.open(write_image(tmp_path / "ga_out.png", image.pixels, alpha=alpha, icc_profile=profile)) as written:
-        assert written.mode == "RGBA" and "icc_profile" not in written.info  # a gray profile does not describe RGBA
+        assert written.mode == "LA" and written.info["icc_profile"] == profile  # gray + alpha stays gray
 
 
 def test_cmyk_profile_is_not_given_to_the_rgb_it_is_decoded_to(tmp_path):
@@ -559,6 +559,20 @@ def test_planar_rgb_tiff_reads_with_colour_last_whatever_its_width(tmp_path, wid
     assert image.alpha is None and np.array_equal(from_float(image.pixels, 8), planes.transpose(1, 2, 0))
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_gray_alpha_png_is_written_gray_with_its_alpha_and_gray_profile(tmp_path, bits):
+    from zeroig_plugin.imageio import _png_header
+
+    dtype = np.uint8 if bits == 8 else np.uint16
+    gray, alpha = _gradient(5, 6, 1, 2**bits - 1, dtype), _gradient(5, 7, 1, 2**bits - 1, dtype)[:, :6]
+    pixels = gray.astype(np.float32) / (2**bits - 1)
+    out = write_image(tmp_path / "la.png", pixels, bits=bits, alpha=alpha, icc_profile=_profile(b"GRAY"))
+    assert _png_header(out) == (bits, 4)  # gray + alpha
+    written = read_image(out)
+    assert written.is_gray and written.icc_profile == _profile(b"GRAY") and written.bits == bits
+    assert np.array_equal(from_float(written.pixels, bits), gray) and np.array_equal(written.alpha, alpha)
+
+
 def _exif_with_orientation(entry_type: int, count: int, value: bytes) -> bytes:
     """An EXIF block whose one tag is an Orientation of ``entry_type`` (TIFF field type)."""
     inline = len(value) <= 4
@@ -618,3 +632,16 @@ def test_a_tiff_with_no_pages_is_one_error_and_no_tifffile_log(tmp_path, caplog)
     with pytest.raises(InputError, match="empty.tif"):
         read_image(tmp_path / "empty.tif")
     assert [record.getMessage() for record in caplog.records if record.name == "tifffile"] == []
+
+
+def test_writers_refuse_an_unsupported_depth_and_outputs_of_another_shape(tmp_path):
+    with pytest.raises(ValueError, match="8 or 16 bits, not 12"):
+        write_image(tmp_path / "x.png", np.zeros((2, 2), np.float32), bits=12)
+    tifffile.imwrite(tmp_path / "in.tif", np.zeros((4, 5), np.uint16))
+    with pytest.raises(ValueError, match=r"outputs of shape \(5, 4\) do not fit .*in.tif, read as \(4, 5\)"):
+        write_tiff(tmp_path / "out.tif", np.zeros((5, 4), np.float32), like=read_image(tmp_path / "in.tif"))
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((2, 4, 5), np.uint16), photometric="minisblack")
+    stack = read_stack(tmp_path / "stack.tif")
+    with pytest.raises(ValueError, match="do not fit"):
+        write_stack(tmp_path / "out.tif", np.zeros((3, 4, 5), np.uint16), like=stack)
+    assert not (tmp_path / "out.tif").exists()

@@ -275,11 +275,25 @@ def _exif_with_software(exif: bytes) -> bytes:
         return exif
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def _with_png_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
     """``png`` with a chunk of ``kind`` inserted right after its header chunk (IHDR: 8 bytes of
     signature, then 25 of chunk), where ancillary chunks such as iCCP must precede the image data."""
-    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return png[:33] + chunk + png[33:]
+    return png[:33] + _png_chunk(kind, data) + png[33:]
+
+
+def _gray_alpha_png(array: np.ndarray) -> bytes:
+    """Gray + alpha, ``(H, W, 2)`` uint8 or uint16, as a PNG of that colour type, which OpenCV
+    does not write."""
+    height, width = array.shape[:2]
+    samples = array.astype(array.dtype.newbyteorder(">")).view(np.uint8).reshape(height, -1)
+    rows = np.hstack([np.zeros((height, 1), np.uint8), samples])  # each row led by filter type 0: none
+    header = struct.pack(">IIBBBBB", width, height, 8 * array.dtype.itemsize, _PNG_GRAY_ALPHA, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows.tobytes()))
+            + _png_chunk(b"IEND", b""))
 
 
 def _read_tiff_page(path: Path) -> tuple[np.ndarray | None, int, dict]:
@@ -476,32 +490,27 @@ def write_image(
     """Write float pixels (``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]``) as a PNG of ``bits`` depth.
 
     ``alpha`` (stored values, any integer dtype) is appended unchanged (rescaled only if its depth
-    differs from ``bits``). ``icc_profile`` (:attr:`LoadedImage.icc_profile`) is embedded where it
-    describes the pixels written (an RGB profile for colour, a gray one for gray without alpha,
-    which is written as RGBA), else left out; ``exif`` (:attr:`LoadedImage.exif`) is embedded as
+    differs from ``bits``): gray + alpha stays gray. ``icc_profile`` (:attr:`LoadedImage.icc_profile`)
+    is embedded where it describes the pixels written (an RGB profile for colour, a gray one for
+    gray), else left out; ``exif`` (:attr:`LoadedImage.exif`) is embedded as
     it is. ``provenance`` (:func:`~zeroig_plugin.provenance.processing_record`) is written as the
     text chunks ``Software`` and ``Description`` (JSON), and as the EXIF's Software. The file
     appears at ``path`` only once fully written.
 
     Raises:
+        ValueError: ``bits`` is neither 8 nor 16.
         OutputError: the file cannot be written.
     """
-    import cv2
-
+    if bits not in (8, 16):
+        raise ValueError(f"a PNG is written with 8 or 16 bits, not {bits}")
     path = Path(path)
     array = from_float(pixels, bits)
     if alpha is not None:
         if alpha.dtype != array.dtype:
             alpha = from_float(to_float(alpha)[0], bits)
-        array = np.dstack([array, alpha]) if array.ndim == 3 else np.dstack([array, array, array, alpha])
-    colours = 1 if array.ndim == 2 else 3  # gray with alpha is written as RGBA
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA if array.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", array)
-    if not ok:
-        raise OutputError(f"{path}: PNG encoding failed")
-    png = encoded.tobytes()
-    if _profile_fits(icc_profile, colours):
+        array = np.dstack([array, alpha])
+    png = _gray_alpha_png(array) if array.ndim == 3 and array.shape[2] == 2 else _png_by_opencv(array, path)
+    if _profile_fits(icc_profile, 1 if pixels.ndim == 2 else 3):
         png = _with_png_chunk(png, b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile))
     if exif:
         png = _with_png_chunk(png, b"eXIf", exif if provenance is None else _exif_with_software(exif))
@@ -509,6 +518,18 @@ def write_image(
         png = _with_png_chunk(png, b"tEXt", b"Description\0" + record_text(provenance).encode("ascii"))
         png = _with_png_chunk(png, b"tEXt", b"Software\0" + SOFTWARE.encode("ascii"))
     return _write_atomically(path, lambda temporary: temporary.write_bytes(png))
+
+
+def _png_by_opencv(array: np.ndarray, path: Path) -> bytes:
+    """Gray, RGB or RGBA ``array`` (uint8 or uint16) encoded as PNG."""
+    import cv2
+
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA if array.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise OutputError(f"{path}: PNG encoding failed")
+    return encoded.tobytes()
 
 
 def _write_atomically(path: Path, write) -> Path:
@@ -676,8 +697,10 @@ def write_stack(
     :func:`write_tiff`). The file appears at ``path`` only once fully written.
 
     Raises:
+        ValueError: ``planes`` is not shaped like ``like.planes``.
         OutputError: the file cannot be written.
     """
+    _check_shape(planes, like.planes, like.path)
     return _write_tiff(Path(path), planes, like.axes, like.metadata, like.rgb, provenance)
 
 
@@ -693,8 +716,10 @@ def write_tiff(
     appears at ``path`` only once fully written.
 
     Raises:
+        ValueError: ``pixels`` is not shaped like ``like.pixels``.
         OutputError: the file cannot be written.
     """
+    _check_shape(pixels, like.pixels, like.path)
     stored = to_stored(pixels, like.stored_scale, like.stored_dtype)
     if like.missing is not None and np.issubdtype(stored.dtype, np.floating):
         stored[like.missing] = np.nan
@@ -702,6 +727,11 @@ def write_tiff(
         stored = np.dstack([stored, like.alpha.astype(stored.dtype)])
     axes = "YX" if stored.ndim == 2 else "YXS"
     return _write_tiff(Path(path), stored, axes, like.tiff_metadata or {}, pixels.ndim == 3, provenance)
+
+
+def _check_shape(outputs: np.ndarray, read: np.ndarray, path: Path) -> None:
+    if outputs.shape != read.shape:
+        raise ValueError(f"outputs of shape {outputs.shape} do not fit {path}, read as {read.shape}")
 
 
 def _write_tiff(path: Path, planes: np.ndarray, axes: str, metadata: dict, rgb: bool, provenance: dict | None) -> Path:

@@ -479,7 +479,7 @@ def missing_values(array: np.ndarray, path: str | os.PathLike = "image") -> np.n
         return None
     missing = ~np.isfinite(array)
     if missing.all():
-        raise InputError(f"{path}: every value is NaN or infinite (no data)")
+        raise InputError(f"{path}: every value is {'NaN' if np.isnan(array).all() else 'NaN or infinite'} (no data)")
     return missing if missing.any() else None
 
 

@@ -420,6 +420,22 @@ def test_frame_by_frame_enhancer_keeps_warm_state_and_resets_on_cuts():
     assert floats.dtype == np.float32 and 0 <= floats.min() and floats.max() <= 1
 
 
+def test_frames_the_enhancer_cannot_take_are_refused_before_its_state_changes():
+    enhancer = tiny_enhancer()
+    dark = np.random.default_rng(3).integers(0, 30, (32, 32, 3), dtype=np.uint8)
+    enhancer.enhance(dark)
+    nan_frame = dark.astype(np.float32) / 255
+    nan_frame[0, 0, 0] = np.nan
+    bad_frames = [dark.astype(np.float32), np.zeros((0, 0, 3), np.uint8), nan_frame]  # 0-255 floats, empty, NaN
+    for bad in bad_frames:
+        with pytest.raises(InputError):
+            enhancer.enhance(bad)
+    assert enhancer.frames_done == 1
+    enhancer.enhance(np.roll(dark, 1, axis=1))
+    assert np.isfinite(enhancer.last_report.cut_statistic) and not enhancer.last_report.scene_cut
+    assert enhancer.last_report.steps == 1  # still warm
+
+
 def test_scene_cut_returns_to_the_given_checkpoint_not_the_seeded_init():
     checkpoint = WarmStartEnhancer(TINY, device="cpu", seed=7).model.state_dict()
     every_frame_a_cut = WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=32, scene_cut_threshold=-1.0)

@@ -40,12 +40,27 @@ from .temporal import TemporalFilter
 __all__ = ["WarmStartSettings", "FrameReport", "WarmStartEnhancer", "DEFAULTS"]
 
 _INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+_ROUNDING = 1e-3  # how far a float frame may stray outside [0, 1] (resampling, colour conversion) and be clamped
 
 
 def _blank(frame: torch.Tensor, tolerance: float) -> bool:
     """Whether ``frame`` holds one value to within ``tolerance`` (a fade's black); its top row is
     read first, so a frame with a picture costs no full-frame pass."""
     return all(float(part.amax() - part.amin()) <= tolerance for part in (frame[..., 0, :], frame))
+
+
+def _checked(frame: torch.Tensor) -> torch.Tensor:
+    """``frame`` ``(1, 3, H, W)`` clamped to ``[0, 1]`` if it is within rounding of it; else an
+    :class:`InputError` (0-255 floats, NaN, an empty frame), as clamping would whiten or blank it."""
+    if frame.ndim != 4 or frame.shape[:2] != (1, 3) or frame.numel() == 0:
+        raise InputError(f"expected a (1, 3, H, W) RGB frame, got shape {tuple(frame.shape)}")
+    low, high = (float(value) for value in torch.aminmax(frame))
+    if not (-_ROUNDING <= low and high <= 1 + _ROUNDING):  # NaN fails both comparisons
+        raise InputError(
+            f"frame values must lie in [0, 1] (float frames), found {low:g} to {high:g}: "
+            "divide 0-255 floats by 255; NaN and infinite values cannot be enhanced"
+        )
+    return frame.clamp(0, 1)
 
 
 def _quantize(image: torch.Tensor) -> torch.Tensor:
@@ -204,12 +219,16 @@ class WarmStartEnhancer:
         Args:
             frame: ``(H, W, 3)`` RGB, uint8 (0-255), uint16 (0-65535) or float in ``[0, 1]``.
 
+        Raises:
+            InputError: another shape or dtype, an empty frame, or float values outside
+                ``[0, 1]`` (NaN included); the enhancer's state is left as it was.
+
         Returns:
             ``(H, W, 3)`` RGB ``settings.output`` image: uint8 for integer input, float32 in
             ``[0, 1]`` for float input.
         """
         frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[2] != 3:
+        if frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
             raise InputError(f"expected an (H, W, 3) RGB frame, got shape {frame.shape}")
         result = self.enhance_tensor(self._upload(frame))[0].permute(1, 2, 0)
         if np.issubdtype(frame.dtype, np.floating):
@@ -226,7 +245,11 @@ class WarmStartEnhancer:
         Returns:
             float ``(1, 3, H, W)`` in ``[0, 1]`` on :attr:`device`: the ``settings.output`` image,
             temporally filtered when ``settings.temporal_strength`` is above 0.
+
+        Raises:
+            InputError: as :meth:`enhance`, before any state changes.
         """
+        frame = _checked(frame)
         is_cut, statistic = self._cuts.update(frame)
         fresh = self.frames_done == 0 or is_cut
         if is_cut:
@@ -311,7 +334,7 @@ class WarmStartEnhancer:
         data = frame.astype(np.int32) if frame.dtype == np.uint16 else frame  # torch has no uint16 math on every device
         tensor = torch.from_numpy(np.ascontiguousarray(data)).to(self.device, non_blocking=True)
         tensor = tensor.permute(2, 0, 1).unsqueeze(0).float()
-        return tensor / scale if scale else tensor.clamp(0, 1)
+        return tensor / scale if scale else tensor
 
     def _restart(self) -> None:
         """Back to the initial weights (seeded init or the given checkpoint) and a fresh optimiser."""

@@ -399,6 +399,131 @@ def test_cli_module_imports_only_click():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
+# --- containers, timestamps and paths -------------------------------------------------------
+
+
+def make_plain_clip(path: Path, frames: int = 3, container_format: str | None = None, extra_streams: bool = False) -> Path:
+    """A 32x32 clip at 10 frames/s (pts 0, 1, 2... in 1/10 s); ``container_format="h264"`` makes a
+    raw stream, whose packets carry no timestamps; ``extra_streams`` adds a second video stream
+    and a second audio stream after the first ones."""
+    with av.open(str(path), "w", format=container_format) as container:
+        videos = [container.add_stream("libx264", rate=10, options={"preset": "ultrafast"}) for _ in range(1 + extra_streams)]
+        for video in videos:
+            video.width = video.height = 32
+        sounds = [container.add_stream("aac", rate=44100, layout="mono") for _ in range(2)] if extra_streams else []
+        for index in range(frames):
+            image = np.full((32, 32, 3), 10 + 5 * index, np.uint8)
+            for video in videos:
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts, frame.time_base = index, Fraction(1, 10)
+                container.mux(video.encode(frame))
+        for video in videos:
+            container.mux(video.encode(None))
+        for sound in sounds:
+            _write_tone(container, sound, seconds=frames / 10)
+    return path
+
+
+def test_raw_h264_frames_without_timestamps_are_spaced_by_the_frame_rate(tmp_path):
+    source = make_plain_clip(tmp_path / "dvr.h264", frames=3, container_format="h264")
+    assert [frame.time for frame in decode_frames(source)] == pytest.approx([0.0, 0.1, 0.2])
+    enhance_video(source, tmp_path / "dvr.mp4", tiny_enhancer(NO_FIT))
+    assert frame_times(tmp_path / "dvr.mp4") == [0, Fraction(1, 10), Fraction(2, 10)]
+
+
+@pytest.mark.parametrize("name", ["out.avi", "out.webm", "out.xyz", "out"])
+def test_outputs_without_exact_timestamps_or_h264_are_refused_naming_the_path_and_what_works(clip, tmp_path, name):
+    with pytest.raises(OutputError) as refused:
+        enhance_video(clip, tmp_path / name, tiny_enhancer(NO_FIT))
+    message = str(refused.value)
+    assert message.startswith(str(tmp_path / name) + ":") and "partial" not in message
+    assert ".mp4, .mov, .mkv, .ts" in message
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OutputError, match=r"x\.avi: .*\.mp4, \.mov, \.mkv, \.ts"):
+        VideoSink(tmp_path / "x.avi", probe(clip), None)
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".m2ts", ".mts"])
+def test_mpegts_outputs_keep_the_frames_spacing_and_the_audio_in_sync(clip, tmp_path, suffix):
+    output = tmp_path / f"broadcast{suffix}"
+    enhance_video(clip, output, tiny_enhancer(NO_FIT))  # x264's medium preset: B-frames, so a start delay
+    written, original = frame_times(output), frame_times(clip)
+    assert [time - written[0] for time in written] == [time - original[0] for time in original]
+
+    def audio_lead(path: Path) -> Fraction:
+        with av.open(str(path)) as container:
+            first_audio = next(p for p in container.demux(audio=0) if p.size)
+            return frame_times(path)[0] - first_audio.pts * first_audio.time_base
+
+    assert abs(audio_lead(output) - audio_lead(clip)) <= Fraction(1, 90000)
+    adts_header = 7  # MPEG-TS carries AAC with an ADTS header on each packet
+    assert [payload[adts_header:] for payload in audio_payloads(output)] == audio_payloads(clip)
+
+
+def test_truncated_mkv_is_reported_and_a_live_recording_is_not(tmp_path):
+    whole = make_plain_clip(tmp_path / "whole.mkv", frames=8)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.8)])
+    assert not probe(whole).truncated
+    with pytest.raises(InputError, match=r"cut\.mkv: truncated.*decoded \d frames; a shorter but valid video"):
+        enhance_video(cut, tmp_path / "cut-out.mp4", tiny_enhancer(NO_FIT))
+    segment = data.index(bytes.fromhex("18538067")) + 4
+    live = tmp_path / "live.mkv"  # as OBS writes a recording in progress: the Segment's size unknown
+    live.write_bytes(data[:segment] + bytes.fromhex("01ffffffffffffff") + data[segment + 8 : int(len(data) * 0.8)])
+    assert not probe(live).truncated
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".ts"])
+def test_repeated_or_decreasing_timestamps_are_made_increasing_with_one_note(tmp_path, suffix):
+    raw = make_plain_clip(tmp_path / "dvr.h264", frames=1, container_format="h264")  # a fine time base: 1/1200000
+    info = probe(raw)
+    tick = int(1 / (10 * info.time_base))
+    stamps = [0, tick, tick, tick + 5, tick - 100, 3 * tick]  # a repeat, two stamps in one 90 kHz tick, a step back
+    notes: list[str] = []
+    output = tmp_path / f"out{suffix}"
+    with VideoSink(output, info, None, preset="ultrafast", warn=notes.append) as sink:
+        for pts in stamps:
+            sink.write(np.zeros((32, 32, 3), np.uint8), pts)
+    times = [time - frame_times(output)[0] for time in frame_times(output)]
+    assert len(times) == len(stamps) and all(b > a for a, b in zip(times, times[1:]))
+    assert times[1] == Fraction(1, 10) and times[-1] == Fraction(3, 10)
+    assert len([note for note in notes if "timestamps" in note]) == 1
+
+
+def test_an_output_that_cannot_be_created_is_refused_before_any_fit(clip):
+    enhancer = tiny_enhancer()
+    with pytest.raises(OutputError, match=r"^/proc/out\.mp4: cannot create the output"):
+        enhance_video(clip, "/proc/out.mp4", enhancer)
+    assert enhancer.frames_done == 0
+    result = run_cli(clip, "/proc/out.mp4", "--device", "cpu", "--first-iters", "1")
+    assert result.exit_code == 1 and "Error: /proc/out.mp4: cannot create the output" in result.output
+
+
+def test_colons_in_file_names_are_not_read_as_protocols(clip, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative names: FFmpeg reads "2024-01-01T12:" as a protocol, "/tmp/...:" not
+    Path("2024-01-01T12:00:00.mp4").write_bytes(clip.read_bytes())
+    enhance_video("2024-01-01T12:00:00.mp4", "cam2:out.mp4", tiny_enhancer(NO_FIT), max_frames=2)
+    assert [frame.pts * frame.time_base for frame in decode_frames(tmp_path / "cam2:out.mp4")] == frame_times(clip)[:2]
+
+
+def test_a_count_the_input_does_not_declare_is_not_made_up_from_max_frames(tmp_path):
+    source = make_plain_clip(tmp_path / "short.mkv", frames=3)
+    result = enhance_video(source, tmp_path / "short-out.mp4", tiny_enhancer(NO_FIT), max_frames=8)
+    assert result.complete and result.frames_expected == 0
+    assert result.describe().startswith("wrote 3 frames to")
+
+
+def test_streams_left_out_are_named_in_one_note(tmp_path):
+    source = make_plain_clip(tmp_path / "two-cameras.mkv", frames=2, extra_streams=True)
+    notes: list[str] = []
+    enhance_video(source, tmp_path / "out.mkv", tiny_enhancer(NO_FIT), warn=notes.append)
+    left_out = [note for note in notes if "left out" in note]
+    assert left_out == ["only the first video stream and the first audio stream are used; left out: 1 video stream, 1 audio stream"]
+    with av.open(str(tmp_path / "out.mkv")) as container:
+        assert (len(container.streams.video), len(container.streams.audio)) == (1, 1)
+
+
 # --- scripting API --------------------------------------------------------------------------
 
 

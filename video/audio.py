@@ -10,9 +10,13 @@ from typing import Callable, Iterator
 
 import av
 
+from .source import file_url
+
 __all__ = ["AudioCarrier", "open_audio_carrier"]
 
 AAC_SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+MPEGTS_AUDIO_CODECS = ("aac", "mp2", "mp3", "ac3", "eac3")
+"""Audio codecs FFmpeg's mpegts muxer writes (its ``supported_codecs`` lists MPEG-1/2 ones only)."""
 
 
 class AudioCarrier:
@@ -91,12 +95,12 @@ def open_audio_carrier(
 ) -> AudioCarrier | None:
     """An :class:`AudioCarrier` for ``input_path``'s first audio stream, or ``None`` when it has
     none or the output container can hold neither that codec nor AAC (then ``warn`` says so)."""
-    source = av.open(input_path, "r")
+    source = av.open(file_url(input_path), "r")
     if not source.streams.audio:
         source.close()
         return None
     codec = source.streams.audio[0].codec_context.name
-    supported = output.supported_codecs
+    supported = MPEGTS_AUDIO_CODECS if output.format.name == "mpegts" else output.supported_codecs
     if codec in supported:
         return AudioCarrier(source, output, transcode=False)
     if "aac" in supported:

@@ -7,15 +7,18 @@ done as a valid, shorter video at the output path; if no frame was done, nothing
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
+import av
 from zeroig_plugin import InputError, OutputError, record_text, release_freed_memory
 
 from .enhancer import FrameReport, WarmStartEnhancer
-from .sink import VideoSink
+from .sink import OUTPUT_EXTENSIONS, VideoSink, describe_output_extensions
 from .source import DecodedFrame, VideoInfo, decode_frames, probe
 from .threads import BackgroundConsumer, prefetch
 
@@ -70,7 +73,8 @@ class VideoInterrupted(KeyboardInterrupt):
 
 def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike, overwrite: bool) -> tuple[Path, Path]:
     """Refuse outputs that would overwrite the input, an existing file (without ``overwrite``),
-    a folder, or go to a folder that does not exist.
+    a folder, go to a folder that does not exist, or have an extension other than
+    :data:`~video.sink.OUTPUT_EXTENSIONS`.
 
     Raises:
         InputError, OutputError
@@ -86,16 +90,33 @@ def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike, o
         raise OutputError(f"{target}: already exists (use --overwrite to replace it)")
     if not target.parent.resolve().is_dir():
         raise OutputError(f"{target.parent}: no such folder")
-    if not target.suffix:
-        raise OutputError(f"{target}: give the output a container extension such as .mp4, .mkv or .mov")
+    if target.suffix.lower() not in OUTPUT_EXTENSIONS:
+        kind = f"a {target.suffix} file" if target.suffix else "a file without an extension"
+        raise OutputError(
+            f"{target}: cannot write {kind} (H.264 with every frame's timestamp); use {describe_output_extensions()}"
+        )
     return source, target
 
 
+def _check_creatable(partial: Path, target: Path) -> None:
+    """Create and remove the temporary output, so an output that cannot be written is refused
+    before any fitting (the muxer opens its file only with the first packet)."""
+    try:
+        partial.open("wb").close()
+    except OSError as error:
+        raise OutputError(f"{target}: cannot create the output ({error.strerror or error})") from None
+    partial.unlink()
+
+
 def expected_frames(info: VideoInfo, max_frames: int | None) -> int:
-    """Frames a run will write: the declared count capped by ``max_frames``; 0 when unknown."""
-    if info.frame_count and max_frames:
-        return min(info.frame_count, max_frames)
-    return info.frame_count or max_frames or 0
+    """Frames a run will write: the declared count capped by ``max_frames``; 0 when the input
+    declares none (MKV), as a shorter input may end before ``max_frames``."""
+    return min(info.frame_count, max_frames or info.frame_count)
+
+
+def _describe_left_out(kinds: tuple[str, ...]) -> str:
+    counts = ", ".join(f"{count} {kind} stream{'s' * (count > 1)}" for kind, count in Counter(kinds).items())
+    return f"only the first video stream and the first audio stream are used; left out: {counts}"
 
 
 def enhance_video(
@@ -121,14 +142,17 @@ def enhance_video(
     Raises:
         InputError: the input cannot be read, or is truncated (the frames decoded are saved first;
             the message says so).
-        OutputError: the output cannot be written.
+        OutputError: the output cannot be created or written (checked before any fitting).
         VideoInterrupted: Ctrl-C; the frames done were saved (``.result`` says what is where).
     """
     started = time.perf_counter()
     source, target = check_paths(input_path, output_path, overwrite)
-    info = probe(source)
-    expected = expected_frames(info, max_frames)
     partial = target.with_name(f"{target.stem}.partial-{os.getpid()}{target.suffix}")
+    _check_creatable(partial, target)
+    info = probe(source)
+    if info.other_streams:
+        warn(_describe_left_out(info.other_streams))
+    expected = expected_frames(info, max_frames)
     sink = VideoSink(partial, info, str(source), crf=crf, preset=preset, warn=warn)
     writer: BackgroundConsumer = BackgroundConsumer(lambda item: sink.write(*item), QUEUE_DEPTH, name="video-encode")
     frames_done, stopped_early, interrupted, input_failure = 0, False, False, None
@@ -150,18 +174,20 @@ def enhance_video(
         except InputError as error:
             stopped_early, input_failure = True, error
         writer.finish()
-        if info.truncated and not stopped_early and frames_done < expected:
+        if info.truncated and not stopped_early and frames_done < min(info.frame_count or math.inf, max_frames or math.inf):
             stopped_early = True
+            declared = f" of the {info.frame_count} frames it declares" if info.frame_count else " frames"
             input_failure = InputError(
-                f"{source}: truncated (its index points past the end of the file): "
-                f"decoded {frames_done} of the {info.frame_count} frames it declares"
+                f"{source}: truncated (the file ends before the data its container declares): decoded {frames_done}{declared}"
             )
         complete = not stopped_early
         written = _finalize(sink, partial, target, whole_input=complete and (max_frames is None or frames_done < max_frames))
-    except BaseException:
+    except BaseException as error:
         writer.abort()
         sink.abandon()
         partial.unlink(missing_ok=True)
+        if isinstance(error, av.error.FFmpegError):  # its own message names the temporary file
+            raise OutputError(f"{target}: writing the output failed ({error.strerror or type(error).__name__})") from None
         raise
     finally:
         release_freed_memory()

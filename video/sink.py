@@ -4,6 +4,7 @@ with the matrix and range they are tagged with) and its audio (see :mod:`video.a
 """
 from __future__ import annotations
 
+import math
 import os
 from fractions import Fraction
 from typing import Callable
@@ -13,9 +14,21 @@ import numpy as np
 from zeroig_plugin import OutputError
 
 from .audio import AudioCarrier, open_audio_carrier
-from .source import VideoInfo
+from .source import VideoInfo, file_url
 
-__all__ = ["VideoSink", "even_size", "pad_to_even"]
+__all__ = ["VideoSink", "even_size", "pad_to_even", "OUTPUT_EXTENSIONS", "describe_output_extensions"]
+
+OUTPUT_EXTENSIONS = (".mp4", ".mov", ".mkv", ".ts", ".m2ts", ".mts")
+"""Output extensions whose containers hold H.264 with every frame's own timestamp (AVI keeps a
+constant frame rate only; WebM and GIF cannot hold H.264)."""
+_OUTPUT_FORMATS = ("mp4", "mov", "matroska", "mpegts")
+"""The FFmpeg muxers of :data:`OUTPUT_EXTENSIONS` (a muxer's ``supported_codecs`` is no test:
+mpegts lists only MPEG-1/2 codecs, though MPEG-TS is the broadcast container for H.264)."""
+
+
+def describe_output_extensions() -> str:
+    """The extensions the output may have, for messages: ``.mp4, .mov, .mkv, .ts, .m2ts or .mts``."""
+    return f"{', '.join(OUTPUT_EXTENSIONS[:-1])} or {OUTPUT_EXTENSIONS[-1]}"
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
@@ -35,16 +48,19 @@ class VideoSink:
     """An open output file taking uint8 RGB frames with their input timestamps.
 
     The video stream uses the input's time base and every frame keeps its input ``pts``, so a
-    variable frame rate stays variable; the input's container metadata (recording date, place,
-    title) is copied. Use as a context manager, or call :meth:`close`; closing flushes the encoder
+    variable frame rate stays variable (a timestamp that repeats or goes back is moved just after
+    the one before it, with one note: containers need them strictly increasing); the input's
+    container metadata (recording date, place, title) is copied. Use as a context manager, or call :meth:`close`; closing flushes the encoder
     and the audio, and writes the container trailer.
 
     Args:
-        path: output file; its extension picks the container (``format`` overrides).
+        path: output file; its extension picks the container (``container_format`` overrides):
+            MP4, MOV, Matroska or MPEG-TS.
         info: the input's :class:`~video.source.VideoInfo`.
         input_path: where to copy audio from (``None`` for no audio).
         crf, preset: libx264 rate factor and speed preset.
-        warn: receives one-line notes (odd size padded, audio re-encoded or dropped).
+        warn: receives one-line notes (odd size padded, audio re-encoded or dropped, timestamps
+            made increasing).
         container_format: container format name when ``path``'s extension does not say it.
     """
 
@@ -60,12 +76,21 @@ class VideoSink:
     ):
         self.info = info
         self.frames_written = 0
+        self._warn = warn
         self._last_pts: int | None = None
         self._frame_step = 1
+        self._least_step: int | None = None  # one tick of the muxer's time base, in input ticks; known once it starts
+        self._timestamps_moved = False
         try:
-            self._container = av.open(os.fspath(path), "w", format=container_format)
+            self._container = av.open(file_url(path), "w", format=container_format)
         except (av.error.FFmpegError, ValueError) as error:
             raise OutputError(f"{path}: cannot create the output ({error})") from None
+        if self._container.format.name not in _OUTPUT_FORMATS:
+            self._container.close()
+            raise OutputError(
+                f"{path}: cannot write {self._container.format.long_name} with every frame's timestamp; "
+                f"use {describe_output_extensions()}"
+            )
         self._container.metadata.update(info.tags)
         try:
             self._stream = self._add_video_stream(info, crf, preset, warn)
@@ -77,8 +102,6 @@ class VideoSink:
             raise
 
     def _add_video_stream(self, info: VideoInfo, crf: int, preset: str, warn: Callable[[str], None]) -> av.VideoStream:
-        if "libx264" not in self._container.supported_codecs:
-            raise OutputError(f"the {self._container.format.name} container cannot hold H.264 video: use .mp4, .mkv or .mov")
         rate = info.average_rate if info.average_rate else Fraction(30)
         stream = self._container.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
         stream.width, stream.height = even_size(info.width, info.height)
@@ -112,6 +135,7 @@ class VideoSink:
             format="yuv420p", dst_colorspace=self.info.colour.swscale_matrix,
             dst_color_range="JPEG" if self.info.colour.full_range else "MPEG",
         )
+        pts = self._increasing(pts)
         frame.pts = pts
         frame.time_base = self.info.time_base
         if self._last_pts is not None and pts > self._last_pts:
@@ -119,6 +143,24 @@ class VideoSink:
         self._last_pts = pts
         self._mux(self._stream.encode(frame))
         self.frames_written += 1
+
+    def _increasing(self, pts: int) -> int:
+        """``pts``, or where it would not come at least one tick of the muxer's time base after the
+        frame before (a repeat, a step back, or two stamps that round to one tick), that frame's
+        pts plus one such tick; the first such frame is reported once."""
+        if self._least_step is None:
+            self._container.start_encoding()  # writes the header, which settles the muxer's time base
+            self._least_step = max(1, math.ceil(self._stream.time_base / self.info.time_base))
+        if self._last_pts is None or pts >= self._last_pts + self._least_step:
+            return pts
+        if not self._timestamps_moved:
+            self._timestamps_moved = True
+            self._warn(
+                f"timestamps repeat or go back at frame {self.frames_written} ({pts} after {self._last_pts}, "
+                f"in units of {self.info.time_base} s): such frames are moved just after the frame before "
+                "them, as the container needs increasing timestamps"
+            )
+        return self._last_pts + self._least_step
 
     def close(self, whole_input: bool = True) -> None:
         """Flush the encoder, mux the rest of the audio, write the trailer and close.

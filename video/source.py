@@ -17,7 +17,7 @@ import av
 import numpy as np
 from zeroig_plugin import InputError
 
-__all__ = ["ColourTags", "VideoInfo", "DecodedFrame", "colour_tags", "probe", "decode_frames", "open_input"]
+__all__ = ["ColourTags", "VideoInfo", "DecodedFrame", "colour_tags", "probe", "decode_frames", "open_input", "file_url"]
 
 _BT709, _SMPTE170M = 1, 6  # AVColorSpace
 _FULL_RANGE, _UNSPECIFIED_RANGE = 2, 0  # AVColorRange
@@ -25,6 +25,14 @@ _SWSCALE_MATRICES = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE2
 """The AVColorSpace matrices swscale converts with, by the names PyAV's reformatter takes."""
 MUXER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration"}
 """Container metadata the muxer writes for the file it makes (lower case), not copied from an input."""
+_EBML_HEADER_ID, _MATROSKA_SEGMENT_ID = 0x1A45DFA3, 0x18538067
+_MATROSKA_HEAD_BYTES = 4096  # the EBML header and the Segment's own header come first, in far fewer bytes
+
+
+def file_url(path: str | os.PathLike) -> str:
+    """``path`` as FFmpeg's ``file:`` URL, so that a colon in a local file name (``2024-01-01T12:00:00.mp4``)
+    is not read as a protocol."""
+    return "file:" + os.path.abspath(path)
 
 
 @dataclass(frozen=True)
@@ -76,10 +84,14 @@ class VideoInfo:
         frame_count: frames the container declares (0 when it does not say).
         average_rate: the average frame rate, used for the encoder's rate hint only.
         audio_codec: the first audio stream's codec name, or ``None`` when there is no audio.
-        truncated: the container's index points past the end of the file (frames are missing).
+        truncated: the file ends before the data its container declares (frames are missing): the
+            index (MP4 sample table, MKV cues) points past its end, or an MKV Segment declares
+            more bytes than the file holds.
         colour: the first frame's :class:`ColourTags`, which the writer encodes and tags with.
         tags: the container's own metadata (recording date, place, title...), which the writer
             copies; what the muxer writes itself (brands, the encoder's name) is left out.
+        other_streams: the kinds of the streams the pipeline leaves out (every stream but the
+            first video and the first audio), e.g. ``("audio", "subtitle")``.
     """
 
     width: int
@@ -94,6 +106,7 @@ class VideoInfo:
     truncated: bool
     colour: ColourTags
     tags: dict[str, str] = field(default_factory=dict)
+    other_streams: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,7 +140,7 @@ def open_input(path: str | os.PathLike) -> av.container.InputContainer:
     if os.path.isdir(path):
         raise InputError(f"{path}: is a folder, not a video file")
     try:
-        container = av.open(path, "r")
+        container = av.open(file_url(path), "r")
     except av.error.FFmpegError as error:
         raise InputError(f"{path}: not a readable video file, or truncated ({_reason(error)})") from None
     if not container.streams.video:
@@ -151,6 +164,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise InputError(f"{os.fspath(path)}: no video frame could be decoded (empty or truncated file)")
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
         matrix = _display_matrix(first)
+        file_size = os.path.getsize(path)
+        kept = {kept_stream.index for kept_stream in (stream, *container.streams.audio[:1])}
         return VideoInfo(
             width=first.width,
             height=first.height,
@@ -161,9 +176,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             frame_count=stream.frames,
             average_rate=stream.average_rate or stream.guessed_rate,
             audio_codec=audio,
-            truncated=_index_past_end(stream, os.path.getsize(path)),
+            truncated=_index_past_end(stream, file_size)
+            or ("matroska" in container.format.name and _matroska_segment_past_end(path, file_size)),
             colour=colour_tags(first),
             tags={key: value for key, value in container.metadata.items() if key.lower() not in MUXER_TAGS},
+            other_streams=tuple(other.type for other in container.streams if other.index not in kept),
         )
 
 
@@ -171,7 +188,8 @@ def decode_frames(path: str | os.PathLike, max_frames: int | None = None) -> Ite
     """Every frame of ``path``'s first video stream, in presentation order, decoded on FFmpeg's
     threads and flushed at the end so none is lost.
 
-    Frames without a timestamp get one continued from the previous frame's spacing.
+    Frames without a timestamp (a raw ``.h264`` stream) get one continued from the previous
+    frame's spacing, or from the stream's frame rate when no frame had one.
 
     Raises:
         InputError: the file cannot be opened, or decoding fails part way (truncated or corrupt).
@@ -181,7 +199,7 @@ def decode_frames(path: str | os.PathLike, max_frames: int | None = None) -> Ite
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         high_depth = None
-        last_pts, step = None, 1
+        last_pts, step = None, _frame_duration(stream)
         for index, frame in enumerate(_decode(container, stream, path)):
             if max_frames is not None and index >= max_frames:
                 return
@@ -220,9 +238,56 @@ def _decode(container: av.container.InputContainer, stream: av.VideoStream, path
         ) from None
 
 
+def _frame_duration(stream: av.VideoStream) -> int:
+    """One frame's duration in ``stream``'s time base, from its frame rate; 1 tick when it has none."""
+    rate = stream.guessed_rate or stream.average_rate
+    return max(1, round(1 / (rate * stream.time_base))) if rate else 1
+
+
 def _index_past_end(stream: av.VideoStream, file_size: int) -> bool:
     """Whether the demuxer's index (MP4 sample table, MKV cues) names bytes beyond ``file_size``."""
     return any(entry.pos + entry.size > file_size for entry in stream.index_entries if entry.pos >= 0)
+
+
+def _matroska_segment_past_end(path: str | os.PathLike, file_size: int) -> bool:
+    """Whether a Matroska file's Segment, by the size its header declares, ends past ``file_size``
+    (a recording cut off). A live recording (OBS) declares the unknown size: never truncated by this."""
+    with open(path, "rb") as file:
+        head = file.read(_MATROSKA_HEAD_BYTES)
+    ebml = _ebml_element(head, 0)
+    if ebml is None or ebml[0] != _EBML_HEADER_ID or ebml[1] is None:
+        return False
+    segment = _ebml_element(head, ebml[2] + ebml[1])
+    if segment is None or segment[0] != _MATROSKA_SEGMENT_ID or segment[1] is None:
+        return False
+    return segment[2] + segment[1] > file_size
+
+
+def _ebml_element(data: bytes, offset: int) -> tuple[int, int | None, int] | None:
+    """The EBML element header at ``offset``: ``(id, data size or None when unknown, data offset)``;
+    ``None`` where ``data`` holds no valid header there."""
+    element_id = _ebml_vint(data, offset)
+    if element_id is None:
+        return None
+    id_length, id_bits, _ = element_id
+    size = _ebml_vint(data, offset + id_length)
+    if size is None:
+        return None
+    size_length, _, value = size
+    unknown = value == (1 << 7 * size_length) - 1  # every value bit set
+    return id_bits, None if unknown else value, offset + id_length + size_length
+
+
+def _ebml_vint(data: bytes, offset: int) -> tuple[int, int, int] | None:
+    """The EBML variable-length integer at ``offset``: ``(length in bytes, its bits with the length
+    marker (how IDs are written), its value without it)``."""
+    if offset >= len(data) or data[offset] == 0:
+        return None
+    length = 9 - data[offset].bit_length()
+    if offset + length > len(data):
+        return None
+    bits = int.from_bytes(data[offset : offset + length], "big")
+    return length, bits, bits & ((1 << 7 * length) - 1)
 
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:

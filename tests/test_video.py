@@ -524,6 +524,36 @@ def test_streams_left_out_are_named_in_one_note(tmp_path):
         assert (len(container.streams.video), len(container.streams.audio)) == (1, 1)
 
 
+def test_cli_sigterm_keeps_a_valid_shorter_video_like_ctrl_c(clip, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    class Unhandled(Exception):
+        pass
+
+    def test_handler(signal_number, frame):
+        raise Unhandled
+
+    real_enhance = WarmStartEnhancer.enhance
+
+    def enhance_then_sigterm(self, frame):
+        if self.frames_done == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_enhance(self, frame)
+
+    monkeypatch.setattr(WarmStartEnhancer, "enhance", enhance_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, test_handler)
+    try:
+        result = run_cli(clip, tmp_path / "stopped.mp4", "--device", "cpu", "--first-iters", "0", "--iters-per-frame", "0")
+        assert signal.getsignal(signal.SIGTERM) is test_handler  # the command's own handler is gone again
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 143, result.output
+    assert "interrupted: a shorter but valid video: wrote 2 of 6 frames" in result.output
+    assert len(frame_times(tmp_path / "stopped.mp4")) == 2
+    assert list(tmp_path.iterdir()) == [tmp_path / "stopped.mp4"]
+
+
 # --- scripting API --------------------------------------------------------------------------
 
 

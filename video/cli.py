@@ -5,6 +5,11 @@ core are imported when the command runs.
 """
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
 import click
 
 # Mirrors video.enhancer.DEFAULTS (kept literal here so --help needs no torch import).
@@ -44,12 +49,32 @@ class _LazyModeChoice(click.Choice):
 
 
 class _Interrupted(click.ClickException):
-    """Ctrl-C: says what is at the output path; exits 130 like other interrupted tools."""
+    """Ctrl-C or SIGTERM: says what is at the output path; exits 128 + the signal's number
+    (130, 143) like other interrupted tools."""
 
-    exit_code = 130
-
-    def __init__(self, what: str):
+    def __init__(self, what: str, signal_number: int):
         super().__init__(f"interrupted: {what}")
+        self.exit_code = 128 + signal_number
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(stopped_by: list[int]) -> Iterator[None]:
+    """While inside, SIGTERM (``timeout``, ``docker stop``) stops the run as Ctrl-C does, so the
+    frames done are saved, and ``stopped_by[0]`` becomes its number. Python runs signal handlers
+    on the main thread only, so elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signal_number, frame):
+        stopped_by[0] = signal_number
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command("video")
@@ -118,8 +143,9 @@ def video_command(
 
     Timestamps (variable frame rate too), rotation and audio are kept; the video is re-encoded
     with libx264 (yuv420p). Letterbox and pillarbox bars stay as they are: only the picture
-    between them is fitted and enhanced (in every mode but faithful). The output is written under a temporary name and renamed when done;
-    Ctrl-C keeps the frames finished so far as a valid, shorter video.
+    between them is fitted and enhanced (in every mode but faithful). The output (.mp4, .mov, .mkv,
+    .ts, .m2ts or .mts) is written under a temporary name and renamed when done; Ctrl-C or SIGTERM
+    keeps the frames finished so far as a valid, shorter video.
     """
     import sys
 
@@ -134,39 +160,41 @@ def video_command(
     def warn(message: str) -> None:
         tqdm.write(f"zeroig video: {message}", file=sys.stderr)
 
+    stopped_by = [signal.SIGINT]
     try:
-        check_paths(input_path, output_path, overwrite)
-        total = expected_frames(probe(input_path), max_frames) or None
-        settings = WarmStartSettings(
-            first_iters=first_iters, iters_per_frame=iters_per_frame, fit_size=fit_size,
-            scene_cut_threshold=scene_cut or None, weight_smoothing=weight_smoothing, output=output_kind,
-            temporal_strength=temporal_strength, ensemble=int(ensemble), exposure_gain=exposure_gain,
-        )
-        enhancer = WarmStartEnhancer(settings, mode=mode, device=device, seed=seed, weights=weights, brightness=brightness)
-        temporal = f"temporal filter {temporal_strength:g}" if temporal_strength else "no temporal filter"
-        warn(f"on {describe_device(enhancer.device)}, fitting at {fit_size or 'native'} px, output {output_kind}, {temporal}")
-        with tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr) as bar:
-
-            def on_frame(done: int, expected: int, report) -> None:
-                if report.scene_cut:
-                    warn(f"scene cut at frame {report.index} (statistic {report.cut_statistic:.2f}): restarting the fit")
-                if report.index == 0 and report.fit_crop is not None:
-                    warn(f"each fitting step sees two random {report.fit_crop}x{report.fit_crop} crops of the frame: a "
-                         "whole-frame step would not fit the device's memory (--fit-size fits a downscaled copy instead)")
-                if (report.index == 0 or report.scene_cut) and report.picture_box is not None:
-                    box = report.picture_box
-                    warn(f"flat borders (letterbox bars) left as they are: enhancing the {box.width}x{box.height} "
-                         f"picture at x {box.left}, y {box.top}")
-                bar.update(1)
-
-            result = enhance_video(
-                input_path, output_path, enhancer, max_frames=max_frames, crf=crf, preset=preset,
-                overwrite=overwrite, on_frame=on_frame, warn=warn,
+        with _sigterm_as_interrupt(stopped_by):
+            check_paths(input_path, output_path, overwrite)
+            total = expected_frames(probe(input_path), max_frames) or None
+            settings = WarmStartSettings(
+                first_iters=first_iters, iters_per_frame=iters_per_frame, fit_size=fit_size,
+                scene_cut_threshold=scene_cut or None, weight_smoothing=weight_smoothing, output=output_kind,
+                temporal_strength=temporal_strength, ensemble=int(ensemble), exposure_gain=exposure_gain,
             )
+            enhancer = WarmStartEnhancer(settings, mode=mode, device=device, seed=seed, weights=weights, brightness=brightness)
+            temporal = f"temporal filter {temporal_strength:g}" if temporal_strength else "no temporal filter"
+            warn(f"on {describe_device(enhancer.device)}, fitting at {fit_size or 'native'} px, output {output_kind}, {temporal}")
+            with tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr) as bar:
+
+                def on_frame(done: int, expected: int, report) -> None:
+                    if report.scene_cut:
+                        warn(f"scene cut at frame {report.index} (statistic {report.cut_statistic:.2f}): restarting the fit")
+                    if report.index == 0 and report.fit_crop is not None:
+                        warn(f"each fitting step sees two random {report.fit_crop}x{report.fit_crop} crops of the frame: a "
+                             "whole-frame step would not fit the device's memory (--fit-size fits a downscaled copy instead)")
+                    if (report.index == 0 or report.scene_cut) and report.picture_box is not None:
+                        box = report.picture_box
+                        warn(f"flat borders (letterbox bars) left as they are: enhancing the {box.width}x{box.height} "
+                             f"picture at x {box.left}, y {box.top}")
+                    bar.update(1)
+
+                result = enhance_video(
+                    input_path, output_path, enhancer, max_frames=max_frames, crf=crf, preset=preset,
+                    overwrite=overwrite, on_frame=on_frame, warn=warn,
+                )
     except VideoInterrupted as interrupted:
-        raise _Interrupted(interrupted.result.describe()) from None
+        raise _Interrupted(interrupted.result.describe(), stopped_by[0]) from None
     except KeyboardInterrupt:
-        raise _Interrupted("nothing was written") from None
+        raise _Interrupted("nothing was written", stopped_by[0]) from None
     except (ZeroIGError, FloatingPointError, av.error.FFmpegError, OSError) as error:
         raise click.ClickException(str(error)) from None
     frames_per_second = result.frames_done / result.seconds if result.seconds else 0.0

@@ -115,7 +115,7 @@ class ZeroIGWidget(Container):
         self._scaling = ComboBox(
             name="scaling", choices=SCALING_CHOICES,
             tooltip="auto: uint8 and uint16 by their dtype's range, other integers from 0 to 65535 or their "
-            "maximum, floats and data with negative values by their 0.1-99.9 percentiles; "
+            "maximum (int16: 32767), floats and data with negative values by their 0.1-99.9 percentiles; "
             "percentiles: percentiles for every dtype (e.g. CT in int16)",
         )
         self._ensemble = ComboBox(

@@ -6,7 +6,8 @@ Intensity scaling (what users should know), ``scaling="auto"``:
 * ``uint8`` and ``uint16`` data is divided by its dtype's range (``0..255``, ``0..65535``), so a
   dim 12-bit camera image stored as ``uint16`` stays dim, which is what ZERO-IG brightens; other
   integers with no negative value (``int16``, ``int32``, ``uint32``) by 65535 or their maximum
-  where it is above (as the command line reads them), and integers with negative values by the
+  where it is above, at most their dtype's maximum (``int16``: 32767; as the command line reads
+  them), and integers with negative values by the
   percentiles below; outputs are rounded back to the input's dtype.
 * float data of any range is scaled so that its 0.1th and 99.9th percentiles (over the whole
   layer, per channel when there is a channel axis) become 0 and 1, values beyond are clipped;
@@ -14,8 +15,8 @@ Intensity scaling (what users should know), ``scaling="auto"``:
 * ``scaling="percentiles"`` uses the percentiles for integer data too (for data that fills a
   small part of its dtype's range, e.g. CT in ``int16``); outputs are still rounded to the dtype.
 * the alpha channel of RGBA data is copied to the outputs as it is.
-* NaN in float data (no data: outside a registered field, masked pixels) is fitted as the low
-  end of the scale and is NaN in the outputs, as the command line does.
+* NaN and infinities in float data (no data: outside a registered field, masked pixels) are
+  fitted as the low end of the scale and are NaN in the outputs, as the command line does.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class IntensityScale:
     @classmethod
     def for_data(cls, data: np.ndarray, scaling: str = "auto") -> IntensityScale:
         """``auto``: the dtype's range for ``uint8`` and ``uint16``, ``0..max(65535, peak)`` for
-        other non-negative integers, robust percentiles for float data and signed data with
+        other non-negative integers (at most the dtype's maximum), robust percentiles for float data and signed data with
         negative values; ``percentiles``: robust percentiles for all."""
         dtype = np.dtype(data.dtype)
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
@@ -81,7 +82,7 @@ class IntensityScale:
         if dtype in (np.uint8, np.uint16) and scaling == "auto":
             return cls(0.0, float(np.iinfo(dtype).max), dtype)
         if np.issubdtype(dtype, np.integer) and scaling == "auto" and int(np.min(data)) >= 0:
-            return cls(0.0, float(max(UNSIGNED_16_MAX, int(np.max(data)))), dtype)
+            return cls(0.0, float(min(np.iinfo(dtype).max, max(UNSIGNED_16_MAX, int(np.max(data))))), dtype)
         flat = np.asarray(data).reshape(-1)
         sample = flat[:: max(1, math.ceil(flat.size / PERCENTILE_SAMPLE))].astype(np.float64)
         sample = sample[np.isfinite(sample)]
@@ -93,9 +94,9 @@ class IntensityScale:
         return cls(float(low), float(high), dtype)
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
-        """``values`` as float32 in ``[0, 1]``; NaN (no data) as 0, as the command line fits it."""
+        """``values`` as float32 in ``[0, 1]``; NaN and infinities (no data) as 0, as the command line fits them."""
         unit = (np.asarray(values, dtype=np.float64) - self.low) / (self.high - self.low)
-        return np.clip(np.nan_to_num(unit, nan=0.0), 0.0, 1.0).astype(np.float32)
+        return np.clip(np.where(np.isfinite(unit), unit, 0.0), 0.0, 1.0).astype(np.float32)
 
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
         """``[0, 1]`` values back in this scale's range and dtype (rounded for integers)."""
@@ -329,7 +330,7 @@ def enhance_stack(
         named = values._asdict() if isinstance(values, ImageOutputs) else values
         source = np.asarray(data[index])
         alpha = source[..., 3:] if layout.rgb else None
-        no_data = np.isnan(source[..., :3] if layout.rgb else source) if np.issubdtype(data.dtype, np.floating) else None
+        no_data = ~np.isfinite(source[..., :3] if layout.rgb else source) if np.issubdtype(data.dtype, np.floating) else None
         for target, kind in zip(targets, ImageOutputs._fields):
             if target is not None and kind in named:
                 restored = scale.from_unit(named[kind])

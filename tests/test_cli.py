@@ -463,14 +463,16 @@ def test_nan_in_a_float_tiff_stays_nan_in_every_output_and_the_rest_is_enhanced(
     stored = np.random.default_rng(9).uniform(0.0, 0.1, (planes, 24, 24)).astype(np.float32).squeeze()
     stored[..., :, :5] = np.nan  # outside a registered field
     stored[..., 12, 12] = np.nan  # a masked pixel
+    stored[..., 20, 20] = np.inf  # a saturated or divided-by-zero pixel
     tifffile.imwrite(tmp_path / "field.tif", stored, photometric="minisblack")
     result = run(str(tmp_path / "field.tif"), "-o", str(tmp_path / "out"), "--ensemble", "1", "--iters-per-plane", "1")
     assert result.exit_code == 0, result.output
-    assert f"{np.isnan(stored).sum()} NaN values (no data) fitted as 0 and written back as NaN" in result.output
+    no_data = ~np.isfinite(stored)
+    assert f"{no_data.sum()} NaN or infinite values (no data) fitted as 0 and written back as NaN" in result.output
     for kind in ("enhance", "denoise"):
         written = tifffile.imread(tmp_path / "out" / f"field_{kind}.tif")
-        assert written.shape == stored.shape and np.array_equal(np.isnan(written), np.isnan(stored))
-        assert np.nanmean(written) > 3 * np.nanmean(stored)
+        assert written.shape == stored.shape and np.array_equal(np.isnan(written), no_data)
+        assert np.nanmean(written) > 3 * stored[~no_data].mean()
 
 
 def test_a_float_tiff_with_no_data_at_all_is_refused(tmp_path):

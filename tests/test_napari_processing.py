@@ -13,6 +13,7 @@ import pytest
 from napari_zeroig import processing
 from napari_zeroig.processing import IntensityScale, RunSettings, StackLayout, enhance_stack
 from zeroig_plugin import InputError, ZeroIG, engine, sizing
+from zeroig_plugin.imageio import value_scale
 
 TINY = RunSettings(steps=1, later_steps=1, device="cpu", output="all")
 
@@ -57,8 +58,11 @@ def test_8_and_16_bit_data_scales_by_dtype_range_and_round_trips(dtype):
 def test_other_non_negative_integers_are_read_from_zero_as_the_command_line_does(dtype, peak):
     values = np.array([0, 7, 200, peak], dtype=dtype)  # e.g. a dim camera image read as signed
     scale = IntensityScale.for_data(values)
-    assert (scale.low, scale.high) == (0.0, max(65535.0, peak))  # the dtype's range made them mid-grey
+    assert (scale.low, scale.high) == (0.0, min(np.iinfo(dtype).max, max(65535.0, peak)))
+    assert scale.high == value_scale(values).scale
     np.testing.assert_array_equal(scale.from_unit(scale.to_unit(values)), values)
+    brightened = np.linspace(0, 1, 11, dtype=np.float32)  # every level an output can take comes back unclipped
+    np.testing.assert_allclose(scale.from_unit(brightened).astype(float), brightened * scale.high, atol=0.5)
     signed = IntensityScale.for_data(np.array([-1000, 0, 3000], dtype=np.int16))
     assert -1000 <= signed.low < 0 < signed.high <= 3000  # negative values: the percentiles
 
@@ -89,14 +93,16 @@ def test_constant_and_non_numeric_data():
         IntensityScale.for_data(np.full(4, np.nan))
 
 
-def test_nan_in_float_data_is_no_data_and_stays_nan_in_the_outputs():
+def test_nan_and_infinities_in_float_data_are_no_data_and_nan_in_the_outputs():
     data = np.random.default_rng(3).uniform(100.0, 140.0, (2, 24, 24)).astype(np.float32)
     data[:, :, :4] = np.nan  # outside a registered field
     data[1, 10, 10] = np.nan
+    data[0, 20, 20] = np.inf  # a saturated or divided-by-zero pixel
+    no_data = ~np.isfinite(data)
     _, outputs = run_to_end(enhance_stack(data, StackLayout(data.shape, rgb=False, stack_axis=0), TINY))
     for values in outputs.requested().values():
-        assert values.dtype == np.float32 and np.array_equal(np.isnan(values), np.isnan(data))
-    assert abs(np.nanmean(outputs.linear) - np.nanmean(data)) < 0.2 * np.nanmean(data)
+        assert values.dtype == np.float32 and np.array_equal(np.isnan(values), no_data)
+    assert abs(np.nanmean(outputs.linear) - data[~no_data].mean()) < 0.2 * data[~no_data].mean()
 
 
 def test_planes_walk_the_stack_axis_fastest_per_channel():

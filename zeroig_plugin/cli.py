@@ -135,11 +135,11 @@ def _border_note(model, pixels) -> str:
 
 
 def _no_data_note(missing) -> str:
-    """How many values a float image marks as no data (NaN), from their mask
+    """How many values a float image marks as no data (NaN, infinities), from their mask
     (``LoadedImage.missing``, ``LoadedStack.missing``); empty where there are none."""
     if missing is None:
         return ""
-    return f"; {int(missing.sum())} NaN values (no data) fitted as 0 and written back as NaN"
+    return f"; {int(missing.sum())} NaN or infinite values (no data) fitted as 0 and written back as NaN"
 
 
 def _per_input_path(template: str | None, stem: str, option: str, many: bool) -> Path | None:

@@ -218,6 +218,35 @@ def test_an_unreadable_input_fails_alone(tmp_path):
     assert (tmp_path / "out" / "ok_denoise.png").exists()
 
 
+def test_sigterm_stops_like_ctrl_c_keeping_the_images_done_and_leaving_nothing_partial(tmp_path, monkeypatch):
+    import signal
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(_dark()).save(tmp_path / name)
+    real_fit = ZeroIG.fit
+    fits = []
+
+    def fit_then_sigterm(self, *args, **kwargs):
+        fits.append(1)
+        if len(fits) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_fit(self, *args, **kwargs)
+
+    def unhandled(signal_number, frame):  # what the test sees if the command leaves SIGTERM to it
+        raise LookupError("SIGTERM reached the test's handler")
+
+    monkeypatch.setattr(ZeroIG, "fit", fit_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        result = run(str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "out"), "--ensemble", "1")
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # the command's handler is gone again
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 143, result.output
+    assert "interrupted after 1 of 2 image(s)" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_denoise.png", "a_enhance.png"]
+
+
 def test_output_folder_that_is_a_file_is_a_usage_error(tmp_path):
     Image.fromarray(_dark()).save(tmp_path / "x.png")
     (tmp_path / "file").write_text("")

@@ -5,11 +5,6 @@ core are imported when the command runs.
 """
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-from typing import Iterator
-
 import click
 
 # Mirrors video.enhancer.DEFAULTS (kept literal here so --help needs no torch import).
@@ -49,32 +44,12 @@ class _LazyModeChoice(click.Choice):
 
 
 class _Interrupted(click.ClickException):
-    """Ctrl-C or SIGTERM: says what is at the output path; exits 128 + the signal's number
-    (130, 143) like other interrupted tools."""
+    """Ctrl-C or SIGTERM: says what is at the output path; exits with the signal's status (130,
+    143) like other interrupted tools."""
 
-    def __init__(self, what: str, signal_number: int):
+    def __init__(self, what: str, exit_status: int):
         super().__init__(f"interrupted: {what}")
-        self.exit_code = 128 + signal_number
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt(stopped_by: list[int]) -> Iterator[None]:
-    """While inside, SIGTERM (``timeout``, ``docker stop``) stops the run as Ctrl-C does, so the
-    frames done are saved, and ``stopped_by[0]`` becomes its number. Python runs signal handlers
-    on the main thread only, so elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signal_number, frame):
-        stopped_by[0] = signal_number
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        self.exit_code = exit_status
 
 
 @click.command("video")
@@ -152,6 +127,7 @@ def video_command(
     import av
     from tqdm import tqdm
     from zeroig_plugin import ZeroIGError, describe_device
+    from zeroig_plugin.interrupts import sigterm_as_interrupt
 
     from .enhancer import WarmStartEnhancer, WarmStartSettings
     from .pipeline import VideoInterrupted, check_paths, enhance_video, expected_frames
@@ -160,9 +136,8 @@ def video_command(
     def warn(message: str) -> None:
         tqdm.write(f"zeroig video: {message}", file=sys.stderr)
 
-    stopped_by = [signal.SIGINT]
-    try:
-        with _sigterm_as_interrupt(stopped_by):
+    with sigterm_as_interrupt() as stop:
+        try:
             check_paths(input_path, output_path, overwrite)
             total = expected_frames(probe(input_path), max_frames) or None
             settings = WarmStartSettings(
@@ -191,11 +166,11 @@ def video_command(
                     input_path, output_path, enhancer, max_frames=max_frames, crf=crf, preset=preset,
                     overwrite=overwrite, on_frame=on_frame, warn=warn,
                 )
-    except VideoInterrupted as interrupted:
-        raise _Interrupted(interrupted.result.describe(), stopped_by[0]) from None
-    except KeyboardInterrupt:
-        raise _Interrupted("nothing was written", stopped_by[0]) from None
-    except (ZeroIGError, FloatingPointError, av.error.FFmpegError, OSError) as error:
-        raise click.ClickException(str(error)) from None
+        except VideoInterrupted as interrupted:
+            raise _Interrupted(interrupted.result.describe(), stop.exit_status) from None
+        except KeyboardInterrupt:
+            raise _Interrupted("nothing was written", stop.exit_status) from None
+        except (ZeroIGError, FloatingPointError, av.error.FFmpegError, OSError) as error:
+            raise click.ClickException(str(error)) from None
     frames_per_second = result.frames_done / result.seconds if result.seconds else 0.0
     click.echo(f"{result.describe()} ({frames_per_second:.2f} frames/s)", err=True)

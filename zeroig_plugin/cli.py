@@ -316,7 +316,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     """
     from .checkpoint import load_state_dict, network_from_state_dict
     from .errors import ZeroIGError
-    from .imageio import is_tiff, read_image, read_stack, tiff_stack_axes, write_image, write_stack, write_tiff
+    from .imageio import read_image, read_stack, tiff_stack_axes, write_image, write_stack, write_tiff
+    from .interrupts import sigterm_as_interrupt
     from .provenance import processing_record
     from .recipes import get_recipe
 
@@ -396,99 +397,102 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     done = 0
     acceleration_noted = False
     click.echo(f"zeroig: {len(files)} image(s), for {image_kind}, mode {mode}, {iters} steps each, on {device_name}", err=True)
-    try:
-        for path in files:
-            targets, loss_path, weights_path = files_of[path]
-            written = [*targets.values(), *(extra for extra in (loss_path, weights_path) if extra is not None)]
-            try:
-                stack_axes = tiff_stack_axes(path)
-                for target in written:
-                    if target.resolve() in input_paths:
-                        raise ZeroIGError(f"{path}: output {target} would overwrite an input")
-                    if target.resolve() in claimed:
-                        raise ZeroIGError(f"{path}: output {target} is also the output of {claimed[target.resolve()]} (same name)")
-                    if target.is_dir():
-                        raise ZeroIGError(f"{path}: output {target} is a folder")
-                    if target.exists() and not overwrite:
-                        raise ZeroIGError(f"{path}: output {target} exists (use --overwrite to replace it)")
-                for target in written:
-                    claimed[target.resolve()] = path
-                stack = read_stack(path) if stack_axes else None
-                image = None if stack else read_image(path)
-                if may_be_microscopy and _looks_like_microscopy(stack, image):
-                    click.echo(f"zeroig: note: {path.name} is a grey TIFF; if it is microscopy, --for microscopy "
-                               "writes it denoised at its own intensities, highlights unclipped", err=True)
-                    may_be_microscopy = False
-                started = time.perf_counter()
+    with sigterm_as_interrupt() as stop:
+        try:
+            for path in files:
+                targets, loss_path, weights_path = files_of[path]
+                written = [*targets.values(), *(extra for extra in (loss_path, weights_path) if extra is not None)]
+                try:
+                    stack_axes = tiff_stack_axes(path)
+                    for target in written:
+                        if target.resolve() in input_paths:
+                            raise ZeroIGError(f"{path}: output {target} would overwrite an input")
+                        if target.resolve() in claimed:
+                            owner = claimed[target.resolve()]
+                            raise ZeroIGError(f"{path}: output {target} is also the output of {owner} (same name)")
+                        if target.is_dir():
+                            raise ZeroIGError(f"{path}: output {target} is a folder")
+                        if target.exists() and not overwrite:
+                            raise ZeroIGError(f"{path}: output {target} exists (use --overwrite to replace it)")
+                    for target in written:
+                        claimed[target.resolve()] = path
+                    stack = read_stack(path) if stack_axes else None
+                    image = None if stack else read_image(path)
+                    if may_be_microscopy and _looks_like_microscopy(stack, image):
+                        click.echo(f"zeroig: note: {path.name} is a grey TIFF; if it is microscopy, --for microscopy "
+                                   "writes it denoised at its own intensities, highlights unclipped", err=True)
+                        may_be_microscopy = False
+                    started = time.perf_counter()
 
-                def new_model() -> ZeroIG:
-                    nonlocal acceleration_noted
-                    model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration,
-                                   fit_crop=fit_crop, brightness=brightness, exposure_gain=exposure_gain,
-                                   select_for=output if output == "linear" else None, average_with_tv=average_with_tv,
-                                   finish_with_tv=finish_with_tv)
-                    if model.acceleration_notes and not acceleration_noted:
-                        click.echo(f"zeroig: note: --acceleration {acceleration}: {'; '.join(model.acceleration_notes)}", err=True)
-                        acceleration_noted = True
-                    return model
+                    def new_model() -> ZeroIG:
+                        nonlocal acceleration_noted
+                        model = ZeroIG(mode=mode, device=device, seed=seed, weights=state, acceleration=acceleration,
+                                       fit_crop=fit_crop, brightness=brightness, exposure_gain=exposure_gain,
+                                       select_for=output if output == "linear" else None, average_with_tv=average_with_tv,
+                                       finish_with_tv=finish_with_tv)
+                        if model.acceleration_notes and not acceleration_noted:
+                            notes = "; ".join(model.acceleration_notes)
+                            click.echo(f"zeroig: note: --acceleration {acceleration}: {notes}", err=True)
+                            acceleration_noted = True
+                        return model
 
-                inference = {"tile": tile, "ensemble": ensemble and int(ensemble)}
+                    inference = {"tile": tile, "ensemble": ensemble and int(ensemble)}
 
-                def record(kind: str, **details) -> dict:
-                    return processing_record(model, kind, ensemble=inference["ensemble"],
-                                             weights=weights, input=path.name, **details)
-                if stack:
-                    say_how_it_fits(path.name, stack.plane_shape)
-                    later = min(iters, STACK_LATER_STEPS) if iters_per_plane is None else iters_per_plane
-                    results, losses, models, stack_gains = _enhance_stack(
-                        stack, new_model, mode, device, iters, later, kinds, inference)
-                    model = models[-1]
-                    per_channel = {"brightness": [each.recipe.brightness for each in models]} if len(models) > 1 else {}
-                    gained = {"stack_gain": stack_gains[0] if len(stack_gains) == 1 else stack_gains} if stack_gains else {}
-                    for kind, target in targets.items():
-                        write_stack(target, results[kind], like=stack, provenance=record(
-                            kind, steps=iters, steps_per_later_plane=later, **per_channel,
-                            **(gained if kind != "linear" else {})))
-                    note = _no_data_note(stack.missing)
-                else:
-                    model = new_model()
-                    picture = model.content_box(image.pixels)  # what is fitted: within flat borders
-                    say_how_it_fits(path.name, (picture.height, picture.width))
-                    losses = []
-                    if iters:
-                        bar = _StepBar(iters, path.name)
+                    def record(kind: str, **details) -> dict:
+                        return processing_record(model, kind, ensemble=inference["ensemble"],
+                                                 weights=weights, input=path.name, **details)
+                    if stack:
+                        say_how_it_fits(path.name, stack.plane_shape)
+                        later = min(iters, STACK_LATER_STEPS) if iters_per_plane is None else iters_per_plane
+                        results, losses, models, stack_gains = _enhance_stack(
+                            stack, new_model, mode, device, iters, later, kinds, inference)
+                        model = models[-1]
+                        per_channel = {"brightness": [each.recipe.brightness for each in models]} if len(models) > 1 else {}
+                        gained = {"stack_gain": stack_gains[0] if len(stack_gains) == 1 else stack_gains} if stack_gains else {}
+                        for kind, target in targets.items():
+                            write_stack(target, results[kind], like=stack, provenance=record(
+                                kind, steps=iters, steps_per_later_plane=later, **per_channel,
+                                **(gained if kind != "linear" else {})))
+                        note = _no_data_note(stack.missing)
+                    else:
+                        model = new_model()
+                        picture = model.content_box(image.pixels)  # what is fitted: within flat borders
+                        say_how_it_fits(path.name, (picture.height, picture.width))
+                        losses = []
+                        if iters:
+                            bar = _StepBar(iters, path.name)
+                            try:
+                                losses = model.fit(image.pixels, iters, progress=bar, loss_every=10).losses
+                            finally:
+                                bar.close()
+                        bar = _StepBar(None, f"{path.name} inference", unit="pass")
                         try:
-                            losses = model.fit(image.pixels, iters, progress=bar, loss_every=10).losses
+                            results = model.infer(image.pixels, progress=bar, **inference)._asdict()
                         finally:
                             bar.close()
-                    bar = _StepBar(None, f"{path.name} inference", unit="pass")
-                    try:
-                        results = model.infer(image.pixels, progress=bar, **inference)._asdict()
-                    finally:
-                        bar.close()
-                    note = _border_note(model, image.pixels) + _no_data_note(image.missing)
-                    for kind, target in targets.items():
-                        if image.tiff_metadata is not None:
-                            write_tiff(target, results[kind], like=image, provenance=record(kind))
-                        else:
-                            write_image(target, results[kind], bits=image.bits, alpha=image.alpha,
-                                        icc_profile=image.icc_profile, exif=image.exif, provenance=record(kind))
-                if loss_path is not None:
-                    _write_text_atomically(loss_path, json.dumps(losses))
-                if weights_path is not None:
-                    model.save(weights_path)
-                elapsed = time.perf_counter() - started
-                click.echo(f"{path} -> {', '.join(str(t) for t in targets.values())} ({elapsed:.1f} s{note})")
-                done += 1
-            except (ZeroIGError, OSError, FloatingPointError, RuntimeError) as error:  # RuntimeError: e.g. out of memory
-                failures += 1
-                for target in [target for target, owner in claimed.items() if owner == path]:
-                    del claimed[target]  # a failed input's names are free for a later input of the same stem
-                _fail(_failure_message(path, error))
-    except KeyboardInterrupt:
-        click.echo(f"\nzeroig: interrupted after {done} of {len(files)} image(s); every file written is complete, "
-                   "nothing partial was left.", err=True)
-        sys.exit(130)
+                        note = _border_note(model, image.pixels) + _no_data_note(image.missing)
+                        for kind, target in targets.items():
+                            if image.tiff_metadata is not None:
+                                write_tiff(target, results[kind], like=image, provenance=record(kind))
+                            else:
+                                write_image(target, results[kind], bits=image.bits, alpha=image.alpha,
+                                            icc_profile=image.icc_profile, exif=image.exif, provenance=record(kind))
+                    if loss_path is not None:
+                        _write_text_atomically(loss_path, json.dumps(losses))
+                    if weights_path is not None:
+                        model.save(weights_path)
+                    elapsed = time.perf_counter() - started
+                    click.echo(f"{path} -> {', '.join(str(t) for t in targets.values())} ({elapsed:.1f} s{note})")
+                    done += 1
+                except (ZeroIGError, OSError, FloatingPointError, RuntimeError) as error:  # RuntimeError: e.g. out of memory
+                    failures += 1
+                    for target in [target for target, owner in claimed.items() if owner == path]:
+                        del claimed[target]  # a failed input's names are free for a later input of the same stem
+                    _fail(_failure_message(path, error))
+        except KeyboardInterrupt:
+            click.echo(f"\nzeroig: interrupted after {done} of {len(files)} image(s); every file written is complete, "
+                       "nothing partial was left.", err=True)
+            sys.exit(stop.exit_status)
     if failures and len(files) + len(problems) > 1:
         click.echo(f"zeroig: {done} image(s) done, {failures} failed (see the errors above)", err=True)
     if failures:

@@ -591,6 +591,20 @@ def test_frames_the_enhancer_cannot_take_are_refused_before_its_state_changes():
     assert enhancer.last_report.steps == 1  # still warm
 
 
+def test_frames_of_one_value_pass_through_unfitted_and_the_first_picture_gets_the_full_fit():
+    enhancer = WarmStartEnhancer(WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=32), device="cpu")
+    black, no_signal = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), (20, 40, 160), np.uint8)
+    for flat in (black, no_signal, black):
+        np.testing.assert_array_equal(enhancer.enhance(flat), flat)
+        assert enhancer.last_report.steps == 0 and enhancer.model.steps_done == 0
+    dark = np.random.default_rng(5).integers(0, 30, (32, 32, 3), dtype=np.uint8)
+    enhancer.enhance(dark)
+    assert enhancer.last_report.steps == 2 and enhancer.frames_done == 4
+    enhancer.enhance(black)
+    enhancer.enhance(np.roll(dark, 1, axis=1))  # a black frame between two of one scene cuts nothing
+    assert enhancer.last_report.steps == 1 and not enhancer.last_report.scene_cut
+
+
 def test_scene_cut_returns_to_the_given_checkpoint_not_the_seeded_init():
     checkpoint = WarmStartEnhancer(TINY, device="cpu", seed=7).model.state_dict()
     every_frame_a_cut = WarmStartSettings(first_iters=2, iters_per_frame=1, fit_size=32, scene_cut_threshold=-1.0)

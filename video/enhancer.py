@@ -49,6 +49,12 @@ def _blank(frame: torch.Tensor, tolerance: float) -> bool:
     return all(float(part.amax() - part.amin()) <= tolerance for part in (frame[..., 0, :], frame))
 
 
+def _one_colour(frame: torch.Tensor) -> bool:
+    """Whether every channel of ``frame`` ``(1, 3, H, W)`` holds one value throughout; its top row
+    is read first, so a frame with a picture costs no full-frame pass."""
+    return all(bool((part.amax(-1) == part.amin(-1)).all()) for part in (frame[..., 0, :], frame.flatten(2)))
+
+
 def _checked(frame: torch.Tensor) -> torch.Tensor:
     """``frame`` ``(1, 3, H, W)`` clamped to ``[0, 1]`` if it is within rounding of it; else an
     :class:`InputError` (0-255 floats, NaN, an empty frame), as clamping would whiten or blank it."""
@@ -139,7 +145,7 @@ class FrameReport:
     borders (letterbox bars) that was fitted and enhanced, ``None`` when there were none;
     ``fit_crop``: the side of the random crops the frame's fit ran on, where the fitted view was
     too large for a whole-view step in the device's memory (native ``fit_size`` on large frames),
-    else ``None``."""
+    else ``None``. A frame of one value throughout is passed through unfitted: 0 steps."""
 
     index: int
     steps: int
@@ -194,6 +200,7 @@ class WarmStartEnhancer:
         self._temporal_filter = TemporalFilter(settings.temporal_strength)
         self._box: ContentBox | None = None
         self.frames_done = 0
+        self._frames_fitted = 0
         self.last_report: FrameReport | None = None
 
     @property
@@ -250,8 +257,10 @@ class WarmStartEnhancer:
             InputError: as :meth:`enhance`, before any state changes.
         """
         frame = _checked(frame)
+        if _one_colour(frame):
+            return self._passed_through(frame)
         is_cut, statistic = self._cuts.update(frame)
-        fresh = self.frames_done == 0 or is_cut
+        fresh = self._frames_fitted == 0 or is_cut
         if is_cut:
             self._restart()
         steps = self.settings.first_iters if fresh else self.settings.iters_per_frame
@@ -271,7 +280,17 @@ class WarmStartEnhancer:
             None if box.covers(*frame.shape[-2:]) else box, report.crop_size if report else None,
         )
         self.frames_done += 1
+        self._frames_fitted += 1
         return output
+
+    def _passed_through(self, frame: torch.Tensor) -> torch.Tensor:
+        """A frame of one value throughout (a recorder's digital black, a no-signal screen) as it
+        is: it holds nothing to fit, and the networks would only paint texture into it. It is
+        not fitted, does not count as the scene's previous frame for cut detection, and leaves
+        the temporal filter as it was."""
+        self.last_report = FrameReport(self.frames_done, 0, False, 0.0, None, None)
+        self.frames_done += 1
+        return frame
 
     def _temporal(self, picture: torch.Tensor, box: ContentBox, frame: torch.Tensor, reset: bool) -> torch.Tensor:
         """``picture`` (the output within ``box``) framed by ``frame``'s borders, through the

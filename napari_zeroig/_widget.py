@@ -114,9 +114,10 @@ class ZeroIGWidget(Container):
         )
         self._scaling = ComboBox(
             name="scaling", choices=SCALING_CHOICES,
-            tooltip="auto: uint8 and uint16 by their dtype's range, other integers from 0 to 65535 or their "
-            "maximum (int16: 32767), floats and data with negative values by their 0.1-99.9 percentiles; "
-            "percentiles: percentiles for every dtype (e.g. CT in int16)",
+            tooltip="auto, nothing clipped: uint8 and uint16 by their dtype's range, other non-negative integers "
+            "from 0 to 65535 or their maximum (int16: at most 32767), floats and negative data from their "
+            "minimum to their maximum. percentiles: the 0.1-99.9 percentiles to 0-1, values beyond clipped "
+            "(for hot pixels)",
         )
         self._ensemble = ComboBox(
             name="ensemble", choices=ENSEMBLE_CHOICES,

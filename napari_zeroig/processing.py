@@ -1,19 +1,22 @@
 """The numpy side of the napari plugin, with no Qt import: intensity scaling, plane layout and
 warm-started processing of stacks as a generator that reports progress step by step.
 
-Intensity scaling (what users should know), ``scaling="auto"``:
+Intensity scaling (what users should know), ``scaling="auto"``, nothing clipped, outputs mapped
+back exactly:
 
 * ``uint8`` and ``uint16`` data is divided by its dtype's range (``0..255``, ``0..65535``), so a
   dim 12-bit camera image stored as ``uint16`` stays dim, which is what ZERO-IG brightens; other
   integers with no negative value (``int16``, ``int32``, ``uint32``) by 65535 or their maximum
-  where it is above, at most their dtype's maximum (``int16``: 32767; as the command line reads
-  them), and integers with negative values by the
-  percentiles below; outputs are rounded back to the input's dtype.
-* float data of any range is scaled so that its 0.1th and 99.9th percentiles (over the whole
-  layer, per channel when there is a channel axis) become 0 and 1, values beyond are clipped;
-  outputs are mapped back through the same two numbers, in the input's float dtype.
-* ``scaling="percentiles"`` uses the percentiles for integer data too (for data that fills a
-  small part of its dtype's range, e.g. CT in ``int16``); outputs are still rounded to the dtype.
+  where it is above, at most their dtype's maximum (``int16``: 32767), as the command line reads
+  them (``zeroig_plugin.value_scale``); outputs are rounded back to the input's dtype.
+* float data of any range, and integers with negative values (CT in ``int16``), are mapped from
+  their minimum to their maximum (over the whole layer, per channel when there is a channel
+  axis): a bead or an implant a few pixels across keeps its intensity. Only where a few wild
+  values would leave 99.9 % of the data under a thousandth of that range (a 1e9 among hundreds)
+  are the percentiles below used instead.
+* ``scaling="percentiles"`` maps the 0.1th and 99.9th percentiles to 0 and 1 and clips values
+  beyond, which flattens structures covering under 0.1 % of the pixels: for data whose extremes
+  are outliers (hot pixels) rather than structures.
 * the alpha channel of RGBA data is copied to the outputs as it is.
 * NaN and infinities in float data (no data: outside a registered field, masked pixels) are
   fitted as the low end of the scale and are NaN in the outputs, as the command line does.
@@ -30,8 +33,8 @@ from typing import NamedTuple
 import numpy as np
 
 from zeroig_plugin import (
-    ENSEMBLE_SIZES, HEADROOM_BRIGHTNESS, MAX_BRIGHTNESS, ImageOutputs, InputError, StackExposure, ZeroIG, get_recipe,
-    inference_passes, load_state_dict, processing_record,
+    ENSEMBLE_SIZES, HEADROOM_BRIGHTNESS, MAX_BRIGHTNESS, ImageOutputs, InputError, StackExposure, ZeroIG,
+    brightness_applied, get_recipe, inference_passes, load_state_dict, processing_record, value_scale,
 )
 
 __all__ = [
@@ -48,10 +51,10 @@ __all__ = [
     "HIGH_PERCENTILE",
 ]
 
-UNSIGNED_16_MAX = 65535
 LOW_PERCENTILE = 0.1
 HIGH_PERCENTILE = 99.9
 PERCENTILE_SAMPLE = 4_000_000  # values read to estimate float percentiles on big layers
+MIN_PICTURE_SHARE = 1e-3  # below this share of the full range the picture is lost to float32 and the fit's 1e-4 offset
 REPORT_INTERVAL_S = 0.1  # fit about this long between progress reports (one step at least)
 OUTPUTS_OF_CHOICE = {
     "linear": ("linear",), "denoise": ("denoise",), "enhance": ("enhance",),
@@ -73,25 +76,31 @@ class IntensityScale:
 
     @classmethod
     def for_data(cls, data: np.ndarray, scaling: str = "auto") -> IntensityScale:
-        """``auto``: the dtype's range for ``uint8`` and ``uint16``, ``0..max(65535, peak)`` for
-        other non-negative integers (at most the dtype's maximum), robust percentiles for float data and signed data with
-        negative values; ``percentiles``: robust percentiles for all."""
+        """``auto``: non-negative integers as the command line reads them
+        (``zeroig_plugin.value_scale``: the dtype's range for ``uint8`` and ``uint16``, else 0 to
+        65535 or the peak, at most the dtype's maximum); floats and data with negative values from
+        their minimum to their maximum, so nothing is clipped, unless a few wild values (1e9 among
+        hundreds) would leave 99.9 % of the data under a thousandth of that range: then, and with
+        ``percentiles``, the robust percentiles, values beyond clipped."""
         dtype = np.dtype(data.dtype)
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
             raise InputError(f"cannot enhance {dtype} data: expected integers or floats")
-        if dtype in (np.uint8, np.uint16) and scaling == "auto":
-            return cls(0.0, float(np.iinfo(dtype).max), dtype)
-        if np.issubdtype(dtype, np.integer) and scaling == "auto" and int(np.min(data)) >= 0:
-            return cls(0.0, float(min(np.iinfo(dtype).max, max(UNSIGNED_16_MAX, int(np.max(data))))), dtype)
-        flat = np.asarray(data).reshape(-1)
+        values = np.asarray(data)
+        if scaling == "auto" and np.issubdtype(dtype, np.integer) and int(values.min(initial=0)) >= 0:
+            return cls(0.0, value_scale(values).scale, dtype)
+        flat = values.reshape(-1)
         sample = flat[:: max(1, math.ceil(flat.size / PERCENTILE_SAMPLE))].astype(np.float64)
         sample = sample[np.isfinite(sample)]
         if sample.size == 0:
             raise InputError("the image has no finite values")
-        low, high = np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE])
+        low, high = (float(bound) for bound in np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE]))
+        if scaling == "auto":
+            lowest, highest = _finite_extremes(values)
+            if high - lowest >= MIN_PICTURE_SHARE * (highest - lowest):
+                low, high = lowest, highest
         if high <= low:  # a constant image
             high = low + 1.0
-        return cls(float(low), float(high), dtype)
+        return cls(low, high, dtype)
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
         """``values`` as float32 in ``[0, 1]``; NaN and infinities (no data) as 0, as the command line fits them."""
@@ -104,6 +113,14 @@ class IntensityScale:
         if np.issubdtype(self.dtype, np.integer):
             values = np.clip(np.rint(values), np.iinfo(self.dtype).min, np.iinfo(self.dtype).max)
         return values.astype(self.dtype)
+
+
+def _finite_extremes(values: np.ndarray) -> tuple[float, float]:
+    """The smallest and largest finite values of ``values`` (which holds some), without a copy."""
+    if not np.issubdtype(values.dtype, np.floating):
+        return float(values.min()), float(values.max())
+    finite = np.isfinite(values)
+    return float(values.min(where=finite, initial=np.inf)), float(values.max(where=finite, initial=-np.inf))
 
 
 @dataclass(frozen=True)
@@ -217,6 +234,8 @@ class RunSettings:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.later_steps < 0:
             raise InputError("steps must be 0 or more")
+        if self.steps == 0 and not self.checkpoint:
+            raise InputError("0 steps apply a checkpoint as it is: choose a checkpoint, or fit for some steps")
         if self.output not in OUTPUT_CHOICES:
             raise InputError(f"output must be one of {', '.join(OUTPUT_CHOICES)}, got {self.output!r}")
         if self.scaling not in SCALING_CHOICES:
@@ -376,7 +395,7 @@ def enhance_stack(
                 reported = time.perf_counter()
             done += planned_passes
             if order == 0:  # a fitted or inferred plane has set it (the headroom rule)
-                brightness.append(model.recipe.brightness)
+                brightness.append(brightness_applied(model, settings.steps))
             if exposure is None:
                 store(index, result, scale)
             else:

@@ -67,7 +67,17 @@ def test_other_non_negative_integers_are_read_from_zero_as_the_command_line_does
     assert -1000 <= signed.low < 0 < signed.high <= 3000  # negative values: the percentiles
 
 
-def test_float_data_scales_by_robust_percentiles():
+def test_small_bright_structures_keep_their_intensity_in_float_and_negative_data():
+    rng = np.random.default_rng(0)
+    field = rng.uniform(90.0, 110.0, (48, 48))
+    field[10, 10] = field[30, 31] = 3000.0  # two beads: under 0.1 % of the pixels
+    for data in (field.astype(np.float32), (field - 1024).astype(np.int16)):  # as measured, and CT-like
+        scale = IntensityScale.for_data(data)
+        assert (scale.low, scale.high) == (data.min(), data.max())
+        np.testing.assert_allclose(scale.from_unit(scale.to_unit(data)).astype(float), data, atol=0.51)
+
+
+def test_float_data_scales_by_robust_percentiles_where_a_few_wild_values_would_black_it_out():
     rng = np.random.default_rng(0)
     values = rng.uniform(200.0, 300.0, 100_000)
     values[:5] = 1e9  # a few hot pixels do not set the range
@@ -233,9 +243,18 @@ def _memory_for_16x16_tiles(monkeypatch):
     monkeypatch.setattr(engine, "automatic_tile", lambda height, width, device, margin: 16)
 
 
-def test_planes_too_large_for_the_device_memory_are_inferred_in_tiles_with_the_same_result(monkeypatch):
+@pytest.fixture(scope="module")
+def seeded_weights(tmp_path_factory):
+    """A checkpoint of the seeded init, for runs of 0 steps (a checkpoint applied as it is)."""
+    path = tmp_path_factory.mktemp("weights") / "seeded.pt"
+    ZeroIG(device="cpu").save(path)
+    return path
+
+
+def test_planes_too_large_for_the_device_memory_are_inferred_in_tiles_with_the_same_result(monkeypatch, seeded_weights):
     image = np.random.default_rng(4).integers(0, 80, (40, 40, 3)).astype(np.uint8)
-    layout, inference_only = StackLayout(image.shape, rgb=True), RunSettings(steps=0, device="cpu")
+    layout = StackLayout(image.shape, rgb=True)
+    inference_only = RunSettings(steps=0, device="cpu", checkpoint=seeded_weights)
     whole_ticks, whole = run_to_end(enhance_stack(image, layout, inference_only))
     assert whole_ticks[-1].total == 8 * 2
     _memory_for_16x16_tiles(monkeypatch)
@@ -265,7 +284,7 @@ def test_planes_too_large_for_the_device_memory_are_fitted_on_crops(monkeypatch)
     assert outputs.denoised.shape == image.shape and outputs.denoised.dtype == np.uint16
 
 
-def test_the_ensemble_setting_reaches_the_inference(monkeypatch):
+def test_the_ensemble_setting_reaches_the_inference(monkeypatch, seeded_weights):
     image = np.random.default_rng(6).integers(0, 80, (24, 24, 3)).astype(np.uint8)
     layout = StackLayout(image.shape, rgb=True)
     sizes = []
@@ -276,13 +295,26 @@ def test_the_ensemble_setting_reaches_the_inference(monkeypatch):
         return original_infer(model, unit, tile, ensemble=ensemble)
 
     monkeypatch.setattr(ZeroIG, "infer_in_passes", spy)
-    _, two = run_to_end(enhance_stack(image, layout, RunSettings(steps=0, device="cpu", ensemble=2)))
-    _, default = run_to_end(enhance_stack(image, layout, RunSettings(steps=0, device="cpu")))
+    inference_only = RunSettings(steps=0, device="cpu", checkpoint=seeded_weights)
+    _, two = run_to_end(enhance_stack(image, layout, replace(inference_only, ensemble=2)))
+    _, default = run_to_end(enhance_stack(image, layout, inference_only))
     assert sizes == [2, None]
     assert two.enhanced is two.denoised is None  # the default output: linear alone
     assert not np.array_equal(two.linear, default.linear)
     with pytest.raises(InputError, match="ensemble"):
         RunSettings(ensemble=3)
+
+
+def test_zero_steps_need_a_checkpoint_and_record_no_brightness_they_did_not_apply(seeded_weights):
+    with pytest.raises(InputError, match="0 steps apply a checkpoint"):
+        RunSettings(steps=0)
+    image = np.random.default_rng(6).integers(0, 40, (24, 24)).astype(np.uint8)
+    layout = StackLayout(image.shape, rgb=False)
+    for exposure_gain, recorded in ((False, None), (True, 0.6)):
+        settings = RunSettings(steps=0, device="cpu", checkpoint=seeded_weights, brightness=0.6, ensemble=1,
+                               exposure_gain=exposure_gain, output="denoise")
+        _, outputs = run_to_end(enhance_stack(image, layout, settings))
+        assert outputs.provenance["denoised"]["brightness"] == recorded
 
 
 def test_exposure_gain_is_on_by_default_reaches_the_model_and_leaves_faithful_as_published():

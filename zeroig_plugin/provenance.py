@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .acceleration import Acceleration
     from .engine import ZeroIG
 
-__all__ = ["SOFTWARE", "processing_record", "record_text"]
+__all__ = ["SOFTWARE", "processing_record", "record_text", "brightness_applied"]
 
 SOFTWARE = f"zeroig {__version__}"
 METHOD = "ZERO-IG (Shi et al., CVPR 2024), fitted to this input alone"
@@ -38,14 +38,15 @@ def processing_record(
     from .classical import FINISH_STRIDE
 
     recipe = model.recipe
+    steps = model.steps_done if steps is None else steps
     return {
         "software": SOFTWARE,
         "method": METHOD,
         "output": output,
         "mode": model.mode,
-        "steps": model.steps_done if steps is None else steps,
+        "steps": steps,
         "start": f"checkpoint {os.path.basename(weights)}" if weights else f"seeded init, seed {model.seed}",
-        "brightness": recipe.brightness,
+        "brightness": brightness_applied(model, steps),
         "exposure_gain": recipe.fit_brightness_ratio is not None,
         "fit_crop": recipe.crop_size,
         "checkpoint_selection": model.checkpoint_selection,
@@ -59,6 +60,14 @@ def processing_record(
         "arithmetic": _arithmetic(model.acceleration),
         **details,
     }
+
+
+def brightness_applied(model: ZeroIG, steps: int) -> float | None:
+    """The mean luminance ``model``'s brightened outputs were brought to after ``steps`` fitting
+    steps: its brightness where a fit aimed at it or the exposure gain brought them to it;
+    ``None`` where neither did (a checkpoint applied as it is sets its own level)."""
+    recipe = model.recipe
+    return recipe.brightness if steps or recipe.fit_brightness_ratio is not None else None
 
 
 def record_text(record: dict[str, object]) -> str:

@@ -431,3 +431,33 @@ def test_a_stacks_planes_share_the_smallest_of_their_gains():
         np.testing.assert_allclose(as_tensor(enhance), apply_gain(as_tensor(plane), torch.tensor(min(own)), True), atol=1e-5)
     levels = [float(luma(as_tensor(denoise)).mean()) for _, _, denoise in brought_up]
     assert levels[0] == pytest.approx(0.4, abs=1e-3) and levels[0] > levels[2] > levels[1]
+
+
+def test_a_picture_brighter_than_the_brightness_keeps_its_level():
+    bright = np.clip(_dark_scene(size=24, level=0.06) * 30, 0, 1)  # a well-exposed picture, mean 0.86
+    model = ZeroIG(device="cpu", brightness=0.4)
+    model.fit(bright, steps=2)
+    outputs = model.infer(bright, ensemble=1)
+    assert model.exposure_gain_for(bright, outputs.linear) == 1.0
+    np.testing.assert_allclose(outputs.enhance, bright, atol=1e-5)
+    np.testing.assert_allclose(outputs.denoise, outputs.linear, atol=1e-5)
+
+
+def test_neither_a_bright_nor_a_blank_plane_darkens_the_rest_of_a_stack():
+    dim = _dark_scene(size=24, level=0.06)
+    planes = [dim, np.clip(dim * 30, 0, 1), np.ones_like(dim), dim / 2]  # a flash, a saturated blank frame
+    model = ZeroIG(device="cpu", brightness=0.4)
+    exposure = StackExposure(model)
+    own = []
+    for z, plane in enumerate(planes):
+        model.fit(plane, steps=2)
+        linear = model.infer(plane, ensemble=1).linear
+        exposure.add(z, plane, linear)
+        own.append(model.exposure_gain_for(plane, linear))
+    assert exposure.gain == min(own[0], own[1], own[3]) >= 1.0  # the blank frame does not count
+    for (_, enhance, _), plane in zip(exposure.brought_up(), planes):
+        assert (enhance >= plane - 1e-5).all()  # no plane is darkened
+    blank_only = StackExposure(model)
+    blank_only.add(0, np.full_like(dim, 0.02), np.full_like(dim, 0.02))
+    blank_only.add(1, dim, model.infer(dim, ensemble=1).linear)
+    assert blank_only.gain == model.exposure_gain_for(dim, model.infer(dim, ensemble=1).linear) > 1

@@ -34,7 +34,8 @@ IMAGE_KINDS = {
                    "finish_with_tv": False},
 }
 BRIGHTNESS_HELP = (
-    "Mean luminance (0-0.8) of the outputs. Default: 0.5, mid-grey, the published rule's target "
+    "Mean luminance (0-0.8) of the outputs (an image already brighter keeps its level). Default: 0.5, "
+    "mid-grey, the published rule's target "
     "(headroom --for microscopy). One dark image cannot tell a night scene from a dim room: lower it "
     "(e.g. 0.25) for scenes that should stay dark, raise it for more light. 'headroom': from the image, so "
     "that its highlights are not clipped (at most 0.5; for microscopy, whose display levels are a setting)."

@@ -843,14 +843,19 @@ class ZeroIG:
         default the one that brings ``denoise`` to the brightness) and the finishing TV, where the
         model has them."""
         if self.recipe.fit_brightness_ratio is not None:
-            linear_light = self.recipe.gain_in_linear_light
-            if gain is None:
-                gain = gain_to_brightness(denoise, self.recipe.brightness, linear_light=linear_light)
-            enhance, denoise = (apply_gain(output, gain, linear_light) for output in (enhance, denoise))
+            gain = self._gain_to_brightness(denoise) if gain is None else gain
+            enhance, denoise = (apply_gain(output, gain, self.recipe.gain_in_linear_light) for output in (enhance, denoise))
         if self.finish_with_tv:
             denoise, strength = tv_denoised(denoise, self._finish_strength, FINISH_STRIDE)
             self._finish_strength = strength or None
         return enhance, denoise
+
+    def _gain_to_brightness(self, picture: torch.Tensor) -> torch.Tensor:
+        """The gain that brings ``picture`` ``(1, 3, h, w)`` to the brightness, but never below 1:
+        ZERO-IG brightens, and a picture already brighter keeps its level (the published rule's
+        gain is at least 1 too)."""
+        gain = gain_to_brightness(picture, self.recipe.brightness, linear_light=self.recipe.gain_in_linear_light)
+        return gain.clamp(min=1.0)
 
     def _picture_and_linear(
         self, image: np.ndarray, linear: np.ndarray
@@ -874,8 +879,7 @@ class ZeroIG:
         A stack's planes share one tone curve when all are brought up by one gain
         (:meth:`bring_up`), e.g. the smallest of theirs (:class:`StackExposure`)."""
         _, picture, linear_picture, _, _ = self._picture_and_linear(image, linear)
-        gain = gain_to_brightness(linear_picture, self.recipe.brightness, linear_light=self.recipe.gain_in_linear_light)
-        return float(gain)
+        return float(self._gain_to_brightness(linear_picture))
 
     def bring_up(self, image: np.ndarray, linear: np.ndarray, gain: float) -> tuple[np.ndarray, np.ndarray]:
         """``enhance`` and ``denoise`` of ``image`` from its ``linear`` output (both laid out as for
@@ -940,8 +944,9 @@ class StackExposure:
     :meth:`ZeroIG.infer` brings each image up by its own gain, to the same mean level; across the
     planes of a z-stack or a time series that would erase what differs between them (depth,
     bleaching) and lift a dim, out-of-focus plane as far as the brightest. Here every plane is
-    brought up by the smallest of the planes' own gains: the brightest plane reaches the
-    brightness as it would alone, and no plane clips more than it would alone.
+    brought up by the smallest of the planes' own gains (each at least 1: no plane is darkened):
+    the brightest plane reaches the brightness as it would alone, and no plane clips more than it
+    would alone. Blank planes (one value throughout) do not count.
 
     After inferring each plane, :meth:`add` it with its ``linear`` output; :meth:`brought_up`
     then yields each plane's key with its ``enhance`` and ``denoise``. The planes and their
@@ -963,6 +968,7 @@ class StackExposure:
         self.model = model
         self._planes: list[tuple[Hashable, np.ndarray, np.ndarray]] = []
         self._gains: list[float] = []
+        self._blank_gains: list[float] = []
 
     @staticmethod
     def applies_to(model: ZeroIG) -> bool:
@@ -970,14 +976,18 @@ class StackExposure:
         return model.recipe.denoise_from_linear
 
     def add(self, key: Hashable, image: np.ndarray, linear: np.ndarray) -> None:
-        """Keep one plane (laid out as for :meth:`ZeroIG.infer`) and its ``linear`` output."""
-        self._gains.append(self.model.exposure_gain_for(image, linear))
+        """Keep one plane (laid out as for :meth:`ZeroIG.infer`) and its ``linear`` output. A
+        plane of one value throughout (a blank frame) has no exposure of its own to keep: it sets
+        the gain only where every plane is blank."""
+        blank = not np.ptp(np.reshape(image, (-1, *np.shape(image)[2:])), axis=0).any()
+        (self._blank_gains if blank else self._gains).append(self.model.exposure_gain_for(image, linear))
         self._planes.append((key, image, linear))
 
     @property
     def gain(self) -> float | None:
         """The gain every plane is brought up by (``None`` before the first plane)."""
-        return min(self._gains) if self._gains else None
+        gains = self._gains or self._blank_gains
+        return min(gains) if gains else None
 
     def brought_up(self) -> Iterator[tuple[Hashable, np.ndarray, np.ndarray]]:
         """``(key, enhance, denoise)`` for each plane added, in order, all brought up by :attr:`gain`."""

@@ -170,12 +170,14 @@ class ZeroIGWidget(Container):
         )
         self._cancel_requested = threading.Event()
         self._worker = None
+        self._reports: list[tuple] = []  # the running worker's signals and the widget's slots on them
         self._progress_bar: progress | None = None
         self._layer.changed.connect(self._choose_axes)
         self._device.changed.connect(self._show_device)
         self._headroom.changed.connect(lambda on: setattr(self._brightness, "enabled", not on))
         self._run_button.changed.connect(self.run)
         self._cancel_button.changed.connect(self.cancel)
+        self.native.destroyed.connect(self._abandon_run)
         self._choose_axes()
         self._show_device()
 
@@ -262,10 +264,10 @@ class ZeroIGWidget(Container):
         self._cancel_requested.clear()
         self._progress_bar = progress(total=total, desc=f"ZERO-IG {layer.name}")
         worker = enhance_in_thread(layer.data, layout, settings, self._cancel_requested.is_set)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(partial(self._add_outputs, layer))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
+        self._reports = [(worker.yielded, self._on_progress), (worker.returned, partial(self._add_outputs, layer)),
+                         (worker.errored, self._on_error), (worker.finished, self._on_finished)]
+        for signal, slot in self._reports:
+            signal.connect(slot)
         self._worker = worker
         self._set_running(True)
         self._status.value = f"starting on {self._device_name.value}"
@@ -276,6 +278,19 @@ class ZeroIGWidget(Container):
         if self.running:
             self._cancel_requested.set()
             self._status.value = "cancelling"
+
+    def _abandon_run(self) -> None:
+        """The widget is gone (its viewer closed): stop the run before its next step, and let it
+        report to nothing that was deleted with the widget."""
+        self._cancel_requested.set()
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        for signal, slot in self._reports:
+            signal.disconnect(slot)
+        if self._progress_bar is not None:
+            worker.finished.connect(self._progress_bar.close)
+            self._progress_bar = None
 
     def _set_running(self, running: bool) -> None:
         self._run_button.enabled = not running
@@ -294,8 +309,8 @@ class ZeroIGWidget(Container):
         self._status.value = text
         bar = self._progress_bar  # napari's bar processes Qt events, which may finish the run meanwhile
         if bar is not None:
+            bar.set_description(text)  # before the update, whose events may bring a newer tick's text
             bar.update(tick.done - bar.n)
-            bar.set_description(text)
 
     def _add_outputs(self, source: napari.layers.Image, outputs: StackOutputs | None) -> None:
         """Add ``<name> enhanced`` / ``<name> denoised`` / ``<name> denoised (linear)`` (the fields of

@@ -163,6 +163,20 @@ def test_cancel_stops_the_run_and_the_viewer_stays_usable(viewer, qtbot):
     assert "dark enhanced" in viewer.layers
 
 
+def test_closing_the_widget_mid_run_stops_the_run_and_nothing_reports_to_it(viewer, qtbot):
+    layer = viewer.add_image(np.full((32, 32), 20, np.uint8), name="dark")
+    widget = docked_widget(viewer)
+    widget.select_layer(layer)
+    widget["steps"].value, widget["device"].value = 10_000, "cpu"
+    widget["run"].native.click()
+    worker, ticks = widget.worker, []
+    worker.yielded.connect(ticks.append)
+    qtbot.waitUntil(lambda: bool(ticks), timeout=RUN_TIMEOUT_MS)
+    with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT_MS):
+        widget.native.deleteLater()  # as closing its viewer does
+    assert ticks[-1].done < 1_000 and [each.name for each in viewer.layers] == ["dark"]
+
+
 def test_a_bad_checkpoint_becomes_a_notification(viewer, qtbot, tmp_path):
     from napari.utils.notifications import notification_manager
 

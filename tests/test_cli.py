@@ -590,6 +590,27 @@ def test_a_failed_input_leaves_its_output_names_to_the_next_input_of_the_same_st
     assert result.exit_code == 1
     assert "a.gif: unsupported image format GIF" in result.output and "same name" not in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_denoise.png", "a_enhance.png"]
+    lines = result.output.splitlines()
+    note = next(i for i, line in enumerate(lines) if "a.webp writes the same files as" in line)
+    assert "enhanced only if" in lines[note] and note < next(i for i, line in enumerate(lines) if "unsupported" in line)
+
+
+def test_a_pipe_and_an_unreadable_folder_fail_alone(tmp_path):
+    Image.fromarray(_dark()).save(tmp_path / "ok.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "locked").mkdir()
+    Image.fromarray(_dark()).save(tmp_path / "locked" / "inside.png")
+    (tmp_path / "locked").chmod(0)
+    command = [*_without_root_file_access(), sys.executable, "-m", "zeroig_plugin.cli", "enhance", "--iters", STEPS,
+               "--device", "cpu", "--ensemble", "1", str(tmp_path / "pipe.png"), str(tmp_path / "locked"),
+               str(tmp_path / "ok.png"), "-o", str(tmp_path / "out")]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    assert result.returncode == 1, result.stderr
+    assert "pipe.png: not a regular file" in result.stderr and f"{tmp_path / 'locked'}: Permission denied" in result.stderr
+    assert (tmp_path / "out" / "ok_denoise.png").exists()
 
 
 def test_brightness_headroom_is_set_per_channel_from_each_first_plane_and_recorded(tmp_path):

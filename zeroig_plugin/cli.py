@@ -115,12 +115,18 @@ def _expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[str]]:
     files, problems = [], []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            try:
+                found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            except OSError as error:
+                problems.append(f"{item}: {error.strerror or error}")
+                continue
             if not found:
                 problems.append(f"{item}: folder holds no {FORMAT_NAMES} files")
             files.extend(found)
-        elif item.exists():
+        elif item.is_file():
             files.append(item)
+        elif item.exists():
+            problems.append(f"{item}: not a regular file (a pipe or a device is not read)")
         else:
             problems.append(f"{item}: no such file or folder")
     return files, problems
@@ -170,6 +176,21 @@ def _files_of(path: Path, output_dir: Path, kinds: tuple[str, ...], loss_log: st
             raise click.UsageError(f"{owner[key]} and {label} would both be {target} (for {path.name})")
         owner[key] = label
     return outputs, loss_path, weights_path
+
+
+def _clashes_between_inputs(files_of: dict) -> list[str]:
+    """One note for each input whose files an earlier input also writes (``x.png`` and ``x.jpg``):
+    said before any fit, since it is enhanced only if that earlier input fails."""
+    first_owner: dict[Path, Path] = {}
+    notes = []
+    for path, (outputs, *extras) in files_of.items():
+        targets = [*outputs.values(), *(extra for extra in extras if extra is not None)]
+        earlier = next((first_owner[t.resolve()] for t in targets if t.resolve() in first_owner), None)
+        if earlier is not None:
+            notes.append(f"{path} writes the same files as {earlier}: it is enhanced only if {earlier} fails")
+        for target in targets:
+            first_owner.setdefault(target.resolve(), path)
+    return notes
 
 
 def _make_parent_folders(paths) -> None:
@@ -384,6 +405,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     files_of = {path: _files_of(path, output_dir, kinds, loss_log, save_weights, many) for path in files}
     for problem in problems:
         _fail(problem)
+    for note in _clashes_between_inputs(files_of):
+        click.echo(f"zeroig: note: {note}", err=True)
     _make_parent_folders(extra for _, *extras in files_of.values() for extra in extras)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)

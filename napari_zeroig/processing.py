@@ -9,8 +9,9 @@ back exactly:
   integers with no negative value (``int16``, ``int32``, ``uint32``) by 65535 or their maximum
   where it is above, at most their dtype's maximum (``int16``: 32767), as the command line reads
   them (``zeroig_plugin.value_scale``); outputs are rounded back to the input's dtype.
-* float data of any range, and integers with negative values (CT in ``int16``), are mapped from
-  their minimum to their maximum (over the whole layer, per channel when there is a channel
+* float data within ``0..1`` is used as it is, so a dim layer stays dim and can be brightened;
+  float data of any other range, and integers with negative values (CT in ``int16``), are mapped
+  from their minimum to their maximum (over the whole layer, per channel when there is a channel
   axis): a bead or an implant a few pixels across keeps its intensity. Only where a few wild
   values would leave 99.9 % of the data under a thousandth of that range (a 1e9 among hundreds)
   are the percentiles below used instead.
@@ -78,8 +79,8 @@ class IntensityScale:
     def for_data(cls, data: np.ndarray, scaling: str = "auto") -> IntensityScale:
         """``auto``: non-negative integers as the command line reads them
         (``zeroig_plugin.value_scale``: the dtype's range for ``uint8`` and ``uint16``, else 0 to
-        65535 or the peak, at most the dtype's maximum); floats and data with negative values from
-        their minimum to their maximum, so nothing is clipped, unless a few wild values (1e9 among
+        65535 or the peak, at most the dtype's maximum); floats within ``0..1`` as they are; other
+        floats and data with negative values from their minimum to their maximum, so nothing is clipped, unless a few wild values (1e9 among
         hundreds) would leave 99.9 % of the data under a thousandth of that range: then, and with
         ``percentiles``, the robust percentiles, values beyond clipped."""
         dtype = np.dtype(data.dtype)
@@ -96,6 +97,8 @@ class IntensityScale:
         low, high = (float(bound) for bound in np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE]))
         if scaling == "auto":
             lowest, highest = _finite_extremes(values)
+            if 0.0 <= lowest and highest <= 1.0 and np.issubdtype(dtype, np.floating):
+                return cls(0.0, 1.0, dtype)  # already on the unit range: a dim layer stays dim, to be brightened
             if high - lowest >= MIN_PICTURE_SHARE * (highest - lowest):
                 low, high = lowest, highest
         if high <= low:  # a constant image

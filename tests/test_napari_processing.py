@@ -77,6 +77,15 @@ def test_small_bright_structures_keep_their_intensity_in_float_and_negative_data
         np.testing.assert_allclose(scale.from_unit(scale.to_unit(data)).astype(float), data, atol=0.51)
 
 
+def test_float_data_on_the_unit_range_is_used_as_it_is_so_a_dim_layer_is_brightened():
+    dim = np.random.default_rng(7).uniform(0.0, 0.05, (24, 24)).astype(np.float32)
+    scale = IntensityScale.for_data(dim)
+    assert (scale.low, scale.high) == (0.0, 1.0)
+    settings = RunSettings(steps=2, device="cpu", output="denoise", brightness=0.5, ensemble=1)
+    _, outputs = run_to_end(enhance_stack(dim, StackLayout(dim.shape, rgb=False), settings))
+    assert outputs.denoised.mean() > 5 * dim.mean() and outputs.denoised.max() > dim.max()
+
+
 def test_float_data_scales_by_robust_percentiles_where_a_few_wild_values_would_black_it_out():
     rng = np.random.default_rng(0)
     values = rng.uniform(200.0, 300.0, 100_000)

@@ -411,18 +411,24 @@ def test_bring_up_with_an_images_own_gain_gives_what_inference_gave():
             StackExposure(without_global_tone)
 
 
-def test_a_stacks_planes_share_the_smallest_of_their_gains():
-    bright = _dark_scene(size=24, level=0.06)
-    planes = [bright, bright / 3, bright / 1.5]  # one field under less light, as deeper or later planes
-    model = ZeroIG(device="cpu", brightness=0.4)
-    exposure = StackExposure(model)
-    assert exposure.gain is None
-    own = []
+def _stack_exposure(model: ZeroIG, planes: list[np.ndarray]) -> tuple[StackExposure, list[float]]:
+    """A :class:`StackExposure` of ``planes``, each fitted 2 steps on from the one before, and
+    each plane's own gain."""
+    exposure, own = StackExposure(model), []
     for z, plane in enumerate(planes):
         model.fit(plane, steps=2)
         linear = model.infer(plane, ensemble=1).linear
         exposure.add(z, plane, linear)
         own.append(model.exposure_gain_for(plane, linear))
+    return exposure, own
+
+
+def test_a_stacks_planes_share_the_smallest_of_their_gains():
+    bright = _dark_scene(size=24, level=0.06)
+    planes = [bright, bright / 3, bright / 1.5]  # one field under less light, as deeper or later planes
+    model = ZeroIG(device="cpu", brightness=0.4)
+    assert StackExposure(model).gain is None
+    exposure, own = _stack_exposure(model, planes)
     assert exposure.gain == min(own) == own[0] < own[2] < own[1]
     brought_up = list(exposure.brought_up())
     assert [z for z, _, _ in brought_up] == [0, 1, 2]
@@ -447,13 +453,7 @@ def test_neither_a_bright_nor_a_blank_plane_darkens_the_rest_of_a_stack():
     dim = _dark_scene(size=24, level=0.06)
     planes = [dim, np.clip(dim * 30, 0, 1), np.ones_like(dim), dim / 2]  # a flash, a saturated blank frame
     model = ZeroIG(device="cpu", brightness=0.4)
-    exposure = StackExposure(model)
-    own = []
-    for z, plane in enumerate(planes):
-        model.fit(plane, steps=2)
-        linear = model.infer(plane, ensemble=1).linear
-        exposure.add(z, plane, linear)
-        own.append(model.exposure_gain_for(plane, linear))
+    exposure, own = _stack_exposure(model, planes)
     assert exposure.gain == min(own[0], own[1], own[3]) >= 1.0  # the blank frame does not count
     for (_, enhance, _), plane in zip(exposure.brought_up(), planes):
         assert (enhance >= plane - 1e-5).all()  # no plane is darkened

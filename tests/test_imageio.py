@@ -533,9 +533,10 @@ def test_a_negative_stack_maps_to_unit_range_and_back_exactly_by_one_scale():
 
 def test_a_tiff_of_pages_of_different_sizes_is_refused_naming_them_and_a_thumbnail_is_no_page(tmp_path):
     with tifffile.TiffWriter(tmp_path / "mixed.tif") as tiff:
-        for shape in ((16, 24), (8, 12), (16, 24)):
-            tiff.write(np.zeros(shape, np.uint16))
-    with pytest.raises(InputError, match=r"mixed.tif: holds 3 images of different sizes or kinds \(16x24, 8x12, 16x24\)"):
+        for shape, dtype in (((16, 24), np.uint16), ((8, 12), np.uint16), ((16, 24), np.uint8)):
+            tiff.write(np.zeros(shape, dtype))
+    with pytest.raises(InputError, match=r"mixed.tif: holds 3 images of different sizes or kinds "
+                                         r"\(16x24 uint16, 8x12 uint16, 16x24 uint8\)"):
         read_image(tmp_path / "mixed.tif")
     with tifffile.TiffWriter(tmp_path / "thumb.tif") as tiff:
         tiff.write(_gradient(16, 24, 1, 60000, np.uint16))

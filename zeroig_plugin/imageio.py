@@ -346,7 +346,7 @@ def _refuse_several_images(tiff, path: Path) -> None:
     beyond the first), rather than enhance its first only; thumbnails and pyramid levels are
     levels of their series, not series, and an OME-TIFF's first image is the one read."""
     if len(tiff.series) > 1 and not tiff.is_ome:
-        shapes = ", ".join("x".join(map(str, series.shape)) for series in tiff.series)
+        shapes = ", ".join(f"{'x'.join(map(str, series.shape))} {series.dtype}" for series in tiff.series)
         raise InputError(f"{path}: holds {len(tiff.series)} images of different sizes or kinds ({shapes}), "
                          "not one image or a stack of equal planes: save each as its own file")
 

@@ -80,27 +80,24 @@ class IntensityScale:
         """``auto``: non-negative integers as the command line reads them
         (``zeroig_plugin.value_scale``: the dtype's range for ``uint8`` and ``uint16``, else 0 to
         65535 or the peak, at most the dtype's maximum); floats within ``0..1`` as they are; other
-        floats and data with negative values from their minimum to their maximum, so nothing is clipped, unless a few wild values (1e9 among
-        hundreds) would leave 99.9 % of the data under a thousandth of that range: then, and with
-        ``percentiles``, the robust percentiles, values beyond clipped."""
+        floats and data with negative values from their minimum to their maximum, so nothing is
+        clipped, unless a few wild values (1e9 among hundreds) would leave 99.9 % of the data under
+        a thousandth of that range: then, and with ``percentiles``, the robust percentiles, values
+        beyond clipped."""
         dtype = np.dtype(data.dtype)
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
             raise InputError(f"cannot enhance {dtype} data: expected integers or floats")
         values = np.asarray(data)
         if scaling == "auto" and np.issubdtype(dtype, np.integer) and int(values.min(initial=0)) >= 0:
             return cls(0.0, value_scale(values).scale, dtype)
-        flat = values.reshape(-1)
-        sample = flat[:: max(1, math.ceil(flat.size / PERCENTILE_SAMPLE))].astype(np.float64)
-        sample = sample[np.isfinite(sample)]
-        if sample.size == 0:
+        lowest, highest = _finite_extremes(values)
+        if not np.isfinite(lowest):
             raise InputError("the image has no finite values")
-        low, high = (float(bound) for bound in np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE]))
-        if scaling == "auto":
-            lowest, highest = _finite_extremes(values)
-            if 0.0 <= lowest and highest <= 1.0 and np.issubdtype(dtype, np.floating):
-                return cls(0.0, 1.0, dtype)  # already on the unit range: a dim layer stays dim, to be brightened
-            if high - lowest >= MIN_PICTURE_SHARE * (highest - lowest):
-                low, high = lowest, highest
+        if scaling == "auto" and np.issubdtype(dtype, np.floating) and 0.0 <= lowest and highest <= 1.0:
+            return cls(0.0, 1.0, dtype)  # already on the unit range: a dim layer stays dim, to be brightened
+        low, high = _robust_range(values)
+        if scaling == "auto" and high - lowest >= MIN_PICTURE_SHARE * (highest - lowest):
+            low, high = lowest, highest
         if high <= low:  # a constant image
             high = low + 1.0
         return cls(low, high, dtype)
@@ -118,8 +115,19 @@ class IntensityScale:
         return values.astype(self.dtype)
 
 
+def _robust_range(values: np.ndarray) -> tuple[float, float]:
+    """The 0.1th and 99.9th percentiles of the finite ``values``, from a sample on big layers."""
+    flat = values.reshape(-1)
+    sample = flat[:: max(1, math.ceil(flat.size / PERCENTILE_SAMPLE))].astype(np.float64)
+    sample = sample[np.isfinite(sample)]
+    if not sample.size:  # the sample's stride missed the few finite values
+        sample = flat[np.isfinite(flat)].astype(np.float64)
+    low, high = np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    return float(low), float(high)
+
+
 def _finite_extremes(values: np.ndarray) -> tuple[float, float]:
-    """The smallest and largest finite values of ``values`` (which holds some), without a copy."""
+    """The smallest and largest finite values of ``values`` (``inf, -inf`` where it holds none), without a copy."""
     if not np.issubdtype(values.dtype, np.floating):
         return float(values.min()), float(values.max())
     finite = np.isfinite(values)

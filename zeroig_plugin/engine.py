@@ -977,10 +977,11 @@ class StackExposure:
 
     def add(self, key: Hashable, image: np.ndarray, linear: np.ndarray) -> None:
         """Keep one plane (laid out as for :meth:`ZeroIG.infer`) and its ``linear`` output. A
-        plane of one value throughout (a blank frame) has no exposure of its own to keep: it sets
-        the gain only where every plane is blank."""
-        blank = not np.ptp(np.reshape(image, (-1, *np.shape(image)[2:])), axis=0).any()
-        (self._blank_gains if blank else self._gains).append(self.model.exposure_gain_for(image, linear))
+        plane whose picture (within its flat borders) holds one value throughout, a blank frame,
+        has no exposure of its own to keep: it sets the gain only where every plane is blank."""
+        _, picture, linear_picture, _, _ = self.model._picture_and_linear(image, linear)
+        gain = float(self.model._gain_to_brightness(linear_picture))  # what exposure_gain_for gives
+        (self._blank_gains if _is_flat(picture) else self._gains).append(gain)
         self._planes.append((key, image, linear))
 
     @property

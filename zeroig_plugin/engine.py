@@ -121,26 +121,34 @@ def _to_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> tuple[
     Gray is replicated to three channels.
     """
     if isinstance(image, torch.Tensor):  # stays on its device when that is ``device``
-        floating, tensor = image.is_floating_point(), image.detach()
+        floating = image.is_floating_point()
     else:
-        array = np.asarray(image)
-        floating, tensor = np.issubdtype(array.dtype, np.floating), torch.from_numpy(np.ascontiguousarray(array))
-    if tensor.ndim == 2:
-        layout = _Layout(True, False, *tensor.shape)
-        tensor = tensor[..., None]
-    elif tensor.ndim == 3 and tensor.shape[-1] in (1, 3):
-        layout = _Layout(tensor.shape[-1] == 1, True, *tensor.shape[:2])
+        image = np.asarray(image)
+        floating = np.issubdtype(image.dtype, np.floating)
+    shape = tuple(image.shape)
+    if len(shape) == 2:
+        layout = _Layout(True, False, *shape)
+    elif len(shape) == 3 and shape[-1] in (1, 3):
+        layout = _Layout(shape[-1] == 1, True, *shape[:2])
     else:
-        raise InputError(f"expected an (H, W), (H, W, 1) or (H, W, 3) image, got shape {tuple(tensor.shape)}")
+        raise InputError(f"expected an (H, W), (H, W, 1) or (H, W, 3) image, got shape {shape}")
     if not floating:
         raise InputError(f"expected a float image in [0, 1], got dtype {image.dtype}")
-    if not tensor.numel():
-        raise InputError(f"the image is empty (shape {tuple(np.shape(image))})")
-    tensor = tensor.to(device=device, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
+    if 0 in shape:
+        raise InputError(f"the image is empty (shape {shape})")
+    tensor = image.detach() if isinstance(image, torch.Tensor) else _float32_tensor(image)
+    tensor = tensor.reshape(*shape[:2], -1).to(device=device, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
     if not torch.isfinite(tensor).all():
         raise InputError("the image contains NaN or infinite values")
     tensor = tensor.clamp(0, 1).expand(-1, 3, -1, -1) if layout.gray else tensor.clamp(0, 1)
     return tensor.contiguous(), layout
+
+
+def _float32_tensor(array: np.ndarray) -> torch.Tensor:
+    """A float numpy array of any width or byte order (FITS data is big-endian) as a float32
+    tensor, which torch cannot make of every one (``float128``, big-endian) itself."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())  # torch warns on read-only memory
 
 
 def _is_flat(image: torch.Tensor) -> bool:

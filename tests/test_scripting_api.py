@@ -1,0 +1,44 @@
+"""The Python API as scripts use it: arrays of every kind a caller may hold, and the video
+enhancer's frame-by-frame and file APIs."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from zeroig_plugin import InputError, ZeroIG
+
+
+@pytest.fixture(scope="module")
+def dark() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.random((20, 18, 3)) * 0.15).astype(np.float32)
+
+
+def _outputs(image) -> list[np.ndarray]:
+    model = ZeroIG(mode="faithful", device="cpu")
+    model.fit(image, 1)
+    return list(model.infer(image))
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8", np.longdouble], ids=["big-endian32", "big-endian64", "longdouble"])
+def test_float_arrays_of_any_width_or_byte_order_are_used_as_their_values(dark, dtype):
+    expected = _outputs(dark)
+    for output, wanted in zip(_outputs(dark.astype(dtype)), expected):
+        np.testing.assert_array_equal(output, wanted)
+
+
+def test_a_read_only_array_is_used_without_a_warning(dark):
+    frozen = dark.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outputs = _outputs(frozen)
+    np.testing.assert_array_equal(outputs[1], _outputs(dark)[1])
+
+
+@pytest.mark.parametrize("image", [None, np.zeros((8, 8, 3), object)], ids=["None", "object"])
+def test_what_is_no_float_image_is_an_input_error(image):
+    with pytest.raises(InputError, match="expected"):
+        ZeroIG(mode="faithful", device="cpu").infer(image)

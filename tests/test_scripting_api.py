@@ -42,3 +42,20 @@ def test_a_read_only_array_is_used_without_a_warning(dark):
 def test_what_is_no_float_image_is_an_input_error(image):
     with pytest.raises(InputError, match="expected"):
         ZeroIG(mode="faithful", device="cpu").infer(image)
+
+
+@pytest.mark.parametrize("scaled", [lambda x: x * 255, lambda x: x - 0.5, lambda x: x + 0.9], ids=["0-255", "negative", "over 1"])
+def test_float_values_beyond_rounding_of_0_to_1_are_an_input_error_not_clamped(dark, scaled):
+    model = ZeroIG(mode="faithful", device="cpu")
+    for run in (lambda image: model.fit(image, 1), model.infer):
+        with pytest.raises(InputError, match=r"expected float values in \[0, 1\], found .*: divide 0-255 floats by 255"):
+            run(scaled(dark))
+    assert model.steps_done == 0
+
+
+def test_float_values_within_rounding_of_0_to_1_are_clamped(dark):
+    nudged = dark.copy()
+    nudged[0, 0], nudged[-1, -1] = -0.0005, 1.0005
+    clamped = np.clip(nudged, 0, 1)
+    for output, wanted in zip(_outputs(nudged), _outputs(clamped)):
+        np.testing.assert_array_equal(output, wanted)

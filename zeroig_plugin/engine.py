@@ -49,6 +49,7 @@ ProgressCallback = Callable[[int, int, "float | None"], None]
 """Called after each step with ``(steps_done, steps_total, loss)``; ``loss`` is the loss computed
 before that step, given every ``loss_every`` steps and on the last step, else ``None``."""
 
+RANGE_ROUNDING = 1e-3  # how far float values may stray outside [0, 1] and be clamped, as for video frames
 MIN_FIT_SIDE = 16  # the blur's reflect padding needs 11 pixels; tiny images are edge-padded to this
 
 
@@ -138,10 +139,22 @@ def _to_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> tuple[
         raise InputError(f"the image is empty (shape {shape})")
     tensor = image.detach() if isinstance(image, torch.Tensor) else _float32_tensor(image)
     tensor = tensor.reshape(*shape[:2], -1).to(device=device, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
-    if not torch.isfinite(tensor).all():
-        raise InputError("the image contains NaN or infinite values")
+    _check_range(tensor)
     tensor = tensor.clamp(0, 1).expand(-1, 3, -1, -1) if layout.gray else tensor.clamp(0, 1)
     return tensor.contiguous(), layout
+
+
+def _check_range(tensor: torch.Tensor) -> None:
+    """Refuse values that clamping to ``[0, 1]`` would whiten or blank (0-255 floats), beyond
+    rounding (resampling, colour conversion), and NaN or infinite ones."""
+    low, high = (float(value) for value in torch.aminmax(tensor))
+    if not (math.isfinite(low) and math.isfinite(high)):  # NaN spreads to both
+        raise InputError("the image contains NaN or infinite values")
+    if low < -RANGE_ROUNDING or high > 1 + RANGE_ROUNDING:
+        raise InputError(
+            f"expected float values in [0, 1], found {low:g} to {high:g}: divide 0-255 floats by 255 "
+            "(0-65535 by 65535), or clip them"
+        )
 
 
 def _float32_tensor(array: np.ndarray) -> torch.Tensor:
@@ -628,6 +641,7 @@ class ZeroIG:
     ) -> FitReport:
         """Run up to ``steps`` optimiser steps on ``image`` (``(H, W)`` or ``(H, W, 1|3)`` float in
         ``[0, 1]``, a numpy array or a tensor, which is used where it lies if on this device), continuing from the current weights and optimiser state.
+        Values beyond rounding of ``[0, 1]`` (0-255 floats), NaN and infinities are an :class:`InputError`.
 
         ``should_cancel`` is checked before every step; a cancelled fit keeps the steps it ran.
         The loss history holds the loss computed before each step (read from the device every

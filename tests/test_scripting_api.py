@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
+from video import WarmStartEnhancer, WarmStartSettings
 from zeroig_plugin import InputError, ZeroIG
 
 
@@ -59,3 +60,23 @@ def test_float_values_within_rounding_of_0_to_1_are_clamped(dark):
     clamped = np.clip(nudged, 0, 1)
     for output, wanted in zip(_outputs(nudged), _outputs(clamped)):
         np.testing.assert_array_equal(output, wanted)
+
+
+def _enhanced_frame(frame: np.ndarray) -> np.ndarray:
+    enhancer = WarmStartEnhancer(WarmStartSettings(first_iters=1, fit_size=16), device="cpu")
+    return enhancer.enhance(frame)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
+def test_big_endian_video_frames_are_enhanced_as_their_values(dark, dtype):
+    frame = dark if dtype == np.float32 else (dark * 65535).astype(np.uint16)
+    swapped = frame.astype(frame.dtype.newbyteorder(">"))
+    np.testing.assert_array_equal(_enhanced_frame(swapped), _enhanced_frame(frame))
+
+
+def test_a_read_only_video_frame_is_enhanced_without_a_warning(dark):
+    frame = (dark * 255).astype(np.uint8)
+    frame.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _enhanced_frame(frame)

@@ -40,6 +40,8 @@ from .temporal import TemporalFilter
 __all__ = ["WarmStartSettings", "FrameReport", "WarmStartEnhancer", "DEFAULTS"]
 
 _INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+# torch has no uint16 math on every device, and makes no tensor of every float (float128, big-endian)
+_UPLOAD_DTYPE = {np.dtype(np.uint8): np.uint8, np.dtype(np.uint16): np.int32}
 _ROUNDING = 1e-3  # how far a float frame may stray outside [0, 1] (resampling, colour conversion) and be clamped
 
 
@@ -347,12 +349,13 @@ class WarmStartEnhancer:
     def _upload(self, frame: np.ndarray) -> torch.Tensor:
         """``(H, W, 3)`` numpy -> float ``(1, 3, H, W)`` in ``[0, 1]`` on the device, copying the
         integer data across (4x less than float) and scaling there."""
-        scale = _INTEGER_SCALE.get(frame.dtype)
-        if scale is None and not np.issubdtype(frame.dtype, np.floating):
+        dtype = frame.dtype.newbyteorder("=")  # big-endian data (FITS, some TIFFs) holds the same values
+        scale = _INTEGER_SCALE.get(dtype)
+        if scale is None and not np.issubdtype(dtype, np.floating):
             raise InputError(f"expected a uint8, uint16 or float frame, got dtype {frame.dtype}")
-        data = frame.astype(np.int32) if frame.dtype == np.uint16 else frame  # torch has no uint16 math on every device
-        tensor = torch.from_numpy(np.ascontiguousarray(data)).to(self.device, non_blocking=True)
-        tensor = tensor.permute(2, 0, 1).unsqueeze(0).float()
+        data = np.ascontiguousarray(frame, dtype=_UPLOAD_DTYPE.get(dtype, np.float32))
+        tensor = torch.from_numpy(data if data.flags.writeable else data.copy())  # torch warns on read-only memory
+        tensor = tensor.to(self.device, non_blocking=True).permute(2, 0, 1).unsqueeze(0).float()
         return tensor / scale if scale else tensor
 
     def _restart(self) -> None:

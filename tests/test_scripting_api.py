@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from video import WarmStartEnhancer, WarmStartSettings
+from video import WarmStartEnhancer, WarmStartSettings, enhance_video, iter_enhanced_frames
 from zeroig_plugin import InputError, ZeroIG
 
 
@@ -80,3 +80,12 @@ def test_a_read_only_video_frame_is_enhanced_without_a_warning(dark):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _enhanced_frame(frame)
+
+
+@pytest.mark.parametrize("max_frames", [0, -2])
+def test_a_frame_limit_below_one_is_refused_not_a_complete_run_of_no_frames(tmp_path, max_frames):
+    enhancer = WarmStartEnhancer(WarmStartSettings(first_iters=1, fit_size=16), device="cpu")
+    with pytest.raises(ValueError, match="max_frames is a number of frames"):
+        enhance_video(tmp_path / "missing.mp4", tmp_path / "out.mp4", enhancer, max_frames=max_frames)
+    with pytest.raises(ValueError, match="max_frames is a number of frames"):
+        next(iter_enhanced_frames(tmp_path / "missing.mp4", enhancer, max_frames=max_frames))

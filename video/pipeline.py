@@ -114,6 +114,11 @@ def expected_frames(info: VideoInfo, max_frames: int | None) -> int:
     return min(info.frame_count, max_frames or info.frame_count)
 
 
+def _check_max_frames(max_frames: int | None) -> None:
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames is a number of frames (at least 1) or None for all, got {max_frames!r}")
+
+
 def _describe_left_out(kinds: tuple[str, ...]) -> str:
     counts = ", ".join(f"{count} {kind} stream{'s' * (count > 1)}" for kind, count in Counter(kinds).items())
     return f"only the first video stream and the first audio stream are used; left out: {counts}"
@@ -144,8 +149,10 @@ def enhance_video(
             the message says so).
         OutputError: the output cannot be created or written (checked before any fitting).
         VideoInterrupted: Ctrl-C; the frames done were saved (``.result`` says what is where).
+        ValueError: ``max_frames`` below 1 (``None`` is every frame).
     """
     started = time.perf_counter()
+    _check_max_frames(max_frames)
     source, target = check_paths(input_path, output_path, overwrite)
     partial = target.with_name(f"{target.stem}.partial-{os.getpid()}{target.suffix}")
     _check_creatable(partial, target)
@@ -220,6 +227,7 @@ def iter_enhanced_frames(
         >>> for frame in iter_enhanced_frames("night.mp4", max_frames=10):
         ...     print(frame.index, frame.time, frame.rgb.shape)
     """
+    _check_max_frames(max_frames)
     enhancer = enhancer or WarmStartEnhancer()
     try:
         for frame in prefetch(decode_frames(path, max_frames), QUEUE_DEPTH, name="video-decode"):

@@ -253,7 +253,8 @@ class _StepBar:
               help="Start from this checkpoint (published .pt files load) instead of the seeded init.")
 @click.option("--save-weights", metavar="PATH", help="Save the fitted weights; use {stem} in PATH for several inputs.")
 @click.option("--mode", default="default", show_default=True,
-              help="Fitting recipe: 'default' (recommended) or 'faithful' (the published method, exact). See `zeroig modes`.")
+              help="Fitting recipe: 'default' (= 'improved', recommended), 'crop' (the improved fit on two random "
+                   "256x256 crops per step) or 'faithful' (the published method, exact). See `zeroig modes`.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda or cuda:N.")
 @click.option("--seed", default=2, show_default=True, type=int, help="Seed of the network init (2 as published).")
 @click.option("--for", "image_kind", default="photos", show_default=True, type=click.Choice(list(IMAGE_KINDS)),

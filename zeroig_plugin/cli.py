@@ -319,7 +319,8 @@ def enhance(inputs, output_dir, iters, weights, save_weights, mode, device, seed
     Outputs keep the input's bit depth (16-bit PNG for 16-bit input), gray stays gray; alpha, the
     ICC colour profile and a photo's EXIF (orientation made upright) are passed through. A TIFF
     gives TIFFs ({stem}_denoise.tif, ...) in its dtype (float stays float, on its own scale) with
-    its pixel size. Exit status: 0 all done, 1 some input failed, 2 usage error.
+    its pixel size. Exit status: 0 all done, 1 some input failed, 2 usage error, 130 or 143
+    interrupted by Ctrl-C or SIGTERM (every file written is complete).
 
     A TIFF of several planes (z, time, channels) gives TIFF stacks of the same layout: each
     channel's first plane is fitted for --iters steps and every later plane for --iters-per-plane,

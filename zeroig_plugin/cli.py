@@ -59,7 +59,8 @@ def cli() -> None:
     """Zero-shot low-light enhancement and denoising (ZERO-IG, CVPR 2024).
 
     No training data: three small networks are fitted to each image by self-supervised losses,
-    then give two outputs: ENHANCE (brightened) and DENOISE (brightened and denoised).
+    then give two outputs: ENHANCE (brightened) and DENOISE (brightened and denoised), and a
+    third, LINEAR (denoised at the input's own intensities, for microscopy).
 
     \b
     Try it:   zeroig demo

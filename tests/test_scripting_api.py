@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from video import WarmStartEnhancer, WarmStartSettings, enhance_video, iter_enhanced_frames
-from zeroig_plugin import InputError, ZeroIG
+from zeroig_plugin import CheckpointError, InputError, ZeroIG
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,11 @@ def test_a_frame_limit_below_one_is_refused_not_a_complete_run_of_no_frames(tmp_
         enhance_video(tmp_path / "missing.mp4", tmp_path / "out.mp4", enhancer, max_frames=max_frames)
     with pytest.raises(ValueError, match="max_frames is a number of frames"):
         next(iter_enhanced_frames(tmp_path / "missing.mp4", enhancer, max_frames=max_frames))
+
+
+def test_an_optimizer_state_of_other_networks_is_a_checkpoint_error_before_any_step(dark):
+    narrow = ZeroIG(mode="faithful", device="cpu", enhancer_width=8)
+    narrow.fit(dark, 1)
+    for state, reason in ((narrow.optimizer_state_dict(), "other widths"), ({"state": {}}, "not an Adam state")):
+        with pytest.raises(CheckpointError, match=reason):
+            ZeroIG(mode="faithful", device="cpu", optimizer_state=state)

@@ -22,7 +22,7 @@ from .borders import ContentBox, find_content, paste_content
 from .checkpoint import load_state_dict, network_from_state_dict, save_state_dict
 from .classical import FINISH_STRIDE, average_with_tv as average_linear_with_tv, tv_denoised
 from .ensemble import EnsembleMean, check_ensemble_size, dihedral
-from .errors import DeviceError, InputError
+from .errors import CheckpointError, DeviceError, InputError
 from .host_memory import keep_freed_memory, release_freed_memory
 from .improved import HEADROOM_BRIGHTNESS, apply_gain, headroom_brightness
 from .improved import exposure_gain as gain_to_brightness
@@ -384,7 +384,7 @@ class ZeroIG:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.optimizer = self._new_optimizer()
         if optimizer_state is not None:
-            self.optimizer.load_state_dict(optimizer_state)
+            self._load_optimizer_state(optimizer_state)
         self._average = (
             _WeightAverage(copy.deepcopy(self.net).requires_grad_(False), self.recipe.weight_average)
             if self.recipe.weight_average
@@ -449,6 +449,18 @@ class ZeroIG:
         self._best: _BestWeights | None = None
         self._checks_without_improvement = 0
         self._plateaued = False
+
+    def _load_optimizer_state(self, state: dict) -> None:
+        """Resume Adam from ``state``, refused as a :class:`CheckpointError` unless it is one of
+        these networks' (torch checks only the number of parameters; moments of other shapes
+        would fail at the first step)."""
+        try:
+            self.optimizer.load_state_dict(state)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"optimizer_state is not an Adam state of these networks ({error})") from None
+        for parameter, moments in self.optimizer.state.items():
+            if any(torch.is_tensor(value) and value.ndim and value.shape != parameter.shape for value in moments.values()):
+                raise CheckpointError("optimizer_state is an Adam state of networks of other widths than these weights")
 
     def optimizer_state_dict(self) -> dict:
         """A copy of the Adam state, to pass back as ``optimizer_state`` for a warm start elsewhere."""

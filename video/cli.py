@@ -120,7 +120,9 @@ def video_command(
     with libx264 (yuv420p). Letterbox and pillarbox bars stay as they are: only the picture
     between them is fitted and enhanced (in every mode but faithful). The output (.mp4, .mov, .mkv,
     .ts, .m2ts or .mts) is written under a temporary name and renamed when done; Ctrl-C or SIGTERM
-    keeps the frames finished so far as a valid, shorter video.
+    keeps the frames finished so far as a valid, shorter video (nothing, if no frame was finished)
+    and exits 130 or 143. Exit status 1: an error, a truncated input included (its frames decoded
+    are kept); 2: a usage error.
     """
     import sys
 

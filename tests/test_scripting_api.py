@@ -2,13 +2,16 @@
 enhancer's frame-by-frame and file APIs."""
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from video import WarmStartEnhancer, WarmStartSettings, enhance_video, iter_enhanced_frames
 from zeroig_plugin import CheckpointError, InputError, ZeroIG
+from zeroig_plugin.networks import published_init
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +100,32 @@ def test_an_optimizer_state_of_other_networks_is_a_checkpoint_error_before_any_s
     for state, reason in ((narrow.optimizer_state_dict(), "other widths"), ({"state": {}}, "not an Adam state")):
         with pytest.raises(CheckpointError, match=reason):
             ZeroIG(mode="faithful", device="cpu", optimizer_state=state)
+
+
+def test_weights_given_as_a_dict_are_checked_as_a_file_s_are():
+    state = ZeroIG(device="cpu").state_dict()
+    with pytest.raises(CheckpointError, match="weights: not a ZERO-IG checkpoint .missing enhance.in_conv.0.weight"):
+        ZeroIG(device="cpu", weights={"a": torch.zeros(1)})
+    diverged = {**state, "denoise_2.conv1.weight": torch.full_like(state["denoise_2.conv1.weight"], float("nan"))}
+    with pytest.raises(CheckpointError, match="weights: holds NaN or infinite weights .*denoise_2.conv1.weight"):
+        ZeroIG(device="cpu", weights=diverged)
+    with pytest.raises(CheckpointError, match="weights: not a state dict of tensors"):
+        ZeroIG(device="cpu", weights={**state, "note": "fitted on one image"})
+
+
+def test_models_made_in_several_threads_at_once_each_get_their_seed_s_weights():
+    expected = {seed: published_init(seed).state_dict() for seed in range(6)}
+    made: dict[int, dict] = {}
+    barrier = threading.Barrier(6)
+
+    def make(seed: int) -> None:
+        barrier.wait()
+        made[seed] = published_init(seed).state_dict()
+
+    threads = [threading.Thread(target=make, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for seed, state in made.items():
+        assert all(torch.equal(state[key], expected[seed][key]) for key in state), f"seed {seed}"

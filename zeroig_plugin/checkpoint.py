@@ -52,19 +52,29 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     for wrapper in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
             loaded = loaded[wrapper]
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise CheckpointError(f"{path}: not a state dict of tensors")
-    missing = [key for key in _WIDTH_KEYS.values() if key not in loaded]
-    if missing:
-        raise CheckpointError(f"{path}: not a ZERO-IG checkpoint (missing {', '.join(missing)})")
-    not_convolutions = [key for key in _WIDTH_KEYS.values() if loaded[key].ndim != 4 or not loaded[key].numel()]
-    if not_convolutions:
-        raise CheckpointError(f"{path}: not a ZERO-IG checkpoint ({', '.join(not_convolutions)} not a convolution's weights)")
-    not_finite = [key for key, value in loaded.items() if value.is_floating_point() and not torch.isfinite(value).all()]
-    if not_finite:
-        raise CheckpointError(f"{path}: holds NaN or infinite weights ({', '.join(not_finite[:3])}), as a fit "
-                              "that diverged saves them")
+    _check_weights(loaded, str(path))
     return loaded
+
+
+def _check_weights(state, source: str) -> None:
+    """Refuse ``state`` unless it is a dict of tensors holding the ZERO-IG convolutions that set the
+    networks' widths, all finite.
+
+    Raises:
+        CheckpointError: naming ``source`` and what is wrong.
+    """
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{source}: not a state dict of tensors")
+    missing = [key for key in _WIDTH_KEYS.values() if key not in state]
+    if missing:
+        raise CheckpointError(f"{source}: not a ZERO-IG checkpoint (missing {', '.join(missing)})")
+    not_convolutions = [key for key in _WIDTH_KEYS.values() if state[key].ndim != 4 or not state[key].numel()]
+    if not_convolutions:
+        raise CheckpointError(f"{source}: not a ZERO-IG checkpoint ({', '.join(not_convolutions)} not a convolution's weights)")
+    not_finite = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if not_finite:
+        raise CheckpointError(f"{source}: holds NaN or infinite weights ({', '.join(not_finite[:3])}), as a fit "
+                              "that diverged saves them")
 
 
 def _looks_like_torch_save(path: Path) -> bool:
@@ -81,8 +91,10 @@ def network_from_state_dict(state: dict[str, torch.Tensor], source: str = "weigh
     """Build a :class:`ZeroIGNet` whose widths fit ``state`` and load it.
 
     Raises:
-        CheckpointError: a tensor is missing or has the wrong shape (the message names ``source``).
+        CheckpointError: not a dict of finite tensors, or a tensor is missing or has the wrong
+            shape (the message names ``source``).
     """
+    _check_weights(state, source)
     widths = {name: int(state[key].shape[0]) for name, key in _WIDTH_KEYS.items()}
     net = ZeroIGNet(**widths)
     expected = net.state_dict()

@@ -5,6 +5,8 @@ Shapes follow NCHW. Module and state-dict names match the published checkpoints
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -146,13 +148,18 @@ class ZeroIGNet(nn.Module):
         }
 
 
+_SEEDED_INIT = threading.Lock()
+"""Held while the global RNG is seeded and drawn from: a second thread's seed would otherwise land between."""
+
+
 def published_init(seed: int = 2, **widths: int) -> ZeroIGNet:
     """A network initialised exactly as the published ``train.py`` does for ``seed``.
 
     PyTorch's default init for every layer, then the enhancer's convolutions ``N(0, 0.02)``
-    with zero bias and its BatchNorm weight ``N(1, 0.02)``. The global RNG is left untouched.
+    with zero bias and its BatchNorm weight ``N(1, 0.02)``. The global RNG is left untouched, and
+    models made in several threads at once each get their seed's weights.
     """
-    with torch.random.fork_rng(devices=[]):
+    with _SEEDED_INIT, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = ZeroIGNet(**widths)
         for part in (net.enhance.in_conv, net.enhance.conv, net.enhance.out_conv):

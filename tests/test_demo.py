@@ -43,3 +43,15 @@ def test_a_simulated_dark_capture_puts_the_shadows_in_srgbs_toe_and_is_8_bit():
     np.testing.assert_array_equal(noisy, simulate_dark_capture(patches, seed=3))
     np.testing.assert_allclose(noisy * 255, np.round(noisy * 255), atol=1e-4)
     assert noisy.std() > 0 and 0.01 < float(noisy.mean()) < 0.15
+
+
+def test_an_unknown_mode_or_device_is_a_usage_error_before_anything_runs(tmp_path):
+    for option, value in (("--mode", "bogus"), ("--device", "tpu")):
+        result = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "out"), "--iters", "1", option, value])
+        assert result.exit_code == 2 and f"Invalid value for {option}" in result.output and value in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_demo_says_it_is_sized_for_a_cpu_only_at_its_own_step_count(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path), "--iters", "1", "--device", "cpu"])
+    assert result.exit_code == 0 and "sized to finish" not in result.output

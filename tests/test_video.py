@@ -636,6 +636,9 @@ def test_brightness_reaches_the_frame_fits(clip, tmp_path, monkeypatch, dark_sce
         assert result.exit_code == 0, result.output
     assert chosen == [(0.3, False), (0.3, True)]  # video fits set the level themselves unless asked
     assert run_cli(clip, tmp_path / "c.mp4", "--brightness", "0").exit_code == 2
+    unknown_device = run_cli(clip, tmp_path / "d.mp4", "--device", "tpu")
+    assert unknown_device.exit_code == 2 and "Invalid value for --device" in unknown_device.output
+    assert not (tmp_path / "d.mp4").exists()
 
 
 def test_settings_are_checked():

@@ -138,6 +138,11 @@ def video_command(
     def warn(message: str) -> None:
         tqdm.write(f"zeroig video: {message}", file=sys.stderr)
 
+    try:
+        describe_device(device)
+    except ZeroIGError as error:
+        raise click.BadParameter(str(error), param_hint="--device") from None
+
     with sigterm_as_interrupt() as stop:
         try:
             check_paths(input_path, output_path, overwrite)

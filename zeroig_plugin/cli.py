@@ -652,8 +652,15 @@ def demo(output_dir, iters, mode, device) -> None:
     the reference are printed.
     """
     from .demo import run_demo
+    from .engine import describe_device
     from .errors import ZeroIGError
+    from .recipes import get_recipe
 
+    for check, value, option in ((get_recipe, mode, "--mode"), (describe_device, device, "--device")):
+        try:
+            check(value)
+        except ZeroIGError as error:
+            raise click.BadParameter(str(error), param_hint=option) from None
     try:
         run_demo(output_dir, iters=iters, mode=mode, device=device)
     except ZeroIGError as error:

@@ -93,7 +93,8 @@ def run_demo(output_dir: str | Path, iters: int | None = None, mode: str = "defa
     echo(f"demo: scikit-image 'coffee' at {width}x{height}, darkened as a camera records 2 % of the light "
          f"(shot and read noise, 8 bits) to mean {low.mean() * 255:.0f}/255; {iters} steps of mode '{model.mode}' "
          f"on {describe_device(device)}")
-    echo("      (sized to finish in a few minutes on a 2-core CPU; real images use 2000 steps)")
+    if iters == DEMO_ITERS:
+        echo("      (sized to finish in a few minutes on a 2-core CPU; real images use 2000 steps)")
     started = time.perf_counter()
     from tqdm import tqdm
 

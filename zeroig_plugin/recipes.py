@@ -138,7 +138,7 @@ def get_recipe(mode: str) -> Recipe:
     return _RECIPES[name]
 
 
-register_recipe(Recipe("faithful", faithful_loss, "the published ZERO-IG computation, exactly (SPEC.md)"))
+register_recipe(Recipe("faithful", faithful_loss, "the published ZERO-IG computation, exactly (the published code's arithmetic, its quirks included)"))
 
 from .improved import improved_recipe  # noqa: E402  (improved.py builds on the names above)
 

@@ -20,7 +20,8 @@ back exactly:
   are outliers (hot pixels) rather than structures.
 * the alpha channel of RGBA data is copied to the outputs as it is.
 * NaN and infinities in float data (no data: outside a registered field, masked pixels) are
-  fitted as the low end of the scale and are NaN in the outputs, as the command line does.
+  fitted as their nearest data (whole rows and columns without data as a flat border) and are
+  NaN in the outputs, as the command line does.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import numpy as np
 
 from zeroig_plugin import (
     ENSEMBLE_SIZES, HEADROOM_BRIGHTNESS, MAX_BRIGHTNESS, ImageOutputs, InputError, StackExposure, ZeroIG,
-    brightness_applied, get_recipe, inference_passes, load_state_dict, processing_record, value_scale,
+    brightness_applied, fill_no_data, get_recipe, inference_passes, load_state_dict, processing_record, value_scale,
 )
 
 __all__ = [
@@ -103,9 +104,11 @@ class IntensityScale:
         return cls(low, high, dtype)
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
-        """``values`` as float32 in ``[0, 1]``; NaN and infinities (no data) as 0, as the command line fits them."""
+        """``values`` (a plane, ``(Y, X)`` or ``(Y, X, 3)``) as float32 in ``[0, 1]``; NaN and
+        infinities (no data) filled from the nearest data, as the command line fits them
+        (``zeroig_plugin.fill_no_data``)."""
         unit = (np.asarray(values, dtype=np.float64) - self.low) / (self.high - self.low)
-        return np.clip(np.where(np.isfinite(unit), unit, 0.0), 0.0, 1.0).astype(np.float32)
+        return np.clip(fill_no_data(unit), 0.0, 1.0).astype(np.float32)
 
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
         """``[0, 1]`` values back in this scale's range and dtype (rounded for integers)."""

@@ -497,11 +497,29 @@ def test_nan_in_a_float_tiff_stays_nan_in_every_output_and_the_rest_is_enhanced(
     result = run(str(tmp_path / "field.tif"), "-o", str(tmp_path / "out"), "--ensemble", "1", "--iters-per-plane", "1")
     assert result.exit_code == 0, result.output
     no_data = ~np.isfinite(stored)
-    assert f"{no_data.sum()} NaN or infinite values (no data) fitted as 0 and written back as NaN" in result.output
+    assert f"{no_data.sum()} NaN or infinite values (no data) fitted as their nearest data and written back as NaN" in result.output
     for kind in ("enhance", "denoise"):
         written = tifffile.imread(tmp_path / "out" / f"field_{kind}.tif")
         assert written.shape == stored.shape and np.array_equal(np.isnan(written), no_data)
         assert np.nanmean(written) > 3 * stored[~no_data].mean()
+
+
+def test_a_flat_float_tiff_with_a_masked_pixel_comes_out_as_it_does_without_it(tmp_path):
+    import tifffile
+
+    flat = np.full((24, 24), 0.05, np.float32)
+    masked = flat.copy()
+    masked[12, 12] = np.nan
+    tifffile.imwrite(tmp_path / "flat.tif", flat)
+    tifffile.imwrite(tmp_path / "masked.tif", masked)
+    result = run(str(tmp_path / "flat.tif"), str(tmp_path / "masked.tif"), "-o", str(tmp_path / "out"), "--iters", "2")
+    assert result.exit_code == 0, result.output
+    assert "picture" not in result.output  # not framed by flat borders around the one missing pixel
+    for kind in ("enhance", "denoise"):
+        whole = tifffile.imread(tmp_path / "out" / f"flat_{kind}.tif")
+        written = tifffile.imread(tmp_path / "out" / f"masked_{kind}.tif")
+        assert np.isnan(written[12, 12]) and np.array_equal(np.isnan(written), np.isnan(masked))
+        np.testing.assert_allclose(written[~np.isnan(masked)], whole[~np.isnan(masked)], atol=1e-6)
 
 
 def test_a_float_tiff_with_no_data_at_all_is_refused(tmp_path):

@@ -112,6 +112,14 @@ def test_constant_and_non_numeric_data():
         IntensityScale.for_data(np.full(4, np.nan))
 
 
+def test_no_data_is_fitted_as_its_nearest_data_not_as_a_dark_hole():
+    plane = np.full((16, 16), 120.0, np.float32)
+    plane[8, 8] = np.nan
+    plane[:, :3] = np.nan  # outside a registered field: a flat border at the low end
+    unit = IntensityScale(100.0, 140.0, np.dtype(np.float32)).to_unit(plane)
+    assert np.all(unit[:, 3:] == np.float32(0.5)) and np.all(unit[:, :3] == 0.0)
+
+
 def test_nan_and_infinities_in_float_data_are_no_data_and_nan_in_the_outputs():
     data = np.random.default_rng(3).uniform(100.0, 140.0, (2, 24, 24)).astype(np.float32)
     data[:, :, :4] = np.nan  # outside a registered field

@@ -44,6 +44,7 @@ _EXPORTS = {
     "LoadedImage": "imageio",
     "LoadedStack": "imageio",
     "value_scale": "imageio",
+    "fill_no_data": "imageio",
     "read_image": "imageio",
     "read_stack": "imageio",
     "write_image": "imageio",

@@ -147,7 +147,7 @@ def _no_data_note(missing) -> str:
     (``LoadedImage.missing``, ``LoadedStack.missing``); empty where there are none."""
     if missing is None:
         return ""
-    return f"; {int(missing.sum())} NaN or infinite values (no data) fitted as 0 and written back as NaN"
+    return f"; {int(missing.sum())} NaN or infinite values (no data) fitted as their nearest data and written back as NaN"
 
 
 def _per_input_path(template: str | None, stem: str, option: str, many: bool) -> Path | None:
@@ -564,7 +564,7 @@ def _enhance_stack(
     Each channel (the ``C`` axis) gets a fresh model; within it the planes are visited in storage
     order, the first fitted for ``iters`` steps and each later one for ``later_iters``. Returns the
     outputs of ``kinds`` in the stack's layout, dtype and scale (float stacks as float32, NaN
-    where the stack had NaN: no data, fitted as 0), the
+    where the stack had NaN: no data, fitted as its nearest data), the
     losses of each plane's fit, each channel's model after its last plane, and each channel's
     stack gain (empty where there is none). The whole stack shares one scale
     (:func:`~zeroig_plugin.imageio.value_scale`), and with the exposure gain a channel's planes

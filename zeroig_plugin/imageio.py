@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 from .checkpoint import atomic_write_path
 from .errors import InputError, OutputError
@@ -30,7 +31,7 @@ from .provenance import SOFTWARE, record_text
 __all__ = [
     "LoadedImage", "LoadedStack", "ValueScale", "read_image", "read_stack", "is_tiff", "tiff_stack_axes", "write_image", "write_tiff",
     "write_stack",
-    "to_float", "from_float", "to_stored", "stored_form", "value_scale", "missing_values", "IMAGE_SUFFIXES",
+    "to_float", "from_float", "to_stored", "stored_form", "value_scale", "missing_values", "fill_no_data", "IMAGE_SUFFIXES",
     "FORMAT_NAMES",
 ]
 
@@ -120,17 +121,46 @@ def value_scale(array: np.ndarray) -> ValueScale:
     raise InputError(f"unsupported pixel type {array.dtype}")
 
 
+def fill_no_data(values: np.ndarray, outside: float = 0.0) -> np.ndarray:
+    """``values`` ``(H, W)`` or ``(H, W, C)`` with its NaN and infinities (no data) filled so that a
+    fit sees no edge where the data ends: inside the box that bounds the data, each by the nearest
+    finite value of its channel; outside it, by ``outside`` (whole rows and columns of one value,
+    which the improved modes leave out as flat borders). A copy; ``values`` itself where all is finite.
+
+    A zero fill would put a cliff beside the data's edge (the denoisers smooth across it, and the
+    dark fill pulls the exposure rule's mean luminance down) and would frame a flat image around
+    one missing pixel as its only picture.
+    """
+    finite = np.isfinite(values)
+    if finite.all():
+        return values
+    filled = np.where(finite, values, outside)
+    with_data = finite if values.ndim == 2 else finite.any(axis=2)
+    rows, columns = np.flatnonzero(with_data.any(axis=1)), np.flatnonzero(with_data.any(axis=0))
+    if not rows.size:
+        return filled
+    box = np.s_[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    boxed, boxed_finite = filled[box], finite[box]
+    for channel in range(1 if values.ndim == 2 else values.shape[2]):
+        plane = boxed if values.ndim == 2 else boxed[..., channel]
+        has = boxed_finite if values.ndim == 2 else boxed_finite[..., channel]
+        if has.any() and not has.all():
+            nearest = distance_transform_edt(~has, return_distances=False, return_indices=True)
+            plane[...] = plane[tuple(nearest)]
+    return filled
+
+
 def to_float(array: np.ndarray, scale: ValueScale | None = None) -> tuple[np.ndarray, int]:
     """Integer or float pixels -> float32 in ``[0, 1]`` (mapped by ``scale``, by default
-    :func:`value_scale`; NaN and infinities, no data, to 0) and the bit depth (8 or 16) to write
-    a PNG back with."""
+    :func:`value_scale`; NaN and infinities, no data, filled by :func:`fill_no_data`) and the bit
+    depth (8 or 16) to write a PNG back with."""
     scale = value_scale(array) if scale is None else scale
     bits = 8 if array.dtype in (np.uint8, np.bool_) else 16
     if array.dtype in (np.uint8, np.uint16, np.bool_):
         return array.astype(np.float32) / np.float32(scale.scale), bits
     values = array.astype(np.float64)
     if np.issubdtype(array.dtype, np.floating):
-        values[~np.isfinite(values)] = scale.offset
+        values = fill_no_data(values, outside=scale.offset)
     return np.clip((values - scale.offset) / scale.scale, 0, 1).astype(np.float32), bits
 
 

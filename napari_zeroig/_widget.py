@@ -259,7 +259,7 @@ class ZeroIGWidget(Container):
             settings = self.settings()
             total = settings.progress_total(layout)
         except ZeroIGError as error:
-            show_error(f"ZERO-IG: {error}")
+            self._on_error(error)
             return
         self._cancel_requested.clear()
         self._progress_bar = progress(total=total, desc=f"ZERO-IG {layer.name}")

@@ -223,3 +223,16 @@ def test_the_brightness_choice_reaches_the_run_settings(viewer):
     assert widget.settings().exposure_gain is True
     widget["exposure_gain"].value = False
     assert widget.settings().exposure_gain is False
+
+
+def test_a_run_refused_before_it_starts_says_why_in_the_status(viewer, qtbot, tmp_path):
+    bogus = tmp_path / "weights.pt"
+    bogus.write_text("not a checkpoint")
+    layer = viewer.add_image(np.zeros((16, 16), np.uint8), name="dark")
+    widget = docked_widget(viewer)
+    run_and_wait(qtbot, widget, layer, checkpoint=bogus)
+    widget["checkpoint"].value = None
+    widget["steps"].value = 0
+    widget["run"].native.click()
+    assert not widget.running
+    assert widget["status"].value.startswith("failed: 0 steps apply a checkpoint")  # not the earlier run's failure

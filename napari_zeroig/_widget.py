@@ -74,6 +74,7 @@ def carried_properties(source: napari.layers.Image) -> dict:
         "units": source.units,
         "metadata": dict(source.metadata),
         "rgb": source.rgb,
+        "blending": source.blending,
     }
     if not source.rgb:
         properties["colormap"] = source.colormap

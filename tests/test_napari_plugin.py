@@ -236,3 +236,14 @@ def test_a_run_refused_before_it_starts_says_why_in_the_status(viewer, qtbot, tm
     widget["run"].native.click()
     assert not widget.running
     assert widget["status"].value.startswith("failed: 0 steps apply a checkpoint")  # not the earlier run's failure
+
+
+def test_outputs_of_channels_split_by_channel_axis_blend_like_their_inputs(viewer, qtbot):
+    channels = np.random.default_rng(4).integers(0, 500, (2, 24, 24)).astype(np.uint16)
+    viewer.add_image(channels, name=["nuclei", "actin"], channel_axis=0, colormap=["cyan", "magenta"])
+    actin = viewer.layers["actin"]
+    assert actin.blending == "additive"  # napari's overlay of channels
+    widget = docked_widget(viewer)
+    run_and_wait(qtbot, widget, actin, ensemble="1")
+    output = viewer.layers["actin denoised (linear)"]
+    assert output.blending == "additive" and output.colormap.name == "magenta"  # not hiding the channels below

@@ -315,7 +315,7 @@ class ZeroIGWidget(Container):
 
     def _add_outputs(self, source: napari.layers.Image, outputs: StackOutputs | None) -> None:
         """Add ``<name> enhanced`` / ``<name> denoised`` / ``<name> denoised (linear)`` (the fields of
-        ``outputs`` requested) beside ``source``; the linear one with the input's contrast limits."""
+        ``outputs`` requested) beside ``source``; the linear one with the input's contrast limits and gamma."""
         if outputs is None:
             self._status.value = "cancelled"
             show_info(f"ZERO-IG: cancelled, no layer added for {source.name}")
@@ -326,7 +326,7 @@ class ZeroIGWidget(Container):
             added.append(suffix)
             properties = carried_properties(source)
             properties["metadata"]["zeroig"] = {**outputs.provenance[field], "input": source.name}
-            look = {"contrast_limits": source.contrast_limits} if field == "linear" and not source.rgb else {}
+            look = {"contrast_limits": source.contrast_limits, "gamma": source.gamma} if field == "linear" else {}
             self._viewer.add_image(data, name=f"{source.name} {suffix}", **properties, **look)
         self._status.value = f"done, added {' and '.join(added)}"
 

@@ -247,3 +247,12 @@ def test_outputs_of_channels_split_by_channel_axis_blend_like_their_inputs(viewe
     run_and_wait(qtbot, widget, actin, ensemble="1")
     output = viewer.layers["actin denoised (linear)"]
     assert output.blending == "additive" and output.colormap.name == "magenta"  # not hiding the channels below
+
+
+def test_the_linear_output_is_shown_like_its_input_rgb_and_gamma_included(viewer, qtbot):
+    image = np.random.default_rng(5).integers(0, 3000, (24, 24, 3)).astype(np.uint16)
+    layer = viewer.add_image(image, name="dim rgb", rgb=True, contrast_limits=(0, 4000), gamma=0.5)
+    widget = docked_widget(viewer)
+    run_and_wait(qtbot, widget, layer, ensemble="1")
+    linear = viewer.layers["dim rgb denoised (linear)"]
+    assert tuple(linear.contrast_limits) == (0, 4000) and linear.gamma == 0.5

@@ -197,6 +197,15 @@ class ZeroIGWidget(Container):
         self._layer.reset_choices()
         self._layer.value = layer
 
+    def reset_choices(self, *_) -> None:
+        """Fresh layer and axis choices (napari calls this when layers are added, removed, moved or
+        renamed); the chosen layer stays chosen under a new name."""
+        chosen = self._layer.value
+        if chosen is not None:
+            # magicgui keeps the choice whose text was shown: show the chosen layer's current name first
+            self._layer.native.setItemText(self._layer.native.currentIndex(), chosen.name)
+        super().reset_choices()
+
     def _image_layers(self, _widget=None) -> list[tuple[str, napari.layers.Image]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)]
 

@@ -256,3 +256,14 @@ def test_the_linear_output_is_shown_like_its_input_rgb_and_gamma_included(viewer
     run_and_wait(qtbot, widget, layer, ensemble="1")
     linear = viewer.layers["dim rgb denoised (linear)"]
     assert tuple(linear.contrast_limits) == (0, 4000) and linear.gamma == 0.5
+
+
+def test_the_chosen_layer_stays_chosen_when_renamed(viewer):
+    viewer.add_image(np.zeros((16, 16), np.uint8), name="first")
+    stack = viewer.add_image(np.zeros((3, 16, 16), np.uint16), name="stack")
+    widget = docked_widget(viewer)
+    widget.select_layer(stack)
+    widget["stack_axis"].value = None  # the user's choice, kept too
+    stack.name = "stack of cells"
+    assert widget["image"].value is stack and widget["image"].current_choice == "stack of cells"
+    assert widget["stack_axis"].value is None and len(widget["stack_axis"].choices) == 2

@@ -129,3 +129,17 @@ def test_models_made_in_several_threads_at_once_each_get_their_seed_s_weights():
         thread.join()
     for seed, state in made.items():
         assert all(torch.equal(state[key], expected[seed][key]) for key in state), f"seed {seed}"
+
+
+def test_a_folder_given_as_weights_is_named_as_a_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder, not a weights file"):
+        ZeroIG(device="cpu", weights=tmp_path)
+
+
+def test_the_record_of_a_model_applied_without_fitting_does_not_say_it_was_fitted(dark):
+    from zeroig_plugin import processing_record
+
+    model = ZeroIG(mode="faithful", device="cpu")
+    assert "not fitted" in processing_record(model, "denoise", weights="w.pt")["method"]
+    model.fit(dark, 1)
+    assert processing_record(model, "denoise")["method"].endswith("fitted to this input alone")

@@ -33,6 +33,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         CheckpointError: the file is missing, unreadable, or holds no ZERO-IG weights.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a weights file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such weights file")
     if not _looks_like_torch_save(path):

@@ -22,6 +22,7 @@ __all__ = ["SOFTWARE", "processing_record", "record_text", "brightness_applied"]
 
 SOFTWARE = f"zeroig {__version__}"
 METHOD = "ZERO-IG (Shi et al., CVPR 2024), fitted to this input alone"
+UNFITTED_METHOD = "ZERO-IG (Shi et al., CVPR 2024), not fitted: the starting weights applied as they are"
 
 
 def processing_record(
@@ -41,7 +42,7 @@ def processing_record(
     steps = model.steps_done if steps is None else steps
     return {
         "software": SOFTWARE,
-        "method": METHOD,
+        "method": METHOD if steps else UNFITTED_METHOD,
         "output": output,
         "mode": model.mode,
         "steps": steps,

@@ -7,6 +7,7 @@ the next step or pass. Errors become napari notifications.
 """
 from __future__ import annotations
 
+import copy
 import threading
 from functools import partial
 
@@ -72,13 +73,22 @@ def carried_properties(source: napari.layers.Image) -> dict:
         "affine": source.affine,
         "axis_labels": source.axis_labels,
         "units": source.units,
-        "metadata": dict(source.metadata),
+        "metadata": _own_copy(source.metadata),
         "rgb": source.rgb,
         "blending": source.blending,
     }
     if not source.rgb:
         properties["colormap"] = source.colormap
     return properties
+
+
+def _own_copy(metadata: dict) -> dict:
+    """A deep copy of a layer's metadata, so that editing an output's does not edit its input's;
+    a shallow one where a reader stored something that cannot be copied (an open file)."""
+    try:
+        return copy.deepcopy(metadata)
+    except (TypeError, copy.Error):
+        return dict(metadata)
 
 
 OUTPUT_LAYER_SUFFIXES = {"enhanced": "enhanced", "denoised": "denoised", "linear": "denoised (linear)"}

@@ -61,7 +61,7 @@ def test_gray_uint16_run_adds_every_output_with_the_input_placement(viewer, qtbo
     image = np.random.default_rng(0).integers(100, 300, (32, 32)).astype(np.uint16)
     layer = viewer.add_image(
         image.copy(), name="cells", scale=(0.5, 0.25), translate=(10, -3), axis_labels=("y", "x"),
-        units=("um", "um"), metadata={"objective": "60x"}, colormap="magma", contrast_limits=(90, 320),
+        units=("um", "um"), metadata={"objective": "60x", "stage": {"x": 1.5}}, colormap="magma", contrast_limits=(90, 320),
     )
     widget = docked_widget(viewer)
     run_and_wait(qtbot, widget, layer, output="all")
@@ -77,7 +77,8 @@ def test_gray_uint16_run_adds_every_output_with_the_input_placement(viewer, qtbo
     # each output layer's metadata says what made it; the input's is untouched
     assert [each.metadata["zeroig"]["output"] for each in viewer.layers[1:]] == ["enhance", "denoise", "linear"]
     assert {each.metadata["zeroig"]["input"] for each in viewer.layers[1:]} == {"cells"}
-    assert layer.metadata == {"objective": "60x"}
+    viewer.layers["cells denoised"].metadata["stage"]["x"] = 2.0  # an output's metadata is its own, nested values too
+    assert layer.metadata == {"objective": "60x", "stage": {"x": 1.5}}
     np.testing.assert_array_equal(layer.data, image)
     assert widget["status"].value == "done, added enhanced and denoised and denoised (linear)"
 

@@ -88,6 +88,8 @@ class IntensityScale:
         dtype = np.dtype(data.dtype)
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
             raise InputError(f"cannot enhance {dtype} data: expected integers or floats")
+        if scaling == "auto" and dtype in (np.uint8, np.uint16):  # by the dtype alone: a lazy layer is not read whole
+            return cls(0.0, value_scale(np.empty(0, dtype)).scale, dtype)
         values = np.asarray(data)
         if scaling == "auto" and np.issubdtype(dtype, np.integer) and int(values.min(initial=0)) >= 0:
             return cls(0.0, value_scale(values).scale, dtype)

@@ -86,6 +86,19 @@ def test_float_data_on_the_unit_range_is_used_as_it_is_so_a_dim_layer_is_brighte
     assert outputs.denoised.mean() > 5 * dim.mean() and outputs.denoised.max() > dim.max()
 
 
+def test_8_and_16_bit_data_is_scaled_by_its_dtype_without_reading_a_lazy_layer_whole():
+    class Lazy:
+        """A layer's array that refuses to be read whole, as a big dask or zarr array should not be."""
+
+        dtype, shape, ndim = np.dtype(np.uint16), (40, 512, 512), 3
+
+        def __array__(self, *args, **kwargs):
+            raise AssertionError("read whole")
+
+    scale = IntensityScale.for_data(Lazy())
+    assert (scale.low, scale.high) == (0.0, 65535.0)
+
+
 def test_float_data_scales_by_robust_percentiles_where_a_few_wild_values_would_black_it_out():
     rng = np.random.default_rng(0)
     values = rng.uniform(200.0, 300.0, 100_000)

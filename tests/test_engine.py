@@ -94,7 +94,7 @@ def test_bad_images_are_rejected_with_a_message():
     with pytest.raises(Exception, match="shape"):
         model.infer(np.zeros((8, 8, 5), np.float32))
     with pytest.raises(Exception, match="float"):
-        model.infer(np.zeros((8, 8, 3), np.uint8))
+        model.infer(np.zeros((8, 8, 3), np.int32))
 
 
 def test_devices_resolve_or_fail_clearly():
@@ -266,8 +266,11 @@ def test_a_tensor_input_fits_like_the_same_numpy_array(dark):
     from_array = ZeroIG(mode="faithful", device="cpu").fit(dark, 2).losses
     from_tensor = ZeroIG(mode="faithful", device="cpu").fit(torch.from_numpy(dark), 2).losses
     assert from_tensor == from_array
+    counts = (dark * 255).round().astype(np.uint8)
+    from_bytes = ZeroIG(mode="faithful", device="cpu").fit(torch.from_numpy(counts), 2).losses
+    assert from_bytes == ZeroIG(mode="faithful", device="cpu").fit(counts, 2).losses
     with pytest.raises(Exception, match="float"):
-        ZeroIG(mode="faithful", device="cpu").fit(torch.zeros(8, 8, 3, dtype=torch.uint8), 1)
+        ZeroIG(mode="faithful", device="cpu").fit(torch.zeros(8, 8, 3, dtype=torch.int16), 1)
 
 
 def _image_statistics_model() -> ZeroIG:

@@ -143,3 +143,12 @@ def test_the_record_of_a_model_applied_without_fitting_does_not_say_it_was_fitte
     assert "not fitted" in processing_record(model, "denoise", weights="w.pt")["method"]
     model.fit(dark, 1)
     assert processing_record(model, "denoise")["method"].endswith("fitted to this input alone")
+
+
+@pytest.mark.parametrize("dtype, peak", [(np.uint8, 255), (np.uint16, 65535), (">u2", 65535)])
+def test_8_and_16_bit_arrays_are_taken_as_images_are_read(dtype, peak):
+    counts = (np.random.default_rng(1).random((20, 18, 3)) * 0.15 * peak).round()
+    for output, wanted in zip(_outputs(counts.astype(dtype)), _outputs((counts / peak).astype(np.float32))):
+        np.testing.assert_allclose(output, wanted, atol=1e-6)
+    with pytest.raises(InputError, match="got dtype int16 .*imageio.to_float"):
+        ZeroIG(device="cpu").infer(counts.astype(np.int16))

@@ -49,6 +49,9 @@ ProgressCallback = Callable[[int, int, "float | None"], None]
 """Called after each step with ``(steps_done, steps_total, loss)``; ``loss`` is the loss computed
 before that step, given every ``loss_every`` steps and on the last step, else ``None``."""
 
+_INTEGER_PEAKS = {("u", 1): 255.0, ("u", 2): 65535.0}
+"""uint8 and uint16 images (any byte order), by ``(kind, itemsize)``, are divided by these, as
+:func:`~zeroig_plugin.imageio.value_scale` reads them."""
 RANGE_ROUNDING = 1e-3  # how far float values may stray outside [0, 1] and be clamped, as for video frames
 MIN_FIT_SIDE = 16  # the blur's reflect padding needs 11 pixels; tiny images are edge-padded to this
 
@@ -117,15 +120,16 @@ class _Layout:
 
 
 def _to_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, _Layout]:
-    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` in ``[0, 1]`` -> ``(1, 3, H, W)`` on ``device``.
+    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` floats in ``[0, 1]``, or ``uint8`` / ``uint16``
+    (divided by 255 / 65535, as images are read) -> ``(1, 3, H, W)`` float32 on ``device``.
 
     Gray is replicated to three channels.
     """
     if isinstance(image, torch.Tensor):  # stays on its device when that is ``device``
-        floating = image.is_floating_point()
+        floating, peak = image.is_floating_point(), 255.0 if image.dtype == torch.uint8 else None
     else:
         image = np.asarray(image)
-        floating = np.issubdtype(image.dtype, np.floating)
+        floating, peak = np.issubdtype(image.dtype, np.floating), _INTEGER_PEAKS.get((image.dtype.kind, image.dtype.itemsize))
     shape = tuple(image.shape)
     if len(shape) == 2:
         layout = _Layout(True, False, *shape)
@@ -133,12 +137,15 @@ def _to_tensor(image: np.ndarray | torch.Tensor, device: torch.device) -> tuple[
         layout = _Layout(shape[-1] == 1, True, *shape[:2])
     else:
         raise InputError(f"expected an (H, W), (H, W, 1) or (H, W, 3) image, got shape {shape}")
-    if not floating:
-        raise InputError(f"expected a float image in [0, 1], got dtype {image.dtype}")
+    if not floating and peak is None:
+        raise InputError(f"expected a float image in [0, 1], uint8 or uint16, got dtype {image.dtype} "
+                         "(zeroig_plugin.imageio.to_float maps other types as the command line reads them)")
     if 0 in shape:
         raise InputError(f"the image is empty (shape {shape})")
     tensor = image.detach() if isinstance(image, torch.Tensor) else _float32_tensor(image)
     tensor = tensor.reshape(*shape[:2], -1).to(device=device, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
+    if peak is not None:
+        tensor = tensor / peak
     _check_range(tensor)
     tensor = tensor.clamp(0, 1).expand(-1, 3, -1, -1) if layout.gray else tensor.clamp(0, 1)
     return tensor.contiguous(), layout
@@ -652,8 +659,8 @@ class ZeroIG:
         loss_every: int = 1,
     ) -> FitReport:
         """Run up to ``steps`` optimiser steps on ``image`` (``(H, W)`` or ``(H, W, 1|3)`` float in
-        ``[0, 1]``, a numpy array or a tensor, which is used where it lies if on this device), continuing from the current weights and optimiser state.
-        Values beyond rounding of ``[0, 1]`` (0-255 floats), NaN and infinities are an :class:`InputError`.
+        ``[0, 1]``, or uint8 / uint16 divided by 255 / 65535; a numpy array or a tensor, which is used where it lies if on this device), continuing from the current weights and optimiser state.
+        Float values beyond rounding of ``[0, 1]`` (0-255 floats), NaN and infinities are an :class:`InputError`.
 
         ``should_cancel`` is checked before every step; a cancelled fit keeps the steps it ran.
         The loss history holds the loss computed before each step (read from the device every
@@ -933,7 +940,8 @@ class ZeroIG:
         ensemble: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> ImageOutputs:
-        """``enhance``, ``denoise`` and ``linear`` for ``image``, as arrays laid out like ``image``.
+        """``enhance``, ``denoise`` and ``linear`` for ``image`` (as :meth:`fit` takes it), as float32
+        arrays in ``[0, 1]`` laid out like ``image``.
 
         ``linear`` is ``denoise`` before any brightening: N2's result multiplied back by the
         illumination map, at the input's own intensities (for quantitative images; the exposure
